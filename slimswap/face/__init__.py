@@ -1,0 +1,1 @@
+"""Face analysis: detection, landmarks, alignment, selection, masks and paste-back."""

@@ -1,0 +1,1 @@
+"""Swappers: anything that turns aligned target crops into crops of the source identity."""

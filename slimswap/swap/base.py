@@ -1,0 +1,48 @@
+"""The one interface every swapper satisfies.
+
+A swapper works on aligned crops (see slimswap.face.align), never on whole frames: the
+pipeline aligns, calls `swap` on a batch, and pastes back. So a GPU swapper sees many crops
+per call, and the classic and learned swappers are interchangeable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """Who the swapped faces should look like.
+
+    embedding: dlib's 128-D descriptor of the source face (what learned swappers condition on).
+    crop: the source face aligned at the swapper's resolution, RGB uint8 (what the classic
+    swapper warps). landmarks: the source's 68 landmarks in that crop's pixel coordinates.
+    """
+
+    embedding: np.ndarray
+    crop: np.ndarray
+    landmarks: np.ndarray
+
+
+@runtime_checkable
+class Swapper(Protocol):
+    """swap(crops[N,H,W,3] uint8, identity) -> crops[N,H,W,3] uint8, same shape and dtype."""
+
+    name: str
+    resolution: int
+
+    def swap(
+        self,
+        crops: np.ndarray,
+        identity: SourceIdentity,
+        target_landmarks: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Swap a batch of aligned target crops to `identity`.
+
+        target_landmarks (N, 68, 2), in crop coordinates, is given by the pipeline for
+        swappers that need geometry (classic); learned swappers may ignore it.
+        """
+        ...
