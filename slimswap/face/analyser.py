@@ -80,7 +80,7 @@ class FaceAnalyser:
     down to about 40 px instead of 80 px.
     """
 
-    def __init__(self, upsample: int = 0, min_score: float = -0.5) -> None:
+    def __init__(self, upsample: int = 0, min_score: float = 0.0) -> None:
         self.upsample = upsample
         self.min_score = min_score
 

@@ -1,0 +1,158 @@
+"""Putting a swapped crop back into its frame: colour matching and seamless compositing.
+
+All functions take and return RGB uint8 arrays and never modify their inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from slimswap.face.align import invert_affine, transform_points
+from slimswap.face.mask import box_mask
+
+Blend = Literal["feather", "poisson"]
+# pixels with a mask weight below this are left to the frame (Gaussian tails are ~1e-6)
+MASK_EPS = 1e-3
+# Poisson solves over mask > this; the soft mask then fades the result in, so no seam shows
+POISSON_THRESHOLD = 0.05
+
+
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+
+def _weighted_stats(lab: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of each LAB channel, weighted; only pixels with weight count."""
+    w = weights.reshape(-1)
+    keep = w > MASK_EPS
+    w, x = w[keep].astype(np.float64), lab.reshape(-1, 3)[keep].astype(np.float64)
+    total = w.sum()
+    mean = w @ x / total
+    std = np.sqrt(w @ (x - mean) ** 2 / total)
+    return mean, std
+
+
+def color_transfer(
+    swapped_crop: np.ndarray,
+    target_crop: np.ndarray,
+    mask: np.ndarray,
+    max_scale: float = 2.0,
+) -> np.ndarray:
+    """Give the swap the target's skin tone: match LAB mean and std inside the mask.
+
+    Reinhard-style transfer, written by hand (a few lines of numpy). LAB separates lightness
+    from colour, so a darker or warmer target skin moves the swap without tinting it.
+    Statistics are weighted by `mask` (the face area) so background and hair do not count;
+    the std ratio is clipped to [1/max_scale, max_scale] so a flat or noisy region cannot
+    blow the contrast up. The whole crop is transformed; the caller blends with the mask.
+    """
+    if swapped_crop.shape != target_crop.shape:
+        raise ValueError(f"crop shapes differ: {swapped_crop.shape} vs {target_crop.shape}")
+    weights = np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
+    if weights.shape != swapped_crop.shape[:2]:
+        raise ValueError(f"mask shape {weights.shape} does not match crop {swapped_crop.shape[:2]}")
+    if weights.sum() < 1.0:
+        return swapped_crop.copy()
+    lab_src, lab_dst = _to_lab(swapped_crop), _to_lab(target_crop)
+    mean_src, std_src = _weighted_stats(lab_src, weights)
+    mean_dst, std_dst = _weighted_stats(lab_dst, weights)
+    scale = np.clip(std_dst / np.maximum(std_src, 1e-6), 1.0 / max_scale, max_scale)
+    lab_out = ((lab_src - mean_src) * scale + mean_dst).astype(np.float32)
+    rgb = cv2.cvtColor(lab_out, cv2.COLOR_LAB2RGB)
+    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def _frame_roi(
+    mask: np.ndarray, inverse: np.ndarray, frame_hw: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """The frame rectangle (x0, y0, x1, y1) that the mask's support lands on, or None."""
+    ys, xs = np.nonzero(mask > MASK_EPS)
+    if len(xs) == 0:
+        return None
+    cx0, cx1, cy0, cy1 = xs.min() - 1, xs.max() + 1, ys.min() - 1, ys.max() + 1
+    corners = np.array([[cx0, cy0], [cx1, cy0], [cx1, cy1], [cx0, cy1]], np.float64)
+    pts = transform_points(corners, inverse)
+    h, w = frame_hw
+    x0 = max(0, int(np.floor(pts[:, 0].min())) - 1)
+    y0 = max(0, int(np.floor(pts[:, 1].min())) - 1)
+    x1 = min(w, int(np.ceil(pts[:, 0].max())) + 2)
+    y1 = min(h, int(np.ceil(pts[:, 1].max())) + 2)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def _poisson(warped: np.ndarray, roi: np.ndarray, soft_mask: np.ndarray) -> np.ndarray:
+    """cv2.seamlessClone of the warped crop into the ROI, aligned pixel for pixel.
+
+    seamlessClone places the mask's bounding box centred on `p` using integer halves
+    (p - size // 2), so passing the box's own x + w // 2 keeps source and destination
+    registered. Too small a region (under 3 px) is returned unchanged.
+    """
+    hard = (soft_mask > POISSON_THRESHOLD).astype(np.uint8) * 255
+    hard[0, :] = hard[-1, :] = 0  # seamlessClone needs a border of known (frame) pixels
+    hard[:, 0] = hard[:, -1] = 0
+    x, y, bw, bh = cv2.boundingRect(hard)
+    if bw < 3 or bh < 3:
+        return roi.copy()
+    center = (x + bw // 2, y + bh // 2)
+    return cv2.seamlessClone(
+        np.ascontiguousarray(warped), np.ascontiguousarray(roi), hard, center, cv2.NORMAL_CLONE
+    )
+
+
+def paste_back(
+    frame: np.ndarray,
+    swapped_crop: np.ndarray,
+    affine: np.ndarray,
+    mask: np.ndarray | None = None,
+    blend: Blend = "feather",
+) -> np.ndarray:
+    """A new frame with `swapped_crop` warped back to where `align` cut it out.
+
+    affine: the frame -> crop matrix that `align` returned; its exact inverse maps the crop
+    back. mask: crop-sized float weights in [0, 1] (default: a feathered box). Only the
+    frame rectangle under the mask is warped and composited, so the cost depends on the
+    face size, not the frame size. "feather" alpha-blends with the mask; "poisson" first
+    solves cv2.seamlessClone over the mask (matching the frame's lighting at the border),
+    then fades that in with the same mask so pixels outside it stay exactly unchanged.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    if swapped_crop.ndim != 3 or swapped_crop.shape[2] != 3 or swapped_crop.dtype != np.uint8:
+        raise ValueError(
+            f"crop must be (S, S, 3) uint8, got {swapped_crop.shape} {swapped_crop.dtype}"
+        )
+    if blend not in ("feather", "poisson"):
+        raise ValueError(f"blend must be 'feather' or 'poisson', got {blend!r}")
+    crop_hw = swapped_crop.shape[:2]
+    mask = box_mask(crop_hw) if mask is None else np.asarray(mask, np.float32)
+    if mask.shape != crop_hw:
+        raise ValueError(f"mask shape {mask.shape} does not match crop {crop_hw}")
+
+    out = frame.copy()
+    inverse = invert_affine(affine)
+    roi_box = _frame_roi(mask, inverse, frame.shape[:2])
+    if roi_box is None:
+        return out
+    x0, y0, x1, y1 = roi_box
+    to_roi = inverse.copy()
+    to_roi[:, 2] -= (x0, y0)
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpAffine(
+        swapped_crop, to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    weights = cv2.warpAffine(
+        mask, to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    roi = frame[y0:y1, x0:x1]
+    if blend == "poisson":
+        warped = _poisson(warped, roi, weights)
+    alpha = np.clip(weights, 0.0, 1.0)[..., None]
+    base = roi.astype(np.float32)
+    mixed = base + alpha * (warped.astype(np.float32) - base)
+    out[y0:y1, x0:x1] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+    return out

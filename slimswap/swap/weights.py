@@ -1,0 +1,91 @@
+"""Generator weights on disk: safetensors with the network's config in the metadata.
+
+Saving the config next to the tensors means loading rebuilds exactly the network that was
+trained (STYLE.md section 4) and a file is self-describing; the sha256 in models/MANIFEST is
+checked before anything is deserialised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from slimswap.errors import UserError
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _arch_of(model: torch.nn.Module) -> str:
+    return getattr(model, "arch", type(model).__name__)
+
+
+def save_generator(model: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write weights (cast to dtype) + {arch, config} metadata atomically."""
+    path = Path(path)
+    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in model.state_dict().items()}
+    meta = {"arch": _arch_of(model), "config": model.config.to_json()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def build_generator(arch: str, config_json: str) -> torch.nn.Module:
+    """Construct an untrained generator from its arch name and config JSON."""
+    from slimswap.nets import generator
+
+    if arch == "TeacherGenerator":
+        return generator.TeacherGenerator(generator.TeacherConfig.from_json(config_json))
+    try:
+        from slimswap.nets import student
+    except ImportError:
+        student = None
+    if student is not None and hasattr(student, "build_from_json") and arch.startswith("Student"):
+        return student.build_from_json(arch, config_json)
+    raise UserError(f"unknown generator architecture {arch!r} in weight file")
+
+
+def load_generator(path: str | Path, expected_sha256: str | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a generator saved by save_generator; refuse a file whose hash does not match."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"model file not found: {path}")
+    if expected_sha256 is not None:
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise UserError(
+                f"model file {path} is corrupted or not the released one (sha256 {actual[:12]}..., "
+                f"expected {expected_sha256[:12]}...); restore it with `git checkout -- {path}`"
+            )
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises several types for a damaged header
+        raise UserError(f"cannot read model file {path}: {exc}") from None
+    if "arch" not in meta or "config" not in meta:
+        raise UserError(f"model file {path} lacks its arch/config metadata")
+    model = build_generator(meta["arch"], meta["config"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def read_metadata(path: str | Path) -> dict:
+    with safe_open(str(path), framework="pt", device="cpu") as fh:
+        meta = dict(fh.metadata() or {})
+    if "config" in meta:
+        meta["config"] = json.loads(meta["config"])
+    return meta

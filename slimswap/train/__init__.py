@@ -1,0 +1,1 @@
+"""Training: data shards, losses and the teacher trainer."""

@@ -1,0 +1,50 @@
+"""Shared fixtures: the face data beside the checkout, one face analyser, an image loader."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from slimswap.face.analyser import FaceAnalyser
+from slimswap.paths import shared_data_dir
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (or $SLIMSWAP_SHARED/data); tests needing real faces skip without it."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip(
+            "../shared/data absent: real-face tests need the shared data folder (or SLIMSWAP_SHARED)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def analyser() -> FaceAnalyser:
+    """One FaceAnalyser for the session: dlib models load once (about 1 s)."""
+    return FaceAnalyser()
+
+
+def read_rgb(path: Path | str, max_side: int | None = 800) -> np.ndarray:
+    """An image file as RGB uint8, shrunk (INTER_AREA) so its longer side is at most max_side.
+
+    Some test photos are 4000 px wide; HOG detection on them would cost seconds each.
+    """
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    if max_side is not None and max(bgr.shape[:2]) > max_side:
+        scale = max_side / max(bgr.shape[:2])
+        bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="session")
+def load_rgb() -> Callable[..., np.ndarray]:
+    """`load_rgb(path, max_side=800)` -> RGB uint8 image (see read_rgb)."""
+    return read_rgb

@@ -1,0 +1,188 @@
+"""Shard building on a small folder of real faces (plus broken files) built in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from slimswap.paths import shared_data_dir
+from slimswap.train.data import BuildConfig, build_dataset, load_shard, sha256_file, split_identities
+
+pytestmark = pytest.mark.shared
+
+LFW_PEOPLE = [  # 3-4 images each
+    "Aaron_Peirsol", "Abdoulaye_Wade", "Abdullah", "Abdullah_al-Attiyah",
+    "Abel_Pacheco", "Adam_Sandler", "Adel_Al-Jubeir", "Akbar_Hashemi_Rafsanjani",
+]
+CELEBA_PEOPLE = ["07201", "07202"]  # in-the-wild photos, some faces big enough for 256 px
+DEEPFACE_PEOPLE = ["id06"]  # Elon Musk, 3 photos of 800-1500 px
+CFG = BuildConfig(test_identities=2, val_identities=2, chunk_images=8, workers=2)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> tuple[Path, Path, Path]:
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("../shared/data not present (set SLIMSWAP_SHARED to its parent)")
+    root = tmp_path_factory.mktemp("faces")
+    lfw, celeba, deepface = root / "lfw", root / "celeba", root / "deepface"
+    for dst, src, people in (
+        (lfw, data / "lfw_deepfunneled", LFW_PEOPLE),
+        (celeba, data / "celeba_wild_subset", CELEBA_PEOPLE),
+        (deepface, data / "deepface_testset", DEEPFACE_PEOPLE),
+    ):
+        for person in people:
+            shutil.copytree(src / person, dst / person)
+    good = sorted((lfw / "Abdullah").glob("*.jpg"))[0].read_bytes()
+    (lfw / "Abdullah" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (lfw / "Abdullah" / "notes.jpg").write_text("not an image\n")
+    from skimage import data as skdata
+
+    (lfw / "No_Face").mkdir()
+    cv2.imwrite(str(lfw / "No_Face" / "coffee.jpg"), cv2.cvtColor(skdata.coffee(), cv2.COLOR_RGB2BGR))
+    (celeba / "identity_subset.txt").write_text("a label file at the top level is not an image\n")
+    return lfw, celeba, deepface
+
+
+def _build(folders, out: Path):
+    lfw, celeba, deepface = folders
+    return build_dataset([lfw, celeba], out, {"deepface": deepface}, CFG, progress=False)
+
+
+@pytest.fixture(scope="module")
+def built(folders, tmp_path_factory):
+    return _build(folders, tmp_path_factory.mktemp("shards"))
+
+
+def _shards(result):
+    return {name: load_shard(result.out_dir / name) for name in result.manifest["shards"]}
+
+
+def test_split_is_by_identity_and_recorded(built):
+    ids = built.manifest["identities"]
+    assert set(ids) == {"train", "val", "test", "deepface"}
+    seen: dict[str, str] = {}
+    for split, names in ids.items():
+        for name in names:
+            assert name not in seen, f"{name} in {seen.get(name)} and {split}"
+            seen[name] = split
+    assert ids["deepface"] == ["deepface/id06"]
+    assert len(ids["val"]) >= 2 and len(ids["test"]) >= 2 and len(ids["train"]) >= 4
+    for name, shard in _shards(built).items():
+        split = built.manifest["shards"][name]["split"]
+        assert {seen[str(n)] for n in shard.identities} == {split}
+        assert all(str(s).rsplit("/", 1)[0] == shard.identity_of(i) for i, s in enumerate(shard.sources))
+
+
+def test_test_identities_have_enough_images(built):
+    counts = built.manifest["splits"]["test"]
+    assert counts["identities_with_3plus"] >= CFG.test_identities
+    test_128 = load_shard(built.out_dir / "test_128.npz")
+    per_identity = np.bincount(test_128.labels)
+    assert (per_identity >= 3).sum() >= CFG.test_identities
+
+
+def test_build_is_deterministic_and_resumes(folders, built, tmp_path):
+    again = _build(folders, tmp_path / "b")
+    assert again.analysed == built.analysed  # a fresh folder analyses everything again
+    assert again.manifest["identities"] == built.manifest["identities"]
+    assert {k: v["sha256"] for k, v in again.manifest["shards"].items()} == {
+        k: v["sha256"] for k, v in built.manifest["shards"].items()
+    }
+    # an interrupted build: one cache chunk lost, shards gone; only that chunk is redone
+    chunks = sorted((tmp_path / "b" / "cache").glob("analysis_*.npz"))
+    assert len(chunks) > 2
+    chunks[1].unlink()
+    for name in again.manifest["shards"]:
+        (tmp_path / "b" / name).unlink()
+    resumed = _build(folders, tmp_path / "b")
+    assert resumed.analysed == CFG.chunk_images
+    assert resumed.cached == built.analysed - CFG.chunk_images
+    assert resumed.manifest["shards"] == built.manifest["shards"]
+
+
+def test_manifest_counts_match_files(built):
+    m = built.manifest
+    total = 0
+    for name, info in m["shards"].items():
+        path = built.out_dir / name
+        shard = load_shard(path)
+        assert len(shard) == info["images"] == m["splits"][info["split"]]["images_per_size"][str(info["size"])]
+        assert len(shard.identities) == info["identities"]
+        assert sha256_file(path) == info["sha256"]
+        total += len(shard) if info["size"] == CFG.sizes[0] else 0
+    assert total == m["totals"]["faces"] == m["totals"]["images"] - len(m["failures"])
+    assert json.loads((built.out_dir / "manifest.json").read_text()) == m
+
+
+def test_bad_images_are_reported_and_skipped(built):
+    failures = {f["source"]: f["reason"] for f in built.manifest["failures"]}
+    assert failures["lfw/Abdullah/truncated.jpg"].startswith("unreadable")
+    assert failures["lfw/Abdullah/notes.jpg"].startswith("unreadable")
+    assert failures["lfw/No_Face/coffee.jpg"] == "no face"
+    assert built.manifest["failure_counts"]["unreadable"] == 2
+    all_sources = {str(s) for shard in _shards(built).values() for s in shard.sources}
+    assert not all_sources & set(failures)
+    assert "lfw/No_Face" not in {n for names in built.manifest["identities"].values() for n in names}
+
+
+def test_crops_decode_with_landmarks_inside(built):
+    sizes = set()
+    for shard in _shards(built).values():
+        crops = shard.decode()
+        assert crops.shape == (len(shard), shard.size, shard.size, 3) and crops.dtype == np.uint8
+        lm = shard.landmarks.astype(np.float32)
+        assert lm.shape == (len(shard), 68, 2)
+        assert (lm >= 0).all() and (lm < shard.size).all()
+        # the eyes sit where the alignment template puts them
+        eyes = np.stack([lm[:, 36:42].mean(1), lm[:, 42:48].mean(1)], 1) / shard.size
+        assert np.abs(eyes - [[0.318, 0.312], [0.668, 0.312]]).max() < 0.05
+        assert crops.std() > 20  # real pictures, not blank crops
+        sizes.add(shard.size)
+    assert sizes == {128, 256}
+
+
+def test_embeddings_and_crops_belong_to_the_labelled_person(built):
+    """Each row's embedding is its own face's: same person < 0.6 < different people, and
+    dlib's descriptor of the stored crop agrees with the stored descriptor."""
+    from slimswap.face.analyser import FaceAnalyser, embedding_distance
+
+    shard = load_shard(built.out_dir / "train_128.npz")
+    emb = shard.embeddings.astype(np.float32)
+    dist = np.linalg.norm(emb[:, None] - emb[None], axis=-1)
+    same = shard.labels[:, None] == shard.labels[None]
+    off_diag = ~np.eye(len(shard), dtype=bool)
+    assert np.median(dist[same & off_diag]) < 0.5 < np.median(dist[~same])
+    fa = FaceAnalyser()
+    for i in range(0, len(shard), 5):
+        chip = cv2.resize(shard.image(i), (150, 150), interpolation=cv2.INTER_LINEAR)
+        assert embedding_distance(fa.embed_chip(chip), emb[i]) < 0.25
+
+
+def test_load_shard_needs_no_dlib(built):
+    code = (
+        "import sys; sys.modules['dlib'] = None; sys.modules['PIL'] = None\n"
+        "from slimswap.train.data import load_shard\n"
+        f"s = load_shard({str(built.out_dir / 'train_128.npz')!r})\n"
+        "print(s.decode().shape)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().startswith("(")
+
+
+def test_split_depends_on_names_not_order():
+    counts = {f"set/p{i:03d}": 1 + i % 5 for i in range(300)}
+    cfg = BuildConfig(test_identities=20, val_identities=10)
+    a = split_identities(counts, cfg)
+    b = split_identities(dict(reversed(list(counts.items()))), cfg)
+    assert a == b
+    assert len(a["test"]) == 20 and all(counts[n] >= 3 for n in a["test"])
+    assert len(a["val"]) == 10 and all(counts[n] >= 2 for n in a["val"])
+    assert sorted(a["train"] + a["val"] + a["test"]) == sorted(counts)
