@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         sec, _ = time_batch(model, args, batch)
         print(
             f"| dlib ResNet port | {args.device} | {args.dtype} | {layout} | {args.size}px crops "
-            f"| {batch} | {sec * 1e3:.1f} | {sec * 1e3 / batch:.2f} | {batch / sec:.0f} |",
+            f"| {batch} | {sec * 1e3:.1f} | {sec * 1e3 / batch:.3g} | {batch / sec:.0f} |",
             flush=True,
         )
     return 0

@@ -27,7 +27,11 @@ app = typer.Typer(
 data_app = typer.Typer(help="Build the training data shards.", no_args_is_help=True)
 train_app = typer.Typer(help="Train swap generators (GPU recommended).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+compress_app = typer.Typer(help="Shrink a generator: sensitivity, pruning, distillation, quantization, export.", no_args_is_help=True)
+app.add_typer(compress_app, name="compress")
+eval_app = typer.Typer(help="Measure swap quality on held-out identities.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 console = Console(stderr=True)
 
 
@@ -66,6 +70,7 @@ def swap(
     upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces (1 = ~4x slower, finds ~40 px faces)."),
     no_color: bool = typer.Option(False, "--no-color-correction", help="Keep the swap's own colours."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    no_label: bool = typer.Option(False, "--no-label", help="Leave out the metadata label (the invisible watermark stays)."),
 ) -> None:
     """Swap the face from SOURCE into TARGET and write OUTPUT."""
     from slimswap.pipeline import SwapOptions, swap_file
@@ -77,7 +82,7 @@ def swap(
         options = SwapOptions(
             face_selector=face_selector, reference=reference, masks=tuple(m.strip() for m in mask.split(",") if m.strip()),
             blend=blend, color_correction=not no_color, upsample=upsample, detect_every=detect_every,
-            overwrite=overwrite, progress=sys.stderr.isatty(),
+            overwrite=overwrite, progress=sys.stderr.isatty(), label=not no_label,
         )
         options.check()
         chosen = load_swapper(swapper or mode, device)
@@ -172,6 +177,8 @@ def train_teacher_cmd(
     data: Path = typer.Option(Path("data/shards/train_128.npz"), "--data", help="Training shard from `slimswap data build`."),
     out: Path = typer.Option(Path("runs/teacher"), "--out", help="Run folder: checkpoint, logs, sample grids (resumes if a checkpoint is there)."),
     identity_weights: Optional[Path] = typer.Option(None, "--identity-weights", help="Identity net safetensors (default: read dlib's .dat)."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Continue from a compact checkpoint folder (fresh optimisers)."),
+    export_compact: Optional[Path] = typer.Option(None, "--export-compact", help="After training, write a compact fp16 checkpoint here."),
     batch: int = typer.Option(64, "--batch"),
     max_seconds: float = typer.Option(540.0, "--max-seconds", help="Stop (and checkpoint) after this much training time."),
     max_steps: int = typer.Option(1_000_000, "--max-steps"),
@@ -190,15 +197,454 @@ def train_teacher_cmd(
 
     cfg = TrainConfig(
         data=str(data), out=str(out), identity_weights=str(identity_weights or ""), batch=batch,
+        init_from=str(init_from or ""),
         max_seconds=max_seconds, max_steps=max_steps, device=device, compile=compile,
         landmark_pretrain_steps=landmark_pretrain, log_every=log_every, seed=seed,
         model=TeacherConfig(base=base, deep=deep, n_blocks=blocks),
     )
     try:
-        last = train_teacher(cfg)
+        last = train_teacher(cfg, export_compact=export_compact)
     except UserError as err:
         fail(str(err))
     console.print(json.dumps(last, indent=1))
+
+
+@compress_app.command("sensitivity")
+def compress_sensitivity(
+    model: Path = typer.Option(Path("models/teacher_128.safetensors"), "--model", help="Generator weights (safetensors)."),
+    shard: Path = typer.Option(Path("data/shards/val_128.npz"), "--shard", help="Real faces for gradients and quality."),
+    batches: int = typer.Option(2, "--batches"),
+    batch: int = typer.Option(8, "--batch"),
+    protect_below: float = typer.Option(25.0, "--protect-below-db", help="Protect layers whose 30% cut drops PSNR below this."),
+    out: Path = typer.Option(Path("benchmarks/compress"), "--out"),
+) -> None:
+    """Per-layer Taylor saliency and the PSNR drop of pruning each layer by 10/30/50 %."""
+    from slimswap.compress import sensitivity
+    from slimswap.compress.data import real_batches
+    from slimswap.swap.weights import load_generator
+
+    try:
+        gen = load_generator(model)
+        rows = sensitivity.analyse(gen, real_batches(shard, batches, batch))
+        protected = sensitivity.protected_layers(rows, protect_below)
+        sensitivity.save_report(rows, protected, out)
+    except UserError as err:
+        fail(str(err))
+    Console().print(sensitivity.markdown(rows, protected))
+    print(out / "sensitivity.md")
+
+
+@compress_app.command("prune")
+def compress_prune(
+    model: Path = typer.Option(Path("models/teacher_128.safetensors"), "--model"),
+    shard: Path = typer.Option(Path("data/shards/val_128.npz"), "--shard"),
+    target: float = typer.Option(0.5, "--target", help="Stop when MACs (or params) are at most this share of the original."),
+    metric: str = typer.Option("macs", "--metric", help="macs or params."),
+    finetune_steps: int = typer.Option(20, "--finetune-steps", help="Distillation steps after each pruning step."),
+    sensitivity_json: Optional[Path] = typer.Option(None, "--sensitivity", help="sensitivity.json whose protected layers stay whole."),
+    protect_below: float = typer.Option(25.0, "--protect-below-db"),
+    out: Path = typer.Option(Path("runs/pruned"), "--out", help="Folder for pruned.onnx, pruned.pt and prune.md."),
+) -> None:
+    """Iterative structured pruning (torch-pruning, Taylor), <=10 % of channels a step, each fine-tuned."""
+    from slimswap.compress.data import real_batches
+    from slimswap.compress.export import to_onnx
+    from slimswap.compress.prune import prune_iteratively
+    from slimswap.swap.weights import load_generator
+
+    try:
+        if metric not in ("macs", "params"):
+            raise UserError("--metric must be macs or params")
+        protected: list[str] = []
+        if sensitivity_json is not None:
+            rows = json.loads(sensitivity_json.read_text())
+            protected = [r["layer"] for r in rows if r["psnr_db"].get("0.3", 99) < protect_below]
+        gen = load_generator(model)
+        result = prune_iteratively(
+            gen, real_batches(shard, 4, 8), target_ratio=target, metric=metric, protected=protected,
+            finetune_steps=finetune_steps, on_step=lambda r: console.print(f"step {r.step}: MACs {r.macs_ratio:.3f}, params {r.params_ratio:.3f}, fine-tune L1 {r.finetune_l1:.4f}"),
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        torch_path = out / "pruned.pt"
+        import torch
+
+        torch.save(result.model, torch_path)
+        to_onnx(result.model, out / "pruned_fp32.onnx")
+        lines = ["| step | MACs ratio | params ratio | fine-tune L1 |", "|---|---|---|---|"]
+        lines += [f"| {r.step} | {r.macs_ratio:.3f} | {r.params_ratio:.3f} | {r.finetune_l1:.4f} |" for r in result.steps]
+        (out / "prune.md").write_text(
+            f"# Pruning {model}\n\nprotected: {', '.join(protected) or 'none'}\n\n"
+            f"MACs {result.base_macs/1e9:.3f}G -> {result.macs/1e9:.3f}G, params {result.base_params/1e6:.2f}M -> {result.params/1e6:.2f}M\n\n"
+            + "\n".join(lines) + "\n"
+        )
+    except UserError as err:
+        fail(str(err))
+    print(out / "pruned_fp32.onnx")
+
+
+@compress_app.command("export")
+def compress_export(
+    model: Path = typer.Option(..., "--model", help="Generator weights (safetensors)."),
+    name: str = typer.Option(..., "--name", help="File stem, e.g. lite_128."),
+    out: Path = typer.Option(Path("models"), "--out"),
+    calib: Path = typer.Option(Path("data/shards/val_128.npz"), "--calib", help="Real faces for INT8 calibration and checks."),
+) -> None:
+    """ONNX fp32 + fp16 + mixed-precision INT8 (convs only), each validated against torch."""
+    from slimswap.compress.lite import export_all
+    from slimswap.swap.weights import load_generator
+
+    try:
+        report = export_all(load_generator(model), name, out, calib)
+    except UserError as err:
+        fail(str(err))
+    (out / f"{name}_export.json").write_text(json.dumps(report, indent=1))
+    Console().print_json(json.dumps({k: v for k, v in report.items() if k != "excluded_nodes"}))
+
+
+@compress_app.command("distill")
+def compress_distill(
+    teacher: Path = typer.Option(Path("models/teacher_128.safetensors"), "--teacher", help="Teacher weights (safetensors with config)."),
+    data: Path = typer.Option(Path("data/shards/train_128.npz"), "--data"),
+    out: Path = typer.Option(Path("runs/student"), "--out", help="Run folder (resumes if a checkpoint is there)."),
+    width: float = typer.Option(0.5, "--width", help="Student width multiplier relative to the teacher."),
+    critic_from: Optional[Path] = typer.Option(None, "--critic-from", help="Compact teacher checkpoint folder to start D and the landmark critic from."),
+    identity_weights: Optional[Path] = typer.Option(None, "--identity-weights"),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Continue from a compact student checkpoint."),
+    export_compact: Optional[Path] = typer.Option(None, "--export-compact"),
+    batch: int = typer.Option(128, "--batch"),
+    max_seconds: float = typer.Option(540.0, "--max-seconds"),
+    max_steps: int = typer.Option(1_000_000, "--max-steps"),
+    device: str = typer.Option("auto", "--device"),
+    compile: bool = typer.Option(False, "--compile/--no-compile"),
+    log_every: int = typer.Option(50, "--log-every"),
+) -> None:
+    """Distil the teacher into a depthwise-separable student with attention fusion."""
+    from slimswap.compress.distill import distill_student
+    from slimswap.train.teacher import TrainConfig
+
+    cfg = TrainConfig(
+        data=str(data), out=str(out), identity_weights=str(identity_weights or ""), init_from=str(init_from or ""),
+        batch=batch, max_seconds=max_seconds, max_steps=max_steps, device=device, compile=compile, log_every=log_every,
+    )
+    try:
+        last = distill_student(cfg, teacher, width, critic_from, export_compact)
+    except UserError as err:
+        fail(str(err))
+    console.print(json.dumps(last, indent=1))
+
+
+@eval_app.command("swapper")
+def eval_swapper(
+    modes: list[str] = typer.Option(["classic", "quality"], "--mode", "-m", help="Models to evaluate (repeat the option)."),
+    shards: list[Path] = typer.Option(
+        [Path("data/shards/test_128.npz"), Path("data/shards/deepface_128.npz")], "--shard", help="Held-out test shards."
+    ),
+    pairs: int = typer.Option(500, "--pairs", help="(source, target) pairs of different identities per shard."),
+    self_pairs: int = typer.Option(200, "--self", help="Crops for the self-swap PSNR/SSIM."),
+    out: Path = typer.Option(Path("benchmarks/eval"), "--out", help="Folder for eval.md, eval.json, eval_grid.png."),
+    device: str = typer.Option("cpu", "--device"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """ID distance, retrieval, landmark NME and self-swap PSNR/SSIM, one markdown table."""
+    from slimswap.evaluate.swap_eval import evaluate_swapper, markdown_table, save_report
+    from slimswap.paths import shared_data_dir
+    from slimswap.swap.registry import load_swapper
+
+    try:
+        root = shared_data_dir()
+        if root is None:
+            raise UserError("evaluation needs the face data in ../shared/data (or set SLIMSWAP_SHARED)")
+        results = []
+        for mode in modes:
+            swapper = load_swapper(mode, device)
+            for shard in shards:
+                results.append(evaluate_swapper(swapper, shard, root, n_pairs=pairs, n_self=self_pairs, seed=seed))
+        command = "slimswap eval swapper " + " ".join(sys.argv[3:])
+        report = save_report(results, out, command)
+    except UserError as err:
+        fail(str(err))
+    Console().print(markdown_table(results))
+    print(report)
+
+
+# ------------------------------------------------------------------ benchmarks, robustness, temporal (issue 6)
+
+def _swappers_for(modes: list[str], device: str) -> list:
+    """One swapper per mode; no --mode means classic plus every installed learned mode."""
+    from slimswap.swap.registry import available_modes, load_swapper
+
+    wanted = modes or ["classic", *available_modes()]
+    return [load_swapper(m, device) for m in dict.fromkeys(wanted)]
+
+
+@app.command()
+def bench(
+    modes: list[str] = typer.Option([], "--mode", "-m", help="Modes to measure (repeat); default: every available model and backend."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda adds fp16/bf16, torch.compile and CUDA-graph rows)."),
+    quick: bool = typer.Option(False, "--quick", help="Few repeats, small batch, bundled clip only (CI)."),
+    videos: list[Path] = typer.Option([], "--video", help="Extra videos for the end-to-end rows (default in full runs: a ../shared talking head)."),
+    out: Path = typer.Option(Path("benchmarks/bench"), "--out", help="Folder for bench-<device>.{json,md,png}."),
+    batch: int = typer.Option(0, "--batch", help="The large batch for throughput (default 64, quick 8)."),
+    max_frames: int = typer.Option(0, "--max-frames", help="Cut each video to its first N frames (0: whole video)."),
+    compile: bool = typer.Option(True, "--compile/--no-compile", help="CUDA torch models: also measure torch.compile and CUDA graphs."),
+    cold: bool = typer.Option(True, "--cold-start/--no-cold-start", help="Time a fresh `slimswap swap` process per mode."),
+) -> None:
+    """Latency, throughput, load time, cold start, end-to-end fps per stage and peak memory."""
+    from slimswap.evaluate.bench import BenchConfig, run_bench
+    from slimswap.evaluate.report import command_line
+
+    cfg = BenchConfig(
+        modes=tuple(modes), device=device, quick=quick, videos=tuple(videos), out=out, batch=batch,
+        max_frames=max_frames, compile=compile, cold_start=cold,
+    )
+    try:
+        _, paths = run_bench(cfg, command_line(), progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+    except UserError as err:
+        fail(str(err))
+    print(paths["md"].read_text().split("\n![")[0])
+    print(paths["md"])
+
+
+@eval_app.command("robustness")
+def eval_robustness(
+    modes: list[str] = typer.Option([], "--mode", "-m", help="Models to evaluate (repeat); default: classic and every installed mode."),
+    shard: Path = typer.Option(Path("data/shards/test_128.npz"), "--shard", help="Held-out test shard (its photos are read from ../shared/data)."),
+    faces: Optional[Path] = typer.Option(None, "--faces", help="Instead of a shard: a folder of <identity>/<photo> analysed on the fly."),
+    max_photos: int = typer.Option(40, "--max-photos", help="With --faces: photos to analyse (round-robin over identities)."),
+    pairs: int = typer.Option(100, "--pairs", help="(source, target) pairs per subset."),
+    upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for the targets (the swap command's default is 0)."),
+    out: Path = typer.Option(Path("benchmarks/eval"), "--out", help="Folder for robustness.{json,md,png} and robustness_grid.png."),
+    device: str = typer.Option("cpu", "--device"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Occlusion, profile, low-light and small-face subsets: detection rate, ID distance, NME."""
+    from dataclasses import asdict
+
+    from slimswap.evaluate import robustness
+    from slimswap.evaluate.report import command_line, environment
+    from slimswap.face.analyser import FaceAnalyser
+    from slimswap.paths import shared_data_dir
+
+    try:
+        if pairs < 1:
+            raise UserError("--pairs must be at least 1")
+        analyser = FaceAnalyser(upsample=upsample)
+        if faces is not None:
+            face_set = robustness.face_set_from_folder(faces, analyser, max_photos=max_photos)
+        else:
+            root = shared_data_dir()
+            if root is None:
+                raise UserError("the test shard's photos live in ../shared/data (or set SLIMSWAP_SHARED); or pass --faces DIR")
+            face_set = robustness.face_set_from_shard(shard, root)
+        swappers = _swappers_for(modes, device)
+        params = robustness.TransformParams()
+        run = robustness.evaluate_robustness(
+            swappers, face_set, n=pairs, seed=seed, upsample=upsample, params=params, analyser=analyser,
+            progress=sys.stderr.isatty(),
+        )
+        config = {"pairs": pairs, "seed": seed, "upsample": upsample, "test_set": face_set.name,
+                  "faces": len(face_set), "transforms": asdict(params)}
+        paths = robustness.save_robustness_report(run, out, command_line(), environment(device), config)
+    except UserError as err:
+        fail(str(err))
+    print(robustness.markdown_table(run.results))
+    print(paths["md"])
+
+
+@eval_app.command("temporal")
+def eval_temporal(
+    modes: list[str] = typer.Option([], "--mode", "-m", help="Models to evaluate (repeat); default: classic and every installed mode."),
+    video: Optional[Path] = typer.Option(None, "--video", help="Talking-head video to swap (default: the bundled examples/clip.mp4)."),
+    source: Optional[Path] = typer.Option(None, "--source", "-s", help="Face to put in (default: examples/grace_hopper.jpg)."),
+    every: int = typer.Option(10, "--every", help="Measure the ID distance every N frames."),
+    max_frames: int = typer.Option(0, "--max-frames", help="Use only the first N frames (0: whole video)."),
+    out: Path = typer.Option(Path("benchmarks/eval"), "--out", help="Folder for temporal.{json,md,png}."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Flicker of the swapped face vs the original video (target <= 1.5x) and ID distance over time."""
+    from slimswap.evaluate import temporal
+    from slimswap.evaluate.bench import BUNDLED_CLIP, DEFAULT_SOURCE
+    from slimswap.evaluate.report import command_line, environment
+
+    video, source = video or BUNDLED_CLIP, source or DEFAULT_SOURCE
+    try:
+        if max_frames < 0:
+            raise UserError("--max-frames must be 0 (whole video) or positive")
+        swappers = _swappers_for(modes, device)
+        results = temporal.evaluate_temporal(swappers, video, source, every=every, max_frames=max_frames)
+        config = {"video": str(video), "source": str(source), "every": every, "max_frames": max_frames}
+        paths = temporal.save_temporal_report(results, out, command_line(), environment(device), config)
+    except UserError as err:
+        fail(str(err))
+    print(temporal.markdown_table(results))
+    print(paths["md"])
+
+
+# ------------------------------------------------------------------ provenance, batch jobs, web UI (issue 7)
+
+job_app = typer.Typer(help="Inspect and retry the jobs of a `slimswap batch`.", no_args_is_help=True)
+app.add_typer(job_app, name="job")
+
+
+@app.command()
+def verify(
+    file: Path = typer.Argument(..., help="Image or video to check."),
+    frames: int = typer.Option(12, "--frames", help="Video: how many evenly spaced frames to check."),
+) -> None:
+    """Report whether FILE carries slimswap's metadata label and invisible watermark.
+
+    Exit code 0 whether or not they are found (read the report); 2 if FILE cannot be read.
+    """
+    from slimswap.provenance import verify_file
+
+    try:
+        if frames < 1:
+            raise UserError("--frames must be at least 1")
+        report = verify_file(file, frames=frames)
+    except UserError as err:
+        fail(str(err))
+    print("\n".join(report.lines()))
+
+
+def _job_settings(mode, device, face_selector, reference, mask, blend, detect_every, upsample, no_color, no_label, overwrite):
+    from slimswap.jobs import JobSettings
+
+    settings = JobSettings(
+        mode=mode, device=device, face_selector=face_selector, reference=str(reference.resolve()) if reference else None,
+        masks=[m.strip() for m in mask.split(",") if m.strip()], blend=blend, color_correction=not no_color,
+        upsample=upsample, detect_every=detect_every, overwrite=overwrite, label=not no_label,
+    )
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu or cuda, got {device!r}")
+    settings.options().check()
+    return settings
+
+
+def _print_job(job) -> None:
+    if job.status == "done":
+        console.print(f"[green]done[/]   {job.id}  {job.output}  ({job.seconds:.1f}s)", highlight=False)
+    else:
+        console.print(f"[red]failed[/] {job.id}  {Path(job.source).name} -> {Path(job.target).name}: {job.reason}", highlight=False)
+
+
+def _run_jobs(queue) -> None:
+    from slimswap.jobs import run_queue
+
+    summary = run_queue(queue, on_job=_print_job)
+    console.print(
+        f"{summary.done} done, {summary.failed} failed, {summary.skipped} already done before "
+        f"in {summary.seconds:.1f}s; jobs in {queue.folder}", highlight=False,
+    )
+    if summary.failed:
+        console.print(f"see why with `slimswap job list {queue.folder} --status failed`; retry with `slimswap job retry {queue.folder}`", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def batch(
+    sources: list[str] = typer.Option(..., "--source", "-s", help="Source face image or glob (quote it: 'faces/*.jpg'); repeatable."),
+    targets: list[str] = typer.Option(..., "--target", "-t", help="Target image/video or glob; repeatable."),
+    out_dir: Path = typer.Option(..., "--out-dir", "-o", help="Folder for the outputs (created); the job queue goes in OUT_DIR/.slimswap-jobs."),
+    name: str = typer.Option("{source}_{target}{ext}", "--name", help="Output file name: {source}, {target} (stems), {index} (1-based, e.g. {index:04d}), {ext} (target's)."),
+    mode: str = typer.Option("auto", "--mode", "-m", help="quality, lite, classic or auto."),
+    face_selector: str = typer.Option("one", "--face-selector", help="one, many or reference."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Photo of the person to replace, for --face-selector reference."),
+    mask: str = typer.Option("box,area", "--mask", help="box, area or box,area."),
+    blend: str = typer.Option("feather", "--blend", help="feather or poisson."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    detect_every: int = typer.Option(5, "--detect-every", help="Video: detector every N frames."),
+    upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces."),
+    no_color: bool = typer.Option(False, "--no-color-correction", help="Keep the swap's own colours."),
+    no_label: bool = typer.Option(False, "--no-label", help="Leave out the metadata label (the invisible watermark stays)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
+) -> None:
+    """Swap every SOURCE into every TARGET as a resumable queue of jobs.
+
+    Run it again to resume: finished items are not redone. Exit code 1 if any item failed
+    (the others' outputs are kept), 2 if the batch could not start.
+    """
+    from slimswap.jobs import JOBS_DIRNAME, JobQueue, batch_outputs, enqueue, plan_batch
+
+    try:
+        settings = _job_settings(mode, device, face_selector, reference, mask, blend, detect_every, upsample, no_color, no_label, overwrite)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"--out-dir {out_dir} is a file; give a folder")
+        queue = JobQueue(out_dir / JOBS_DIRNAME)
+        planned = plan_batch(sources, targets, out_dir, name, settings, exclude=batch_outputs(queue))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        added, known = enqueue(queue, planned)
+        console.print(f"{len(planned)} jobs ({added} new, {known} from an earlier run) in {queue.folder}", highlight=False)
+        _run_jobs(queue)
+    except UserError as err:
+        fail(str(err))
+
+
+@job_app.command("list")
+def job_list(
+    folder: Path = typer.Argument(..., help="The batch's output folder (or its .slimswap-jobs folder)."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only jobs with this status: queued, running, done, failed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the jobs as JSON."),
+) -> None:
+    """List a batch's jobs with their status and, for failed ones, why."""
+    from rich.table import Table
+
+    from slimswap.jobs import STATUSES, JobQueue
+
+    try:
+        if status is not None and status not in STATUSES:
+            raise UserError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+        jobs = [j for j in JobQueue.find(folder).jobs() if status is None or j.status == status]
+    except UserError as err:
+        fail(str(err))
+    if as_json:
+        print(json.dumps([j.to_json() for j in jobs], indent=1))
+        return
+    table = Table(title=f"jobs in {folder}")
+    for col in ("id", "#", "status", "source", "target", "output", "s", "reason"):
+        table.add_column(col, overflow="fold")
+    for j in jobs:
+        colour = {"done": "green", "failed": "red", "running": "yellow"}.get(j.status, "")
+        table.add_row(
+            j.id, str(j.index), f"[{colour}]{j.status}[/]" if colour else j.status, Path(j.source).name,
+            Path(j.target).name, Path(j.output).name, f"{j.seconds:.1f}" if j.seconds is not None else "", j.reason,
+        )
+    Console(width=None if sys.stdout.isatty() else 200).print(table)  # piped: no folding at 80
+    counts = {s: sum(j.status == s for j in jobs) for s in STATUSES}
+    print(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+
+
+@job_app.command("retry")
+def job_retry(
+    folder: Path = typer.Argument(..., help="The batch's output folder (or its .slimswap-jobs folder)."),
+    ids: list[str] = typer.Argument(None, help="Job ids (or unique prefixes) to retry; default: every failed job."),
+) -> None:
+    """Queue failed jobs again and run the queue (with each job's original settings)."""
+    from slimswap.jobs import JobQueue, retry
+
+    try:
+        queue = JobQueue.find(folder)
+        with queue.lock():
+            again = retry(queue, ids or None)
+        console.print(f"retrying {len(again)} job(s)", highlight=False)
+        _run_jobs(queue)
+    except UserError as err:
+        fail(str(err))
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to serve on; the default keeps it on this machine."),
+    port: int = typer.Option(7860, "--port", help="TCP port."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Open the web UI (Gradio) at http://HOST:PORT."""
+    try:
+        if device not in ("cpu", "cuda"):
+            raise UserError(f"--device must be cpu or cuda, got {device!r}")
+        from slimswap.ui.app import launch
+
+        launch(host=host, port=port, device=device)
+    except UserError as err:
+        fail(str(err))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from slimswap import __version__, media
+from slimswap import media
 from slimswap.errors import UserError
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser, kps_from_landmarks
 from slimswap.face.blend import color_transfer, paste_back
 from slimswap.face.mask import area_mask, box_mask, combine_masks
 from slimswap.face.select import DetectionSchedule, FaceTracker, box_from_landmarks, select_faces
+from slimswap.provenance import embed_watermark, label_metadata
 from slimswap.swap.base import SourceIdentity, Swapper
 
 MASKS = ("box", "area")
@@ -40,6 +41,7 @@ class SwapOptions:
     batch_size: int = 16  # video frames per swapper call
     overwrite: bool = False
     progress: bool = True
+    label: bool = True  # metadata label; the invisible watermark is always embedded
 
     def check(self) -> None:
         if self.face_selector not in ("one", "many", "reference"):
@@ -91,12 +93,7 @@ class StageTimer:
 
 def provenance_metadata(swapper: Swapper) -> dict[str, str]:
     """Metadata label written into every output: the face in it was swapped by a machine."""
-    return {
-        "Software": f"slimswap {__version__}",
-        "slimswap:synthetic": "true",
-        "slimswap:notice": "face swapped by slimswap (synthetic media)",
-        "slimswap:model": swapper.name,
-    }
+    return label_metadata(swapper.name)
 
 
 # ------------------------------------------------------------------ source identity
@@ -210,8 +207,10 @@ def swap_image(
     if not chosen:
         raise UserError(f"no face in {target} matches the reference {options.reference} (distance >= 0.6)")
     (result,) = swap_faces_in_frames([frame], [chosen], swapper, identity, options, timer)
+    with timer("watermark"):
+        result = embed_watermark(result)
     with timer("encode"):
-        media.write_image(output, result, metadata=provenance_metadata(swapper))
+        media.write_image(output, result, metadata=provenance_metadata(swapper) if options.label else None)
     return SwapReport(
         output=output, kind="image", frames=1, frames_swapped=1, faces_swapped=len(chosen),
         seconds=time.perf_counter() - start, stage_seconds=dict(timer.seconds), swapper=swapper.name,
@@ -289,7 +288,7 @@ def swap_video(
         TextColumn("{task.fields[fps]:.1f} fps"), TimeRemainingColumn(),
     ]
     with Progress(*columns, disable=not options.progress, transient=False) as bar, media.VideoWriter(
-        output, info, target, metadata=provenance_metadata(swapper)
+        output, info, target, metadata=provenance_metadata(swapper) if options.label else None
     ) as writer:
         task = bar.add_task("swap", total=info.frame_count or None, fps=0.0)
         frames_iter = media.read_frames(target, options.batch_size)
@@ -300,6 +299,8 @@ def swap_video(
                 break
             faces_per_frame = [selector.faces(report.frames + i, f, timer) for i, f in enumerate(frames)]
             out = swap_faces_in_frames(frames, faces_per_frame, swapper, identity, options, timer)
+            with timer("watermark"):
+                out = [embed_watermark(f) for f in out]
             with timer("encode"):
                 writer.write(out)
             report.frames += len(frames)

@@ -37,17 +37,24 @@ class TeacherConfig:
 
 
 class AdaIN(nn.Module):
-    """Instance norm whose scale and shift come from the identity vector."""
+    """Instance norm whose scale and shift come from the identity vector.
+
+    Scale and shift are two Linear layers rather than one split in half, so structured
+    pruning (torch-pruning's dependency graph) can remove a channel from both consistently.
+    """
 
     def __init__(self, channels: int, id_dim: int) -> None:
         super().__init__()
         self.norm = nn.InstanceNorm2d(channels, affine=False)
-        self.style = nn.Linear(id_dim, 2 * channels)
-        nn.init.zeros_(self.style.weight)
-        nn.init.zeros_(self.style.bias)
+        self.gamma = nn.Linear(id_dim, channels)
+        self.beta = nn.Linear(id_dim, channels)
+        for layer in (self.gamma, self.beta):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, idv: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.style(idv).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        gamma = self.gamma(idv)[:, :, None, None]
+        beta = self.beta(idv)[:, :, None, None]
         return self.norm(x) * (1 + gamma) + beta
 
 

@@ -120,7 +120,10 @@ class Shard:
         """Crop i as RGB uint8 (S, S, 3)."""
         bgr = cv2.imdecode(self.buffer[self.offsets[i] : self.offsets[i + 1]], cv2.IMREAD_COLOR)
         if bgr is None:
-            raise UserError(f"crop {i} of a {self.size}px shard cannot be decoded: this opencv build may lack WebP")
+            raise UserError(
+                f"crop {i} of a {self.size}px shard cannot be decoded "
+                "(this opencv build may lack WebP)"
+            )
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def decode(self, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
@@ -143,7 +146,9 @@ def load_shard(path: str | Path) -> Shard:
     with np.load(path, allow_pickle=False) as z:
         version = int(z["format_version"])
         if version != FORMAT_VERSION:
-            raise UserError(f"{path} has shard format {version}, this code reads {FORMAT_VERSION}: rebuild it")
+            raise UserError(
+                f"{path} has shard format {version}, this code reads {FORMAT_VERSION}: rebuild it"
+            )
         return Shard(
             size=int(z["size"]),
             buffer=z["images"],
@@ -286,7 +291,8 @@ def _detect(frame: np.ndarray) -> list:
     scale = min(1.0, _worker["detect_max_side"] / max(h, w))
     small = frame
     if scale < 1.0:
-        small = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        size = (round(w * scale), round(h * scale))
+        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     boxes = fa.detect_boxes(small)
     if not boxes and max(h, w) <= _worker["retry_max_side"]:
         boxes = fa.detect_boxes(small, upsample=1)
@@ -351,7 +357,9 @@ def _imap(pool, fn, args: Iterable, chunksize: int = 4) -> Iterator:
     return pool.imap(fn, args, chunksize=chunksize) if pool is not None else map(fn, args)
 
 
-def _analyse_all(items: list[_Item], cache_dir: Path, cfg: BuildConfig, pool, bar) -> tuple[dict, int]:
+def _analyse_all(
+    items: list[_Item], cache_dir: Path, cfg: BuildConfig, pool, bar
+) -> tuple[dict, int]:
     """Analysis table aligned with items; chunks already in the cache are not recomputed."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     chunks = [items[i : i + cfg.chunk_images] for i in range(0, len(items), cfg.chunk_images)]
@@ -381,7 +389,9 @@ def _analyse_all(items: list[_Item], cache_dir: Path, cfg: BuildConfig, pool, ba
                 table[name].append(z[name])
     merged = {name: np.concatenate(parts) for name, parts in table.items()}
     if list(merged["sources"]) != [it.source for it in items]:
-        raise UserError(f"analysis cache in {cache_dir} does not match the inputs: delete it and rebuild")
+        raise UserError(
+            f"analysis cache in {cache_dir} does not match the inputs: delete it and rebuild"
+        )
     return merged, len(items) - len(todo)
 
 
@@ -424,7 +434,10 @@ def _centroids(identities: np.ndarray, embeddings: np.ndarray) -> dict[str, np.n
 
 
 def guard_leaks(
-    splits: dict[str, list[str]], centroids: Mapping[str, np.ndarray], held_out: Sequence[str], threshold: float
+    splits: dict[str, list[str]],
+    centroids: Mapping[str, np.ndarray],
+    held_out: Sequence[str],
+    threshold: float,
 ) -> list[dict]:
     """Move train/val identities that look like a held-out person into test (in place).
 
@@ -442,7 +455,10 @@ def guard_leaks(
             d = np.linalg.norm(held_mat - centroids[name], axis=1)
             j = int(np.argmin(d))
             if d[j] < threshold:
-                moved.append({"identity": name, "from": split, "nearest": held[j], "distance": round(float(d[j]), 4)})
+                dist = round(float(d[j]), 4)
+                moved.append(
+                    {"identity": name, "from": split, "nearest": held[j], "distance": dist}
+                )
             else:
                 keep.append(name)
         splits[split] = keep
@@ -496,8 +512,11 @@ def default_inputs() -> tuple[list[Path], dict[str, Path]]:
     """LFW + CelebA subset for training, deepface_testset as the extra test set."""
     data = shared_data_dir()
     if data is None:
-        raise UserError("../shared/data not found: pass input folders explicitly or set SLIMSWAP_SHARED")
-    return [data / "lfw_deepfunneled", data / "celeba_wild_subset"], {"deepface": data / "deepface_testset"}
+        raise UserError(
+            "../shared/data not found: pass input folders explicitly or set SLIMSWAP_SHARED"
+        )
+    train = [data / "lfw_deepfunneled", data / "celeba_wild_subset"]
+    return train, {"deepface": data / "deepface_testset"}
 
 
 def build_dataset(
@@ -543,8 +562,9 @@ def build_dataset(
     pool = None
     init_args = (cfg.detect_max_side, cfg.upsample_retry_max_side)
     if cfg.workers > 1:
-        # started before the progress bar's thread exists, so forking is safe
-        pool = multiprocessing.get_context("fork").Pool(cfg.workers, _init_worker, init_args)
+        # spawn, not fork: a forked child inherits OpenCV's thread pool in a locked state
+        # once the parent has used cv2, and hangs in its first cv2 call
+        pool = multiprocessing.get_context("spawn").Pool(cfg.workers, _init_worker, init_args)
     else:
         _init_worker(*init_args)
     columns = (
@@ -569,7 +589,9 @@ def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, 
 
     ok = table["reasons"] == ""
     failures = [
-        {"source": it.source, "reason": str(r)} for it, r, good in zip(items, table["reasons"], ok) if not good
+        {"source": it.source, "reason": str(r)}
+        for it, r, good in zip(items, table["reasons"], ok)
+        if not good
     ]
     identities = np.array([it.identity for it in items])
     main = np.array([it.group == MAIN for it in items]) & ok
@@ -596,7 +618,8 @@ def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, 
     for i, crops in zip(owners, _imap(pool, _crop, jobs, chunksize=16)):
         it = items[i]
         for size, data, lm in crops:
-            rows[(split_of[it.identity], size)].append((it.source, it.identity, table["embeddings"][i], data, lm))
+            row = (it.source, it.identity, table["embeddings"][i], data, lm)
+            rows[(split_of[it.identity], size)].append(row)
         bar.advance(task)
 
     split_names = ["train", "val", "test", *groups]
@@ -611,8 +634,8 @@ def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, 
             mb = arrays["images"].nbytes / 1e6
             if split == "train" and size == cfg.sizes[0] and mb > cfg.max_train_mb:
                 raise UserError(
-                    f"{name} would hold {mb:.1f} MB of crops, over the {cfg.max_train_mb} MB limit: "
-                    f"lower the quality (now {cfg.quality})"
+                    f"{name} would hold {mb:.1f} MB of crops, over the {cfg.max_train_mb} MB "
+                    f"limit: lower the quality (now {cfg.quality})"
                 )
             write_npz(out / name, arrays)
             shards[name] = {
@@ -631,7 +654,9 @@ def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, 
         split_info[split] = {
             "identities": len(names),
             "images": int(sum(counts.values())),
-            f"identities_with_{cfg.test_min_images}plus": sum(c >= cfg.test_min_images for c in counts.values()),
+            f"identities_with_{cfg.test_min_images}plus": sum(
+                c >= cfg.test_min_images for c in counts.values()
+            ),
             "images_per_size": {str(s): len(rows.get((split, s), [])) for s in cfg.sizes},
         }
     manifest = {
@@ -640,7 +665,7 @@ def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, 
             **{k: v for k, v in asdict(cfg).items() if k not in ("workers", "chunk_images")},
             "min_iod_px": {str(s): round(cfg.min_iod(s), 2) for s in cfg.sizes},
             "template_5": TEMPLATE_5.tolist(),
-            "alignment": "slimswap.face.align.align (similarity to TEMPLATE_5, bilinear, reflect border)",
+            "alignment": "slimswap.face.align.align: similarity to TEMPLATE_5, bilinear, reflect",
             "analysis_version": ANALYSIS_VERSION,
             "embedding": "dlib_face_recognition_resnet_model_v1 on the source image",
         },
@@ -653,17 +678,20 @@ def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, 
         "failure_counts": dict(Counter(f["reason"].split(":")[0] for f in failures)),
         "failures": failures,
     }
+    text = json.dumps(manifest, indent=1) + "\n"
     tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, out / "manifest.json")
-    return manifest
+    return json.loads(text)  # tuples become lists: the same object a reader of the file gets
 
 
 def _input_summary(items: list[_Item]) -> list[dict]:
     roots: dict[str, dict] = {}
     for it in items:
         root = it.source.split("/", 1)[0]
-        entry = roots.setdefault(root, {"name": root, "group": it.group, "images": 0, "identities": set()})
+        entry = roots.setdefault(
+            root, {"name": root, "group": it.group, "images": 0, "identities": set()}
+        )
         entry["images"] += 1
         entry["identities"].add(it.identity)
     return [{**e, "identities": len(e["identities"])} for e in roots.values()]
@@ -673,7 +701,7 @@ if __name__ == "__main__":  # for direct runs; the CLI is `slimswap data build`
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("inputs", nargs="*", type=Path, help="<identity>/<image> folders (default: shared data)")
+    ap.add_argument("inputs", nargs="*", type=Path, help="<identity>/<image> folders")
     ap.add_argument("--extra-test", action="append", default=[], metavar="NAME=DIR")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
     ap.add_argument("--codec", default=BuildConfig.codec)

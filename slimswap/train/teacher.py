@@ -47,6 +47,7 @@ class TrainConfig:
     data: str = "data/shards/train_128.npz"
     out: str = "runs/teacher"
     identity_weights: str = ""  # safetensors of the identity net; empty: read dlib's .dat
+    init_from: str = ""  # folder of a compact checkpoint (export_compact) to continue from
     batch: int = 64
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -108,7 +109,9 @@ class DeviceDataset:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def batch(self, idx: torch.Tensor, flip: torch.Tensor, jitter: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, idx: torch.Tensor, flip: torch.Tensor, jitter: bool = True, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images in [-1,1] and landmarks (0..1) for `idx`, mirrored where `flip`."""
         img = self.images[idx].float().div_(127.5).sub_(1)
         lmk = self.landmarks[idx].clone()
@@ -119,8 +122,8 @@ class DeviceDataset:
             lmk[flip] = fl
         if jitter:  # mild brightness/contrast jitter, per sample
             n = img.shape[0]
-            gain = 1 + 0.1 * (torch.rand(n, 1, 1, 1, device=img.device) - 0.5)
-            bias = 0.1 * (torch.rand(n, 1, 1, 1, device=img.device) - 0.5)
+            gain = 1 + 0.1 * (torch.rand(n, 1, 1, 1, device=img.device, generator=generator) - 0.5)
+            bias = 0.1 * (torch.rand(n, 1, 1, 1, device=img.device, generator=generator) - 0.5)
             img = (img * gain + bias).clamp_(-1, 1)
         return img, lmk
 
@@ -168,7 +171,7 @@ class TeacherTrainer:
         self.gen_rng = torch.Generator(device=dev).manual_seed(config.seed * 1000 + self.rank)
 
         self.data = dataset or load_device_dataset(config.data, dev)
-        self.G = TeacherGenerator(config.model).to(dev, memory_format=self.memory_format)
+        self.G = self.build_generator().to(dev, memory_format=self.memory_format)
         self.D = MultiScaleDiscriminator().to(dev, memory_format=self.memory_format)
         self.L = LandmarkNet().to(dev, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval()
@@ -204,6 +207,11 @@ class TeacherTrainer:
         else:
             self.idnet_fwd = self.idnet
 
+    release_name = "teacher_ema_fp16.safetensors"
+
+    def build_generator(self) -> nn.Module:
+        return TeacherGenerator(self.cfg.model)
+
     # ------------------------------------------------------------ checkpoints
 
     @property
@@ -235,10 +243,44 @@ class TeacherTrainer:
         os.replace(tmp, self.checkpoint_path)
         from slimswap.swap.weights import save_generator
 
-        save_generator(self.G_ema, self.out / "teacher_ema_fp16.safetensors", dtype=torch.float16)
+        save_generator(self.G_ema, self.out / self.release_name, dtype=torch.float16)
+
+    def export_compact(self, folder: Path) -> list[Path]:
+        """Models in fp16 (one file each, under 16 MiB) + step/history JSON, without optimisers.
+
+        The full checkpoint (~200 MB with Adam state) cannot leave a GPU machine whose returns
+        are capped at 16 MiB a file; this is what travels instead. Continuing from it restarts
+        the optimisers (Adam with beta1 = 0 re-estimates its second moment in a few hundred
+        steps).
+        """
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D), ("L", self.L)):
+            path = folder / f"{name}.safetensors"
+            save_file({k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.cpu() for k, v in module.state_dict().items()}, str(path))
+            paths.append(path)
+        state = {"step": self.step, "samples_seen": self.samples_seen, "history": self.history, "config": asdict(self.cfg)}
+        (folder / "state.json").write_text(json.dumps(state))
+        return paths + [folder / "state.json"]
+
+    def _init_from_compact(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D), ("L", self.L)):
+            state = load_file(str(folder / f"{name}.safetensors"))
+            module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        meta = json.loads((folder / "state.json").read_text())
+        self.step, self.samples_seen, self.history = meta["step"], meta["samples_seen"], meta["history"]
+        self.gen_rng.manual_seed(self.cfg.seed * 1000 + self.rank + self.step)
+        if self.rank == 0:
+            log.info("continuing from compact checkpoint %s at step %d (fresh optimisers)", folder, self.step)
 
     def _maybe_resume(self) -> None:
         if not self.checkpoint_path.exists():
+            if self.cfg.init_from:
+                self._init_from_compact(Path(self.cfg.init_from))
             return
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         self.G.load_state_dict(state["G"])
@@ -290,7 +332,7 @@ class TeacherTrainer:
         n = cfg.batch
         tgt_idx, src_idx, self_mask = self._sample(n)
         flip = torch.rand(n, device=self.device, generator=self.gen_rng) < 0.5
-        target, lmk = self.data.batch(tgt_idx, flip)
+        target, lmk = self.data.batch(tgt_idx, flip, generator=self.gen_rng)
         target = target.contiguous(memory_format=self.memory_format)
         src_emb = self.data.embeddings[src_idx]
         metrics: dict[str, torch.Tensor] = {}
@@ -305,29 +347,7 @@ class TeacherTrainer:
         L.eval()
         self.G_train.train()
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
-            swap = self.G_train(target, src_emb)
-            swap_id = self._identity(swap)
-            l_id = losses.identity_loss(swap_id, src_emb)
-            fake_out = D(swap)
-            with torch.no_grad():
-                real_out = D(target)
-            l_adv = losses.hinge_g_loss([o[0] for o in fake_out])
-            l_fm = losses.feature_matching_loss([o[1] for o in fake_out], [o[1] for o in real_out])
-            l_lmk = losses.landmark_loss(L(swap), lmk)
-            l_light = losses.lighting_loss(swap, target)
-            l1 = (swap.float() - target.float()).abs().mean(dim=(1, 2, 3))
-            l_rec = losses.masked_mean(l1, self_mask)
-            if self_mask.any():
-                with torch.no_grad():
-                    feats_t = losses.identity_features(self.idnet, (target[self_mask] + 1) * 0.5)
-                feats_s = losses.identity_features(self.idnet, (swap[self_mask] + 1) * 0.5)
-                l_perc = sum(F.l1_loss(a.float(), b.float()) for a, b in zip(feats_s, feats_t)) / len(feats_t)
-            else:
-                l_perc = swap.sum() * 0
-            loss_g = (
-                w.identity * l_id + w.adversarial * l_adv + w.feature_matching * l_fm + w.landmark * l_lmk
-                + w.lighting * l_light + w.reconstruction * l_rec + w.perceptual * l_perc
-            )
+            swap, loss_g, g_metrics = self.generator_loss(target, lmk, src_emb, self_mask, D, L)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -347,9 +367,38 @@ class TeacherTrainer:
         self._update_ema()
         self.step += 1
         self.samples_seen += n * self.world
-        metrics.update(g=loss_g, d=loss_d, id=l_id, adv=l_adv, fm=l_fm, lmk=l_lmk, light=l_light, rec=l_rec, perc=l_perc)
-        metrics = {k: v.detach().float() for k, v in metrics.items()}
-        return metrics
+        metrics.update(g=loss_g, d=loss_d, **g_metrics)
+        return {k: v.detach().float() for k, v in metrics.items()}
+
+    def generator_loss(
+        self, target: torch.Tensor, lmk: torch.Tensor, src_emb: torch.Tensor, self_mask: torch.Tensor, D: nn.Module, L: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(swap, weighted total, named terms) for one batch; the distiller overrides this."""
+        w = self.cfg.weights
+        swap = self.G_train(target, src_emb)
+        l_id = losses.identity_loss(self._identity(swap), src_emb)
+        fake_out = D(swap)
+        with torch.no_grad():
+            real_out = D(target)
+        l_adv = losses.hinge_g_loss([o[0] for o in fake_out])
+        l_fm = losses.feature_matching_loss([o[1] for o in fake_out], [o[1] for o in real_out])
+        l_lmk = losses.landmark_loss(L(swap), lmk)
+        l_light = losses.lighting_loss(swap, target)
+        l1 = (swap.float() - target.float()).abs().mean(dim=(1, 2, 3))
+        l_rec = losses.masked_mean(l1, self_mask)
+        if self_mask.any():
+            with torch.no_grad():
+                feats_t = losses.identity_features(self.idnet, (target[self_mask] + 1) * 0.5)
+            feats_s = losses.identity_features(self.idnet, (swap[self_mask] + 1) * 0.5)
+            l_perc = sum(F.l1_loss(a.float(), b.float()) for a, b in zip(feats_s, feats_t)) / len(feats_t)
+        else:
+            l_perc = swap.sum() * 0
+        total = (
+            w.identity * l_id + w.adversarial * l_adv + w.feature_matching * l_fm + w.landmark * l_lmk
+            + w.lighting * l_light + w.reconstruction * l_rec + w.perceptual * l_perc
+        )
+        terms = dict(id=l_id, adv=l_adv, fm=l_fm, lmk=l_lmk, light=l_light, rec=l_rec, perc=l_perc)
+        return swap, total, terms
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -370,7 +419,7 @@ class TeacherTrainer:
         for i in range(self.cfg.landmark_pretrain_steps):
             idx = torch.randint(0, len(self.data), (max(self.cfg.batch, 128),), device=self.device, generator=self.gen_rng)
             flip = torch.rand(len(idx), device=self.device, generator=self.gen_rng) < 0.5
-            img, lmk = self.data.batch(idx, flip)
+            img, lmk = self.data.batch(idx, flip, generator=self.gen_rng)
             loss = self.landmark_step(img.contiguous(memory_format=self.memory_format), lmk)
             if self.rank == 0 and (i + 1) % 100 == 0:
                 log.info("landmark critic pretrain %d/%d  L1 %.4f", i + 1, self.cfg.landmark_pretrain_steps, float(loss))
@@ -396,10 +445,8 @@ class TeacherTrainer:
                 self.history.append(row)
                 acc, window_t, window_n = {}, time.time(), 0
                 if self.rank == 0:
-                    log.info(
-                        "step %d  id %.3f  rec %.3f  lmk %.4f  adv %.3f  d %.3f  %.0f img/s",
-                        self.step, row["id"], row["rec"], row["lmk"], row["adv"], row["d"], row["images_per_s"],
-                    )
+                    shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("step", "samples", "wall", "images_per_s"))
+                    log.info("step %d  %s  %.0f img/s", self.step, shown, row["images_per_s"])
                     if not all(math.isfinite(v) for v in row.values()):
                         raise FloatingPointError(f"non-finite loss at step {self.step}: {row}")
             if time.time() - last_ckpt > cfg.checkpoint_every_s:
@@ -425,8 +472,9 @@ class TeacherTrainer:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        names = ["id", "rec", "lmk", "light", "adv", "d", "fm", "perc", "images_per_s"]
-        fig, axes = plt.subplots(3, 3, figsize=(12, 9))
+        names = [k for k in keys if k not in ("step", "samples", "wall")]
+        cols = 3
+        fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols, figsize=(12, 3 * ((len(names) + cols - 1) // cols)), squeeze=False)
         steps = [r["step"] for r in self.history]
         for ax, name in zip(axes.flat, names):
             ax.plot(steps, [r.get(name, float("nan")) for r in self.history])
@@ -458,7 +506,7 @@ class TeacherTrainer:
         return path
 
 
-def train_teacher(config: TrainConfig) -> dict:
+def train_teacher(config: TrainConfig, export_compact: Path | None = None) -> dict:
     """Train (or continue training) the teacher; returns the last log row."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     trainer = TeacherTrainer(config)
@@ -467,6 +515,8 @@ def train_teacher(config: TrainConfig) -> dict:
     last = trainer.fit()
     if trainer.rank == 0:
         trainer.sample_grid()
+        if export_compact is not None:
+            trainer.export_compact(Path(export_compact))
     if trainer.world > 1:
         dist.barrier()
     return last

@@ -1,0 +1,1 @@
+"""Compression: sensitivity analysis, structured pruning, distillation, quantization, export."""

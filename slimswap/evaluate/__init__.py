@@ -1,0 +1,1 @@
+"""Evaluation (swap quality on held-out identities) and benchmarks (speed, size, memory)."""
