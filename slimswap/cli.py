@@ -343,6 +343,9 @@ def eval_swapper(
     out: Path = typer.Option(Path("benchmarks/eval"), "--out", help="Folder for eval.md, eval.json, eval_grid.png."),
     device: str = typer.Option("cpu", "--device"),
     seed: int = typer.Option(0, "--seed"),
+    exclude_seen: Optional[Path] = typer.Option(
+        None, "--exclude-seen", help="Training shard of the evaluated models: drop any test identity it contains."
+    ),
 ) -> None:
     """ID distance, retrieval, landmark NME and self-swap PSNR/SSIM, one markdown table."""
     from slimswap.evaluate.swap_eval import evaluate_swapper, markdown_table, save_report
@@ -357,7 +360,9 @@ def eval_swapper(
         for mode in modes:
             swapper = load_swapper(mode, device)
             for shard in shards:
-                results.append(evaluate_swapper(swapper, shard, root, n_pairs=pairs, n_self=self_pairs, seed=seed))
+                results.append(
+                    evaluate_swapper(swapper, shard, root, n_pairs=pairs, n_self=self_pairs, seed=seed, exclude_seen=exclude_seen)
+                )
         command = "slimswap eval swapper " + " ".join(sys.argv[3:])
         report = save_report(results, out, command)
     except UserError as err:
@@ -640,8 +645,12 @@ def ui(
     try:
         if device not in ("cpu", "cuda"):
             raise UserError(f"--device must be cpu or cuda, got {device!r}")
-        from slimswap.ui.app import launch
-
+        try:
+            from slimswap.ui.app import launch
+        except ModuleNotFoundError as err:
+            if err.name != "gradio":
+                raise
+            raise UserError("the web UI needs gradio: pip install 'slimswap[ui]' (or pip install 'gradio>=6,<7')") from None
         launch(host=host, port=port, device=device)
     except UserError as err:
         fail(str(err))

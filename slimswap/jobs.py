@@ -22,7 +22,7 @@ import os
 import string
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -60,14 +60,21 @@ class JobSettings:
 
     def options(self) -> SwapOptions:
         return SwapOptions(
-            face_selector=self.face_selector, reference=Path(self.reference) if self.reference else None,
-            masks=tuple(self.masks), blend=self.blend, color_correction=self.color_correction,
-            upsample=self.upsample, detect_every=self.detect_every, batch_size=self.batch_size,
-            overwrite=self.overwrite, progress=False, label=self.label,
+            face_selector=self.face_selector,
+            reference=Path(self.reference) if self.reference else None,
+            masks=tuple(self.masks),
+            blend=self.blend,
+            color_correction=self.color_correction,
+            upsample=self.upsample,
+            detect_every=self.detect_every,
+            batch_size=self.batch_size,
+            overwrite=self.overwrite,
+            progress=False,
+            label=self.label,
         )
 
     @classmethod
-    def from_json(cls, data: dict) -> "JobSettings":
+    def from_json(cls, data: dict) -> JobSettings:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -93,7 +100,7 @@ class Job:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Job":
+    def from_json(cls, data: dict) -> Job:
         data = dict(data)
         data["settings"] = JobSettings.from_json(data.get("settings", {}))
         known = {f.name for f in fields(cls)}
@@ -112,13 +119,15 @@ class JobQueue:
         self.folder = Path(folder)
 
     @classmethod
-    def find(cls, path: Path) -> "JobQueue":
+    def find(cls, path: Path) -> JobQueue:
         """The queue for an output folder (or the jobs folder itself)."""
         path = Path(path)
         for candidate in (path / JOBS_DIRNAME, path):
             if candidate.is_dir() and any(candidate.glob("*.json")):
                 return cls(candidate)
-        raise UserError(f"no batch jobs in {path}; start a batch with `slimswap batch ... -o {path}`")
+        raise UserError(
+            f"no batch jobs in {path}; start a batch with `slimswap batch ... -o {path}`"
+        )
 
     def path(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.json"
@@ -134,12 +143,16 @@ class JobQueue:
         try:
             return Job.from_json(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError, TypeError) as err:
-            raise UserError(f"cannot read job file {path} ({err}); delete it and run the batch again") from None
+            raise UserError(
+                f"cannot read job file {path} ({err}); delete it and run the batch again"
+            ) from None
 
     def jobs(self) -> list[Job]:
         if not self.folder.is_dir():
             return []
-        return sorted((self.load(p.stem) for p in self.folder.glob("*.json")), key=lambda j: (j.index, j.id))
+        return sorted(
+            (self.load(p.stem) for p in self.folder.glob("*.json")), key=lambda j: (j.index, j.id)
+        )
 
     def select(self, ids: list[str]) -> list[Job]:
         """Jobs by id or unique id prefix."""
@@ -149,7 +162,9 @@ class JobQueue:
             hits = [j for j in jobs if j.id.startswith(wanted)]
             if len(hits) != 1:
                 what = "no job" if not hits else f"{len(hits)} jobs"
-                raise UserError(f"{what} in {self.folder} with id {wanted!r}; see `slimswap job list`")
+                raise UserError(
+                    f"{what} in {self.folder} with id {wanted!r}; see `slimswap job list`"
+                )
             out.append(hits[0])
         return out
 
@@ -161,7 +176,9 @@ class JobQueue:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UserError(f"another slimswap run is working on {self.folder}; wait for it to finish") from None
+                raise UserError(
+                    f"another slimswap run is working on {self.folder}; wait for it to finish"
+                ) from None
             try:
                 yield
             finally:
@@ -169,6 +186,7 @@ class JobQueue:
 
 
 # ------------------------------------------------------------------ planning
+
 
 def expand(patterns: list[str], what: str) -> list[Path]:
     """Files matching any of the glob patterns (or plain paths), sorted, without repeats."""
@@ -198,14 +216,20 @@ def output_name(pattern: str, source: Path, target: Path, index: int) -> str:
     """`{source}`/`{target}`: file names without extension; `{index}`: 1-based job number
     (format specs work: `{index:04d}`); `{ext}`: the target's extension, dot included."""
     try:
-        return pattern.format(source=source.stem, target=target.stem, index=index, ext=target.suffix.lower())
+        return pattern.format(
+            source=source.stem, target=target.stem, index=index, ext=target.suffix.lower()
+        )
     except (ValueError, IndexError, KeyError) as err:
         raise UserError(f"bad --name pattern {pattern!r}: {err}") from None
 
 
 def plan_batch(
-    sources: list[str], targets: list[str], out_dir: Path, name: str, settings: JobSettings,
-    exclude: set[str] = frozenset(),
+    sources: list[str],
+    targets: list[str],
+    out_dir: Path,
+    name: str,
+    settings: JobSettings,
+    exclude: Collection[str] = (),
 ) -> list[Job]:
     """Every (source, target) pair as a job, in a stable order (sources outer, sorted)."""
     check_name_pattern(name)
@@ -225,7 +249,16 @@ def plan_batch(
                 "add {source} and {target} (or {index}) to it"
             )
         seen[key] = (src, tgt)
-        jobs.append(Job(id=job_id(src, tgt, out), index=i, source=str(src), target=str(tgt), output=str(out), settings=settings))
+        jobs.append(
+            Job(
+                id=job_id(src, tgt, out),
+                index=i,
+                source=str(src),
+                target=str(tgt),
+                output=str(out),
+                settings=settings,
+            )
+        )
     return jobs
 
 
@@ -241,6 +274,7 @@ def enqueue(queue: JobQueue, planned: list[Job]) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------ running
+
 
 @dataclass
 class QueueSummary:
@@ -269,7 +303,11 @@ def recover_interrupted(queue: JobQueue) -> list[Job]:
             continue
         out = Path(job.output)
         if out.is_file() and job.started is not None and out.stat().st_mtime >= job.started - 1:
-            job.status, job.reason, job.finished = "done", "finished before the run was interrupted", out.stat().st_mtime
+            job.status, job.reason, job.finished = (
+                "done",
+                "finished before the run was interrupted",
+                out.stat().st_mtime,
+            )
         elif job.attempts >= MAX_ATTEMPTS:
             job.status = "failed"
             job.reason = f"the process died while swapping this item ({job.attempts} times); `slimswap job retry {job.id}`"
@@ -308,7 +346,12 @@ def run_queue(
 
 
 def _run_one(
-    queue: JobQueue, job: Job, swappers: dict, analysers: dict, load: SwapperLoader, analyser: FaceAnalyser | None
+    queue: JobQueue,
+    job: Job,
+    swappers: dict,
+    analysers: dict,
+    load: SwapperLoader,
+    analyser: FaceAnalyser | None,
 ) -> None:
     job.status, job.reason, job.detail = "running", "", ""
     job.attempts += 1
@@ -322,9 +365,18 @@ def _run_one(
         key = (settings.mode, settings.device)
         if key not in swappers:
             swappers[key] = load(settings.mode, settings.device)
-        face_analyser = analyser or analysers.setdefault(settings.upsample, FaceAnalyser(upsample=settings.upsample))
+        face_analyser = analyser or analysers.setdefault(
+            settings.upsample, FaceAnalyser(upsample=settings.upsample)
+        )
         Path(job.output).parent.mkdir(parents=True, exist_ok=True)
-        swap_file(Path(job.source), Path(job.target), Path(job.output), swappers[key], options, face_analyser)
+        swap_file(
+            Path(job.source),
+            Path(job.target),
+            Path(job.output),
+            swappers[key],
+            options,
+            face_analyser,
+        )
         job.status = "done"
     except UserError as err:
         job.status, job.reason = "failed", str(err)
@@ -335,7 +387,10 @@ def _run_one(
         raise
     except Exception as err:  # a bug on one input must not stop the batch; keep the traceback
         log.exception("job %s crashed", job.id)
-        job.status, job.reason = "failed", f"unexpected error {type(err).__name__}: {err} (traceback in the job file)"
+        job.status, job.reason = (
+            "failed",
+            f"unexpected error {type(err).__name__}: {err} (traceback in the job file)",
+        )
         job.detail = traceback.format_exc()
     job.finished = time.time()
     job.seconds = round(time.perf_counter() - t, 3)
@@ -347,7 +402,9 @@ def retry(queue: JobQueue, ids: list[str] | None = None) -> list[Job]:
     jobs = queue.select(ids) if ids else [j for j in queue.jobs() if j.status == "failed"]
     for job in jobs:
         if job.status in ("done", "running"):
-            raise UserError(f"job {job.id} is {job.status}; only failed or queued jobs can be retried")
+            raise UserError(
+                f"job {job.id} is {job.status}; only failed or queued jobs can be retried"
+            )
     for job in jobs:
         job.status, job.reason, job.detail, job.attempts = "queued", "", "", 0
         queue.save(job)

@@ -231,6 +231,10 @@ class _VideoSelector:
         self.tracker = FaceTracker()
         self.schedule = DetectionSchedule(options.detect_every)
         self.chosen_ids: set[int] = set()
+        self.smoothed: dict[int, np.ndarray] = {}
+
+    SMOOTH_MOTION = 0.05  # mean landmark motion (in eye distances) followed without damping
+    SMOOTH_MIN = 0.35  # blend factor for a still face
 
     def faces(self, index: int, frame: np.ndarray, timer: StageTimer) -> list[Face]:
         if self.schedule.should_detect(index, self.tracker):
@@ -245,7 +249,26 @@ class _VideoSelector:
                     lm = self.analyser.landmarks(frame, box)
                     faces.append(Face(box_from_landmarks(lm), lm, kps_from_landmarks(lm), track.face.score))
         tracks = self.tracker.update(faces)
+        faces = [self._smooth(t.id, f) for t, f in zip(tracks, faces)]
         return self._select(frame, faces, tracks)
+
+    def _smooth(self, track_id: int, face: Face) -> Face:
+        """Damp landmark jitter on a still face, follow real motion at once.
+
+        dlib's landmarks wobble by a pixel or two between frames even when the face does not
+        move; every wobble moves the aligned crop and shows as flicker in the swap. The blend
+        factor grows with the motion (relative to the eye distance), so a moving head is
+        never dragged behind (a simplified one-euro filter, written by hand).
+        """
+        prev = self.smoothed.get(track_id)
+        lm = face.landmarks
+        if prev is not None:
+            iod = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0))) or 1.0
+            motion = float(np.abs(lm - prev).mean()) / iod
+            alpha = float(np.clip(motion / self.SMOOTH_MOTION, self.SMOOTH_MIN, 1.0))
+            lm = (prev + alpha * (lm - prev)).astype(np.float32)
+        self.smoothed[track_id] = lm
+        return Face(face.bbox, lm, kps_from_landmarks(lm), face.score, face.embedding)
 
     def _select(self, frame: np.ndarray, faces: list[Face], tracks) -> list[Face]:
         mode = self.options.face_selector

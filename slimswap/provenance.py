@@ -19,9 +19,11 @@ computes in a fraction of PyWavelets' time; the DCT matrix comes from cv2.dct):
   column (odd video sizes) changes nothing;
 - reading sums a soft vote (cos of the QIM phase) over every coefficient of a bit; the mark
   is "present" when the decoded 64 bits are within `MAX_BIT_ERRORS` of the signature.
-An unmarked image decodes to ~32 random bit errors (binomial(64, 1/2)); P(<= 12) is about
-1e-7 per image. Measured: 0 of 200 LFW faces within 12 bits (min 21); marked images decode
-with 0 errors after JPEG q80 and after H.264 crf 23, PSNR ~46 dB on a 512 px photo.
+An unmarked image decodes to ~32 random bit errors (binomial(64, 1/2)); P(<= 12) = 2.3e-7
+per image. Measured on unmarked real photos: 3,000 random LFW faces, mean 32.4 errors, std
+3.9, minimum 18; 1,227 CelebA/deepface photos, minimum 20; none within 12. Marked photos
+decode with 0 errors after JPEG q80 (q50 too) and after H.264 crf 23 (0-2 at crf 28); PSNR
+46 dB, at most 4 grey levels changed; ~2 ms to embed in a 512x512 frame on one CPU core.
 """
 
 from __future__ import annotations
@@ -34,12 +36,11 @@ import cv2
 import numpy as np
 
 from slimswap import __version__, media
-from slimswap.errors import UserError
 
 WATERMARK_ID = "slimswap-dwtdct-v1"
 N_BITS = 64
-DELTA = 24.0  # QIM step; 16 lost bits after H.264 crf 28, 24 keeps 0-2 errors there
-MAX_BIT_ERRORS = 12  # Hamming threshold; unmarked images: min 21 of 64 over 200 LFW faces
+DELTA = 24.0  # QIM step: at 16, H.264 crf 28 flipped up to 15 bits; at 24, 0-2
+MAX_BIT_ERRORS = 12  # Hamming threshold; unmarked real photos: 18 or more (see above)
 MIN_VOTES = 4 * N_BITS  # fewer coefficients than this (images under ~100 px): no verdict
 _BLOCK = 4  # DCT block side in the LL band (8x8 pixels)
 _COEFS = ((0, 1), (1, 0))  # low AC coefficients: survive JPEG/H.264, invisible at DELTA
@@ -47,7 +48,9 @@ _TILE = 64  # keyed tables repeat every 64 blocks (512 pixels)
 
 
 def _bits_of(text: str) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(hashlib.sha256(text.encode()).digest()[: N_BITS // 8], np.uint8))
+    return np.unpackbits(
+        np.frombuffer(hashlib.sha256(text.encode()).digest()[: N_BITS // 8], np.uint8)
+    )
 
 
 SIGNATURE = _bits_of("slimswap provenance signature v1")  # the 64 bits every output carries
@@ -62,7 +65,7 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 _BIT_INDEX, _DITHER = _tables()
-# rows of the orthonormal 4-point DCT-II matrix, for the two coefficients we touch
+# the orthonormal 4-point DCT-II matrix (row k = basis vector k)
 _DCT = cv2.dct(np.eye(_BLOCK, dtype=np.float32), flags=cv2.DCT_ROWS).T
 _ROWS = np.array([c[0] for c in _COEFS])
 _COLS = np.array([c[1] for c in _COEFS])
@@ -89,10 +92,12 @@ def _keyed(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def embed_watermark(rgb: np.ndarray) -> np.ndarray:
-    """A copy of an RGB uint8 frame carrying the signature; ~5-10 ms for 512x512 on one core."""
+    """A copy of an RGB uint8 frame carrying the signature (~2 ms for 512x512 on one core)."""
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"embed_watermark expects RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        raise ValueError(
+            f"embed_watermark expects RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}"
+        )
     blocks, (h, w) = _ll_blocks(rgb)
     ny, nx = blocks.shape[:2]
     if ny == 0 or nx == 0:
@@ -138,7 +143,9 @@ def read_watermark(rgb: np.ndarray) -> WatermarkReading:
     soft = np.cos(2 * np.pi * (coef - dither) / DELTA)  # +1 at a "0" lattice point, -1 at "1"
     score = np.bincount(bit_index.ravel(), weights=soft.ravel(), minlength=N_BITS)
     bits = (score < 0).astype(np.uint8)
-    return WatermarkReading(bit_errors=int(np.count_nonzero(bits != SIGNATURE)), votes=int(coef.size))
+    return WatermarkReading(
+        bit_errors=int(np.count_nonzero(bits != SIGNATURE)), votes=int(coef.size)
+    )
 
 
 # ------------------------------------------------------------------ metadata label
@@ -159,6 +166,7 @@ def label_metadata(model: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ verify
+
 
 @dataclass
 class VerifyReport:
@@ -200,14 +208,21 @@ class VerifyReport:
             out.append("watermark: cannot tell (image too small; needs about 100x100 px or more)")
         elif self.kind == "image":
             state = "present" if self.watermark_present else "absent"
-            out.append(f"watermark: {state} ({self.bit_errors[0]} of {N_BITS} bits differ from the "
-                       f"signature; a mark differs in at most {MAX_BIT_ERRORS})")
+            out.append(
+                f"watermark: {state} ({self.bit_errors[0]} of {N_BITS} bits differ from the "
+                f"signature; a mark differs in at most {MAX_BIT_ERRORS})"
+            )
         else:
             state = "present" if self.watermark_present else "absent"
-            out.append(f"watermark: {state} (found in {self.frames_marked}/{readable} frames checked, "
-                       f"{100 * self.watermark_share:.0f}%)")
+            out.append(
+                f"watermark: {state} (found in {self.frames_marked}/{readable} frames checked, "
+                f"{100 * self.watermark_share:.0f}%)"
+            )
         synthetic = self.label_present or self.watermark_present
-        out.append("verdict: " + ("made by slimswap (synthetic)" if synthetic else "no slimswap label found"))
+        out.append(
+            "verdict: "
+            + ("made by slimswap (synthetic)" if synthetic else "no slimswap label found")
+        )
         return out
 
 
@@ -235,7 +250,9 @@ def verify_file(path: Path, frames: int = 12) -> VerifyReport:
                 break
         return report
     image = media.read_image(path)
-    report = VerifyReport(path=path, kind="image", label=_slimswap_tags(media.read_image_metadata(path)))
+    report = VerifyReport(
+        path=path, kind="image", label=_slimswap_tags(media.read_image_metadata(path))
+    )
     _check_frame(report, image)
     return report
 
@@ -248,4 +265,3 @@ def _check_frame(report: VerifyReport, rgb: np.ndarray) -> None:
         return
     report.bit_errors.append(reading.bit_errors)
     report.frames_marked += int(reading.detected)
-

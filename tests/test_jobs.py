@@ -24,7 +24,6 @@ from slimswap.jobs import (
     JobSettings,
     enqueue,
     plan_batch,
-    retry,
     run_queue,
 )
 from slimswap.paths import EXAMPLES_DIR
@@ -70,7 +69,11 @@ def targets(tmp_path) -> Path:
 
 def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -78,7 +81,13 @@ def queue_for(out: Path) -> JobQueue:
     return JobQueue(out / JOBS_DIRNAME)
 
 
-def start(queue: JobQueue, sources: list[str], targets: list[str], out: Path, name="{source}_{target}{ext}"):
+def start(
+    queue: JobQueue,
+    sources: list[str],
+    targets: list[str],
+    out: Path,
+    name="{source}_{target}{ext}",
+):
     out.mkdir(exist_ok=True)
     enqueue(queue, plan_batch(sources, targets, out, name, CLASSIC))
 
@@ -87,29 +96,44 @@ def start(queue: JobQueue, sources: list[str], targets: list[str], out: Path, na
 
 
 def test_plan_names_from_pattern_and_rejects_clashes(tmp_path, targets):
-    jobs = plan_batch([str(HOPPER)], [str(targets / "*")], tmp_path, "{index:03d}-{source}-{target}{ext}", CLASSIC)
+    jobs = plan_batch(
+        [str(HOPPER)], [str(targets / "*")], tmp_path, "{index:03d}-{source}-{target}{ext}", CLASSIC
+    )
     assert [Path(j.output).name for j in jobs] == [
-        "001-grace_hopper-astronaut.png", "002-grace_hopper-hopper.jpg", "003-grace_hopper-scenery.png"
+        "001-grace_hopper-astronaut.png",
+        "002-grace_hopper-hopper.jpg",
+        "003-grace_hopper-scenery.png",
     ]
-    again = plan_batch([str(HOPPER)], [str(targets / "*")], tmp_path, "{index:03d}-{source}-{target}{ext}", CLASSIC)
+    again = plan_batch(
+        [str(HOPPER)], [str(targets / "*")], tmp_path, "{index:03d}-{source}-{target}{ext}", CLASSIC
+    )
     assert [j.id for j in again] == [j.id for j in jobs]  # same batch, same ids: resumable
     with pytest.raises(UserError, match="gives .* for both"):
         plan_batch([str(HOPPER)], [str(targets / "*")], tmp_path, "{source}.png", CLASSIC)
     with pytest.raises(UserError, match=r"unknown \{person\}"):
         plan_batch([str(HOPPER)], [str(targets / "*")], tmp_path, "{person}.png", CLASSIC)
     with pytest.raises(UserError, match="no target files match"):
-        plan_batch([str(HOPPER)], [str(tmp_path / "nothing-*.png")], tmp_path, "{target}.png", CLASSIC)
+        plan_batch(
+            [str(HOPPER)], [str(tmp_path / "nothing-*.png")], tmp_path, "{target}.png", CLASSIC
+        )
 
 
 # ------------------------------------------------------------------ running
 
 
 @pytest.mark.shared
-def test_batch_swaps_every_pair_and_records_the_no_face_item(tmp_path, targets, shared_data, analyser):
+def test_batch_swaps_every_pair_and_records_the_no_face_item(
+    tmp_path, targets, shared_data, analyser
+):
     lfw_face = shared_data / "lfw_deepfunneled" / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"
     out = tmp_path / "out"
     queue = queue_for(out)
-    start(queue, [str(HOPPER), str(lfw_face)], [str(targets / "astronaut.png"), str(targets / "scenery.png")], out)
+    start(
+        queue,
+        [str(HOPPER), str(lfw_face)],
+        [str(targets / "astronaut.png"), str(targets / "scenery.png")],
+        out,
+    )
     seen = []
     summary = run_queue(queue, on_job=seen.append, analyser=analyser)
     assert (summary.done, summary.failed) == (2, 2)
@@ -123,14 +147,17 @@ def test_batch_swaps_every_pair_and_records_the_no_face_item(tmp_path, targets, 
         assert not Path(job.output).exists()
     # each done output has a face that moved towards its own source, and the provenance label
     original = media.read_image(ASTRONAUT)
-    emb = lambda img: analyser.embed(img, analyser.detect(img)[0]).embedding  # noqa: E731
+    emb = lambda img: analyser.embed(img, analyser.detect(img)[0]).embedding
     for job in by_target["astronaut.png"]:
         result = media.read_image(job.output)
         source = emb(media.read_image(job.source))
         assert embedding_distance(emb(result), source) < embedding_distance(emb(original), source)
         report = verify_file(Path(job.output))
         assert report.label_present and report.watermark_present
-    assert len(seen) == 4 and json.loads(queue.path(seen[0].id).read_text())["status"] in ("done", "failed")
+    assert len(seen) == 4 and json.loads(queue.path(seen[0].id).read_text())["status"] in (
+        "done",
+        "failed",
+    )
 
 
 def test_unexpected_crash_in_one_item_keeps_the_others(tmp_path, targets, analyser):
@@ -143,13 +170,21 @@ def test_unexpected_crash_in_one_item_keeps_the_others(tmp_path, targets, analys
     assert (summary.done, summary.failed) == (1, 1)
     assert first.status == "failed" and "RuntimeError: simulated bug" in first.reason
     assert "Traceback" in first.detail  # kept for the bug report, not shown as the reason
-    assert second.status == "done" and media.read_image(second.output).shape == media.read_image(HOPPER).shape
+    assert (
+        second.status == "done"
+        and media.read_image(second.output).shape == media.read_image(HOPPER).shape
+    )
 
 
 def test_interrupted_run_resumes_without_redoing_finished_items(tmp_path, targets, analyser):
     out = tmp_path / "out"
     queue = queue_for(out)
-    start(queue, [str(HOPPER), str(ASTRONAUT)], [str(targets / "astronaut.png"), str(targets / "hopper.jpg")], out)
+    start(
+        queue,
+        [str(HOPPER), str(ASTRONAUT)],
+        [str(targets / "astronaut.png"), str(targets / "hopper.jpg")],
+        out,
+    )
     interrupted = CountingSwapper(fail_on=2, error=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         run_queue(queue, load=lambda mode, device: interrupted, analyser=analyser)
@@ -188,9 +223,8 @@ def test_job_left_running_by_a_dead_process(tmp_path, targets, analyser):
 def test_lock_keeps_a_second_runner_out(tmp_path, targets):
     queue = queue_for(tmp_path / "out")
     start(queue, [str(HOPPER)], [str(targets / "astronaut.png")], tmp_path / "out")
-    with queue.lock():
-        with pytest.raises(UserError, match="another slimswap run"):
-            run_queue(queue)
+    with queue.lock(), pytest.raises(UserError, match="another slimswap run"):
+        run_queue(queue)
 
 
 # ------------------------------------------------------------------ the commands
@@ -208,7 +242,11 @@ def test_cli_batch_list_and_retry(tmp_path, targets):
     assert jobs["astronaut.png"]["status"] == "done"
     assert jobs["scenery.png"]["status"] == "failed" and "no face" in jobs["scenery.png"]["reason"]
     table = run_cli("job", "list", out, "--status", "failed")
-    assert table.returncode == 0 and "scenery.png" in table.stdout and "astronaut.png" not in table.stdout
+    assert (
+        table.returncode == 0
+        and "scenery.png" in table.stdout
+        and "astronaut.png" not in table.stdout
+    )
     assert table.stdout.strip().endswith("1 failed")
 
     shutil.copy(HOPPER, targets / "scenery.png")  # the user fixes the input, then retries
@@ -227,8 +265,20 @@ def test_killed_batch_resumes(tmp_path, targets):
     for i in range(3):
         shutil.copy(ASTRONAUT, targets / f"copy{i}.png")
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "slimswap.cli", "batch", "-s", str(HOPPER), "-t", str(targets / "copy*.png"),
-            "-o", str(out), "--mode", "classic"]
+    args = [
+        sys.executable,
+        "-m",
+        "slimswap.cli",
+        "batch",
+        "-s",
+        str(HOPPER),
+        "-t",
+        str(targets / "copy*.png"),
+        "-o",
+        str(out),
+        "--mode",
+        "classic",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     queue = queue_for(out)
     deadline = time.time() + 120

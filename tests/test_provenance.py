@@ -33,7 +33,11 @@ CLIP = EXAMPLES_DIR / "clip.mp4"
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -47,7 +51,9 @@ def reencode_h264(src: Path, dst: Path, crf: int) -> None:
     """What a re-upload does: decode, re-encode with libx264 at `crf`, drop all tags."""
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         stream = inp.streams.video[0]
-        video = out.add_stream("libx264", rate=stream.average_rate, options={"crf": str(crf), "preset": "medium"})
+        video = out.add_stream(
+            "libx264", rate=stream.average_rate, options={"crf": str(crf), "preset": "medium"}
+        )
         video.width, video.height, video.pix_fmt = stream.width, stream.height, "yuv420p"
         for frame in inp.decode(stream):
             frame.pts = None
@@ -58,7 +64,9 @@ def reencode_h264(src: Path, dst: Path, crf: int) -> None:
 @pytest.fixture(scope="module")
 def swapped_png(tmp_path_factory, analyser: FaceAnalyser) -> Path:
     out = tmp_path_factory.mktemp("prov") / "swap.png"
-    swap_file(HOPPER, ASTRONAUT, out, load_swapper("classic"), SwapOptions(progress=False), analyser)
+    swap_file(
+        HOPPER, ASTRONAUT, out, load_swapper("classic"), SwapOptions(progress=False), analyser
+    )
     return out
 
 
@@ -96,7 +104,9 @@ def test_watermark_is_invisible_and_leaves_colour_alone():
     assert np.abs(diff).max() <= 6
     # luma only: the three channels move together wherever nothing clipped
     inside = (rgb > 8).all(-1) & (rgb < 247).all(-1)
-    assert (diff[..., 0] == diff[..., 1])[inside].all() and (diff[..., 1] == diff[..., 2])[inside].all()
+    assert (diff[..., 0] == diff[..., 1])[inside].all() and (diff[..., 1] == diff[..., 2])[
+        inside
+    ].all()
     assert read_watermark(marked).bit_errors == 0
 
 
@@ -117,7 +127,9 @@ def test_watermark_survives_h264_reencode_of_swapped_video(tmp_path, analyser):
     with media.VideoWriter(short, info, source_path=None) as writer:
         writer.write(next(media.read_frames(CLIP, 30)))
     swapped = tmp_path / "swapped.mp4"
-    report = swap_file(HOPPER, short, swapped, load_swapper("classic"), SwapOptions(progress=False), analyser)
+    report = swap_file(
+        HOPPER, short, swapped, load_swapper("classic"), SwapOptions(progress=False), analyser
+    )
     assert report.frames == 30 and report.frames_swapped > 20
     assert verify_file(swapped).label_present
     reencoded = tmp_path / "reencoded.mp4"
@@ -130,7 +142,14 @@ def test_watermark_survives_h264_reencode_of_swapped_video(tmp_path, analyser):
 
 def test_label_opt_out_keeps_the_watermark(tmp_path, analyser):
     out = tmp_path / "nolabel.jpg"
-    swap_file(HOPPER, ASTRONAUT, out, load_swapper("classic"), SwapOptions(progress=False, label=False), analyser)
+    swap_file(
+        HOPPER,
+        ASTRONAUT,
+        out,
+        load_swapper("classic"),
+        SwapOptions(progress=False, label=False),
+        analyser,
+    )
     report = verify_file(out)
     assert report.label == {} and not report.label_present
     assert report.watermark_present
@@ -158,6 +177,8 @@ def test_verify_cli_reports_and_exit_codes(swapped_png, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png at all")
     proc = run_cli("verify", broken)
-    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+    )
     proc = run_cli("verify", tmp_path / "missing.mp4")
     assert proc.returncode == 2 and "not found" in proc.stderr

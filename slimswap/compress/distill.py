@@ -51,7 +51,10 @@ class DistillTrainer(TeacherTrainer):
         from safetensors.torch import load_file
 
         for name, module in (("D", self.D), ("L", self.L)):
-            state = load_file(str(Path(folder) / f"{name}.safetensors"))
+            path = Path(folder) / f"{name}.safetensors"
+            if not path.exists():  # L may stay behind to fit the carry limit; it is pre-trained then
+                continue
+            state = load_file(str(path))
             module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
     def build_generator(self) -> nn.Module:
@@ -70,7 +73,7 @@ class DistillTrainer(TeacherTrainer):
         swap, s_feat = self.G_train(target, src_emb, return_features=True)
         l_out = F.l1_loss(swap.float(), t_out.float())
         l_feat = F.l1_loss(self.project(s_feat["bottleneck"]).float(), t_feat["bottleneck"].float())
-        l_id = losses.identity_loss(self._identity(swap), src_emb)
+        l_id = losses.identity_loss(self._identity(self._id_view(swap)), src_emb)
         l_adv = losses.hinge_g_loss([o[0] for o in D(swap)])
         l_lmk = losses.landmark_loss(L(swap), lmk)
         total = w.output * l_out + w.feature * l_feat + w.identity * l_id + w.adversarial * l_adv + w.landmark * l_lmk
@@ -96,7 +99,7 @@ def distill_student(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     teacher_cfg = TeacherConfig(**read_metadata(teacher_weights)["config"])
     student_cfg = StudentConfig.from_teacher(teacher_cfg, width)
-    if critic_from:
+    if critic_from and (Path(critic_from) / "L.safetensors").exists():
         config.landmark_pretrain_steps = 0
     trainer = DistillTrainer(config, teacher_weights, student_cfg)
     if critic_from and trainer.step == 0:

@@ -31,6 +31,7 @@ class EvalResult:
     model: str
     test_set: str
     pairs: int = 0
+    identities: int = 0  # held-out identities used (after removing any the model saw)
     detected: int = 0  # swaps in which dlib still finds a face
     id_dist_to_source: float = float("nan")
     id_dist_to_target: float = float("nan")
@@ -66,6 +67,31 @@ def make_pairs(labels: np.ndarray, n: int, seed: int = 0) -> list[tuple[int, int
     return pairs
 
 
+def unseen_mask(shard, seen_shard_path: Path | None, threshold: float = 0.36) -> np.ndarray:
+    """Rows of `shard` whose identity a model trained on `seen_shard_path` never saw.
+
+    An identity counts as seen when its name is in the training shard or its mean dlib
+    descriptor lies within `threshold` of a training identity's (the same person filed under
+    another name, as the data build's leak guard defines it).
+    """
+    keep = np.ones(len(shard), bool)
+    if seen_shard_path is None:
+        return keep
+    from slimswap.train.data import load_shard
+
+    seen = load_shard(seen_shard_path)
+    seen_names = set(str(n) for n in seen.identities)
+    seen_c = np.stack([seen.embeddings[seen.labels == i].astype(np.float32).mean(0) for i in range(len(seen.identities))])
+    for i, name in enumerate(shard.identities):
+        rows = shard.labels == i
+        if not rows.any():
+            continue
+        c = shard.embeddings[rows].astype(np.float32).mean(0)
+        if str(name) in seen_names or np.linalg.norm(seen_c - c, axis=1).min() < threshold:
+            keep[rows] = False
+    return keep
+
+
 def evaluate_swapper(
     swapper: Swapper,
     shard_path: Path,
@@ -75,6 +101,7 @@ def evaluate_swapper(
     seed: int = 0,
     analyser: FaceAnalyser | None = None,
     progress: bool = True,
+    exclude_seen: Path | None = None,
 ) -> EvalResult:
     from rich.progress import track
 
@@ -87,12 +114,15 @@ def evaluate_swapper(
     options = SwapOptions(progress=False)
     timer = StageTimer()
     # gallery for retrieval: mean dlib descriptor per identity of the test set
-    labels = shard.labels
-    ids = np.unique(labels)
+    keep = unseen_mask(shard, exclude_seen)
+    result.identities = int(len(np.unique(shard.labels[keep])))
+    labels = np.where(keep, shard.labels, -1)
+    ids = np.unique(labels[keep])
     gallery = np.stack([shard.embeddings[labels == i].astype(np.float32).mean(0) for i in ids])
 
     to_src, to_tgt, nme, queries, query_labels = [], [], [], [], []
-    pairs = make_pairs(labels, n_pairs, seed)
+    rows = np.flatnonzero(keep)
+    pairs = [(int(rows[s]), int(rows[t])) for s, t in make_pairs(labels[keep], n_pairs, seed)]
     cache: dict[int, tuple] = {}
     for s, t in track(pairs, description=f"eval {swapper.name} on {result.test_set}", disable=not progress):
         if t not in cache:
@@ -135,7 +165,7 @@ def evaluate_swapper(
 
     # self-swap on aligned crops at the swapper's resolution
     rng = np.random.default_rng(seed + 1)
-    idx = rng.choice(len(shard), size=min(n_self, len(shard)), replace=False)
+    idx = rng.choice(rows, size=min(n_self, len(rows)), replace=False)
     crops = np.stack([_resize(shard.image(int(i)), swapper.resolution) for i in idx])
     lms = np.stack([shard.landmarks[int(i)].astype(np.float32) * swapper.resolution / shard.size for i in idx])
     ps, ss = [], []
@@ -183,6 +213,7 @@ ROW_KEYS = [
     ("self_ssim", "self-swap SSIM ↑", "{:.3f}"),
     ("detected", "swaps detected", "{}"),
     ("pairs", "pairs", "{}"),
+    ("identities", "identities", "{}"),
 ]
 
 

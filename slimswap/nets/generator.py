@@ -6,7 +6,10 @@ predicted from the L2-normalised dlib embedding) in every bottleneck block and i
 decoder stage. Skips at 64 and 128 px are deliberately absent: with them the generator learns
 to copy the target and identity never moves (shared/notes/teacher_feasibility.md). To keep the
 target's background and hair exact anyway, the decoder predicts a soft mask and the output is
-mask * generated + (1 - mask) * target.
+mask * generated + (1 - mask) * target, where the mask is never below a fixed soft ellipse over
+the inner face of the aligned crop. Without that floor the mask itself becomes the copy path:
+a first H100 run drove it to zero within minutes (self-swap L1 2e-5, identity loss flat at the
+target's own value, discriminator at chance).
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class TeacherGenerator(nn.Module):
         self.up1 = up_conv(2 * b, b)  # 128
         self.norm128 = nn.InstanceNorm2d(b, affine=True)
         self.out = nn.Conv2d(b, 4 if c.use_mask else 3, 3, padding=1)
+        self.register_buffer("face_prior", inner_face_prior(c.resolution), persistent=False)
 
     def forward(self, target: torch.Tensor, identity: torch.Tensor, return_features: bool = False):
         idv = F.normalize(identity.float(), dim=1).to(target.dtype)
@@ -118,13 +122,27 @@ class TeacherGenerator(nn.Module):
         h = F.leaky_relu(self.norm64(self.up2(h)), 0.2)
         h = F.leaky_relu(self.norm128(self.up1(h)), 0.2)
         out = self.out(h)
-        rgb = torch.tanh(out[:, :3])
-        if self.config.use_mask:
-            mask = torch.sigmoid(out[:, 3:4])
-            rgb = mask * rgb + (1 - mask) * target
+        rgb = blend_with_target(out, target, self.face_prior if self.config.use_mask else None)
         if return_features:
             return rgb, {"bottleneck": bottleneck, "dec64": h}
         return rgb
+
+
+def blend_with_target(out: torch.Tensor, target: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+    """tanh RGB, composited over the target by max(learned mask, inner-face prior)."""
+    rgb = torch.tanh(out[:, :3])
+    if prior is None:
+        return rgb
+    mask = torch.maximum(torch.sigmoid(out[:, 3:4]), prior.to(rgb.dtype))
+    return mask * rgb + (1 - mask) * target
+
+
+def inner_face_prior(resolution: int, feather: float = 0.06) -> torch.Tensor:
+    """(1,1,S,S) soft ellipse covering brows to chin and cheek to cheek of an aligned crop."""
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, resolution), torch.linspace(0, 1, resolution), indexing="ij")
+    # centre and radii in crop units, from the template (eyes y=0.31, mouth y=0.70, eyes 0.35 apart)
+    r = torch.sqrt(((xs - 0.493) / 0.30) ** 2 + ((ys - 0.53) / 0.36) ** 2)
+    return torch.clamp((1 - r) / feather + 0.5, 0, 1)[None, None]
 
 
 def count_parameters(module: nn.Module) -> int:

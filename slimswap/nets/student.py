@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimswap.nets.generator import AdaIN, TeacherConfig
+from slimswap.nets.generator import AdaIN, TeacherConfig, blend_with_target, inner_face_prior
 
 
 @dataclass
@@ -119,6 +119,7 @@ class StudentGenerator(nn.Module):
         self.up1 = dw_up(2 * b, b)  # 128
         self.norm128 = nn.InstanceNorm2d(b, affine=True)
         self.out = nn.Conv2d(b, 4 if c.use_mask else 3, 3, padding=1)
+        self.register_buffer("face_prior", inner_face_prior(c.resolution), persistent=False)
 
     def forward(self, target: torch.Tensor, identity: torch.Tensor, return_features: bool = False):
         idv = F.normalize(identity.float(), dim=1).to(target.dtype)
@@ -135,16 +136,7 @@ class StudentGenerator(nn.Module):
         h = F.leaky_relu(self.norm64(self.up2(h)), 0.2)
         h = F.leaky_relu(self.norm128(self.up1(h)), 0.2)
         out = self.out(h)
-        rgb = torch.tanh(out[:, :3])
-        if self.config.use_mask:
-            mask = torch.sigmoid(out[:, 3:4])
-            rgb = mask * rgb + (1 - mask) * target
+        rgb = blend_with_target(out, target, self.face_prior if self.config.use_mask else None)
         if return_features:
             return rgb, {"bottleneck": bottleneck, "dec64": h}
         return rgb
-
-
-def build_from_json(arch: str, config_json: str) -> nn.Module:
-    if arch == "StudentGenerator":
-        return StudentGenerator(StudentConfig.from_json(config_json))
-    raise ValueError(arch)

@@ -44,16 +44,12 @@ def save_generator(model: torch.nn.Module, path: str | Path, dtype: torch.dtype 
 
 def build_generator(arch: str, config_json: str) -> torch.nn.Module:
     """Construct an untrained generator from its arch name and config JSON."""
-    from slimswap.nets import generator
+    from slimswap.nets import generator, student
 
     if arch == "TeacherGenerator":
         return generator.TeacherGenerator(generator.TeacherConfig.from_json(config_json))
-    try:
-        from slimswap.nets import student
-    except ImportError:
-        student = None
-    if student is not None and hasattr(student, "build_from_json") and arch.startswith("Student"):
-        return student.build_from_json(arch, config_json)
+    if arch == "StudentGenerator":
+        return student.StudentGenerator(student.StudentConfig.from_json(config_json))
     raise UserError(f"unknown generator architecture {arch!r} in weight file")
 
 

@@ -21,6 +21,8 @@ import os
 import time
 import zipfile
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,7 +52,7 @@ class BuildConfig:
 
     sizes: tuple[int, ...] = (128, 256)  # crop sides; the first gets every face
     codec: str = "webp"  # "webp" or "jpg" (both decode with plain opencv)
-    quality: int = 80  # tuned so train_128 lands at 35-42 MB on LFW + CelebA subset
+    quality: int = 88  # WebP; train_128 on LFW + CelebA subset: 39.2 MB (q90: 43.3, q80 lower)
     # A crop larger than sizes[0] is made only when the source inter-ocular distance is at
     # least size * TEMPLATE_EYE_GAP * min_iod_factor px, so upsampling stays mild.
     min_iod_factor: float = 0.8
@@ -61,7 +63,8 @@ class BuildConfig:
     split_salt: str = "slimswap-split-v1"  # the sha256 of salt:identity orders identities
     # Identities whose mean embedding lies this close to a held-out identity's are moved to
     # test (the same person filed under two names, e.g. LFW and the deepface test set).
-    leak_threshold: float = 0.5
+    # Measured: known duplicates 0.26-0.35 apart; at 0.5 some 900 look-alikes moved.
+    leak_threshold: float = 0.36
     detect_max_side: int = 1024  # larger frames are detected on a downscaled copy
     upsample_retry_max_side: int = 800  # no face found: retry with 2x upsampling up to this size
     workers: int = 2
@@ -161,16 +164,19 @@ def load_shard(path: str | Path) -> Shard:
         )
 
 
-def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write an uncompressed .npz atomically, byte-identical for identical arrays.
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray], stored: Iterable[str] = ()) -> None:
+    """Write an .npz atomically, byte-identical for identical arrays.
 
+    Members are deflated except those named in `stored` (already-compressed image bytes).
     Written by hand (a zip of .npy members, as np.savez does) because np.savez stamps the
     current time into the zip, so equal shards would get different sha256.
     """
+    stored = set(stored)
     tmp = path.with_name(f".{path.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
         for name, arr in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
             with zf.open(info, "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
     os.replace(tmp, path)
@@ -354,7 +360,7 @@ def _chunk_key(items: Sequence[_Item], cfg: BuildConfig) -> str:
 
 
 def _imap(pool, fn, args: Iterable, chunksize: int = 4) -> Iterator:
-    return pool.imap(fn, args, chunksize=chunksize) if pool is not None else map(fn, args)
+    return pool.map(fn, args, chunksize=chunksize) if pool is not None else map(fn, args)
 
 
 def _analyse_all(
@@ -403,19 +409,23 @@ def _rank(name: str, salt: str) -> str:
 
 
 def split_identities(face_counts: Mapping[str, int], cfg: BuildConfig) -> dict[str, list[str]]:
-    """Deterministic identity split: the hash of the name orders identities.
+    """Deterministic identity split: hashes of the names order the identities.
 
     Test takes the first `test_identities` with >= test_min_images faces (so evaluation has
-    pairs and triplets of unseen people), val the next `val_identities` with >= val_min_images;
-    every other identity trains. Depends only on names and counts, not on the order of inputs.
+    pairs and triplets of unseen people); val the first `val_identities` of the rest with
+    >= val_min_images in a second hash order (one order for both would leave val only the
+    identities with exactly val_min_images faces); every other identity trains. Depends only
+    on names and counts, not on the order of inputs.
     """
-    ordered = sorted(face_counts, key=lambda n: (_rank(n, cfg.split_salt), n))
-    test = [n for n in ordered if face_counts[n] >= cfg.test_min_images][: cfg.test_identities]
-    taken = set(test)
-    val = [n for n in ordered if n not in taken and face_counts[n] >= cfg.val_min_images]
+    test_order = sorted(face_counts, key=lambda n: (_rank(n, cfg.split_salt), n))
+    test = [n for n in test_order if face_counts[n] >= cfg.test_min_images]
+    test = test[: cfg.test_identities]
+    val_order = sorted(face_counts, key=lambda n: (_rank(n, cfg.split_salt + ":val"), n))
+    held = set(test)
+    val = [n for n in val_order if n not in held and face_counts[n] >= cfg.val_min_images]
     val = val[: cfg.val_identities]
-    taken |= set(val)
-    train = [n for n in ordered if n not in taken]
+    taken = set(test) | set(val)
+    train = [n for n in test_order if n not in taken]
     if not train:
         raise UserError(
             f"no identity left for training ({len(face_counts)} identities, "
@@ -441,8 +451,11 @@ def guard_leaks(
 ) -> list[dict]:
     """Move train/val identities that look like a held-out person into test (in place).
 
-    The same person can be filed under two names (LFW's Angelina_Jolie is deepface's id01);
-    mean dlib embeddings of one person lie far closer than the 0.6 pair threshold.
+    The same person can be filed under two names (LFW's Angelina_Jolie is deepface's id01,
+    LFW's Mireya_Moscoso is also Mireya_Elisa_Moscoso_Rodriguez). On the full build the mean
+    embeddings of such pairs lay 0.26-0.35 apart. dlib also crowds some different people that
+    close (several East Asian politicians in LFW), so a few look-alikes move too: harmless,
+    they only leave training. Duplicates with a single photo on one side are mostly missed.
     """
     held = [n for n in held_out if n in centroids]
     if not held:
@@ -562,9 +575,11 @@ def build_dataset(
     pool = None
     init_args = (cfg.detect_max_side, cfg.upsample_retry_max_side)
     if cfg.workers > 1:
-        # spawn, not fork: a forked child inherits OpenCV's thread pool in a locked state
-        # once the parent has used cv2, and hangs in its first cv2 call
-        pool = multiprocessing.get_context("spawn").Pool(cfg.workers, _init_worker, init_args)
+        # spawn, not fork: forked workers hung at 0 % CPU once the parent had used OpenCV
+        # (its thread pool does not survive fork). An executor, not multiprocessing.Pool,
+        # because it fails when a worker dies where a Pool would restart it forever.
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(cfg.workers, ctx, _init_worker, init_args)
     else:
         _init_worker(*init_args)
     columns = (
@@ -575,10 +590,15 @@ def build_dataset(
         with Progress(*columns, disable=not progress) as bar:
             table, cached = _analyse_all(items, out / "cache", cfg, pool, bar)
             manifest = _write_shards(items, table, out, cfg, pool, bar)
-    finally:
+    except BrokenProcessPool as exc:
+        raise UserError(
+            "a worker process died (crash, out of memory, or a script that calls build_dataset "
+            "outside `if __name__ == '__main__':`, which spawned workers re-run); finished "
+            f"chunks stay cached in {out / 'cache'}"
+        ) from exc
+    finally:  # on Ctrl-C too: finished chunks stay cached, queued work is dropped
         if pool is not None:
-            pool.close()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)
     seconds = time.perf_counter() - start
     log.info("built %s in %.0f s", out, seconds)
     return BuildResult(out, manifest, seconds, analysed=len(items) - cached, cached=cached)
@@ -631,13 +651,14 @@ def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, 
                 continue
             name = f"{split}_{size}.npz"
             arrays = _shard_arrays(size, sorted(r, key=lambda row: row[0]))
-            mb = arrays["images"].nbytes / 1e6
+            write_npz(out / name, arrays, stored=("images",))
+            mb = (out / name).stat().st_size / 1e6
             if split == "train" and size == cfg.sizes[0] and mb > cfg.max_train_mb:
+                (out / name).unlink()
                 raise UserError(
-                    f"{name} would hold {mb:.1f} MB of crops, over the {cfg.max_train_mb} MB "
-                    f"limit: lower the quality (now {cfg.quality})"
+                    f"{name} came out at {mb:.1f} MB, over the {cfg.max_train_mb} MB limit: "
+                    f"lower the quality (now {cfg.quality})"
                 )
-            write_npz(out / name, arrays)
             shards[name] = {
                 "split": split,
                 "size": size,

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LossWeights:
-    identity: float = 10.0
+    identity: float = 20.0
     reconstruction: float = 10.0
     perceptual: float = 2.0
     adversarial: float = 1.0
@@ -169,6 +169,7 @@ class TeacherTrainer:
         self.memory_format = torch.channels_last if (config.channels_last and dev.type == "cuda") else torch.contiguous_format
         torch.manual_seed(config.seed)
         self.gen_rng = torch.Generator(device=dev).manual_seed(config.seed * 1000 + self.rank)
+        self.cpu_rng = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
 
         self.data = dataset or load_device_dataset(config.data, dev)
         self.G = self.build_generator().to(dev, memory_format=self.memory_format)
@@ -185,6 +186,7 @@ class TeacherTrainer:
         self.opt_l = torch.optim.Adam(self.L.parameters(), lr=1e-3)
         self.step = 0
         self.samples_seen = 0
+        self._landmarks_untrained = False
         self.history: list[dict] = []
         self.out = Path(config.out)
         if self.rank == 0:
@@ -259,17 +261,27 @@ class TeacherTrainer:
         paths = []
         for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D), ("L", self.L)):
             path = folder / f"{name}.safetensors"
-            save_file({k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.cpu() for k, v in module.state_dict().items()}, str(path))
+            tensors = {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.cpu()).contiguous() for k, v in module.state_dict().items()}
+            save_file(tensors, str(path))
             paths.append(path)
-        state = {"step": self.step, "samples_seen": self.samples_seen, "history": self.history, "config": asdict(self.cfg)}
+        state = {
+            "step": self.step, "samples_seen": self.samples_seen, "history": self.history, "config": asdict(self.cfg),
+            "generator": {"arch": type(self.G).__name__, "config": json.loads(self.G.config.to_json())},
+        }
         (folder / "state.json").write_text(json.dumps(state))
         return paths + [folder / "state.json"]
 
     def _init_from_compact(self, folder: Path) -> None:
         from safetensors.torch import load_file
 
+        # G may be left out to fit a carry limit (it starts from the EMA), and L too (re-trained)
+        sources = {"G": "G" if (folder / "G.safetensors").exists() else "G_ema", "G_ema": "G_ema", "D": "D", "L": "L"}
         for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D), ("L", self.L)):
-            state = load_file(str(folder / f"{name}.safetensors"))
+            path = folder / f"{sources[name]}.safetensors"
+            if name == "L" and not path.exists():
+                self._landmarks_untrained = True
+                continue
+            state = load_file(str(path))
             module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
         meta = json.loads((folder / "state.json").read_text())
         self.step, self.samples_seen, self.history = meta["step"], meta["samples_seen"], meta["history"]
@@ -309,6 +321,21 @@ class TeacherTrainer:
         self_mask = torch.rand(n, device=self.device, generator=self.gen_rng) < self.cfg.self_swap
         src = torch.where(self_mask, tgt, src)
         return tgt, src, self_mask
+
+    ID_VIEW_SIZES = (80, 96, 112, 128)
+
+    def _id_view(self, img: torch.Tensor) -> torch.Tensor:
+        """The swap at a random lower resolution, as the identity net will judge it.
+
+        The identity net is dlib's own network, so a generator can lower the loss with
+        pixel-level adversarial texture instead of a face (seen on the first H100 run:
+        coloured speckle around the eyes). Re-sampling the image at a random scale each step
+        destroys such texture while keeping what a face looks like.
+        """
+        size = self.ID_VIEW_SIZES[int(torch.randint(0, len(self.ID_VIEW_SIZES), (1,), generator=self.cpu_rng))]
+        if size == img.shape[-1]:
+            return img
+        return F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
     def _identity(self, img: torch.Tensor) -> torch.Tensor:
         return self.idnet_fwd(((img + 1) * 0.5).contiguous(memory_format=self.memory_format))
@@ -376,7 +403,7 @@ class TeacherTrainer:
         """(swap, weighted total, named terms) for one batch; the distiller overrides this."""
         w = self.cfg.weights
         swap = self.G_train(target, src_emb)
-        l_id = losses.identity_loss(self._identity(swap), src_emb)
+        l_id = losses.identity_loss(self._identity(self._id_view(swap)), src_emb)
         fake_out = D(swap)
         with torch.no_grad():
             real_out = D(target)
@@ -414,7 +441,7 @@ class TeacherTrainer:
 
     def pretrain_landmarks(self) -> None:
         """Give the landmark critic a head start so its verdicts mean something from step 0."""
-        if self.step > 0:
+        if self.step > 0 and not self._landmarks_untrained:
             return
         for i in range(self.cfg.landmark_pretrain_steps):
             idx = torch.randint(0, len(self.data), (max(self.cfg.batch, 128),), device=self.device, generator=self.gen_rng)

@@ -10,10 +10,12 @@ accident.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -23,15 +25,15 @@ import cv2
 import numpy as np
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage reports leave the machine
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-from slimswap import media  # noqa: E402
-from slimswap.errors import UserError  # noqa: E402
-from slimswap.face.analyser import FaceAnalyser  # noqa: E402
-from slimswap.paths import EXAMPLES_DIR  # noqa: E402
-from slimswap.pipeline import BLENDS, MASKS, SwapOptions, swap_image, swap_video  # noqa: E402
-from slimswap.provenance import verify_file  # noqa: E402
-from slimswap.swap.registry import available_modes, load_swapper, resolve_mode  # noqa: E402
+from slimswap import media
+from slimswap.errors import UserError
+from slimswap.face.analyser import FaceAnalyser
+from slimswap.paths import EXAMPLES_DIR
+from slimswap.pipeline import BLENDS, MASKS, SwapOptions, swap_image, swap_video
+from slimswap.provenance import verify_file
+from slimswap.swap.registry import available_modes, load_swapper, resolve_mode
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ class Engine:
         self.device = device
         self.analyser = FaceAnalyser()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="slimswap-ui-"))
+        atexit.register(
+            shutil.rmtree, self.workdir, ignore_errors=True
+        )  # results were served from Gradio's cache
         self._swappers: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -150,7 +155,9 @@ def readable_errors(handler):
 def page_message(message: str) -> str:
     """A CLI message reworded for the page: upload paths shown by file name, CLI-only advice out."""
     message = re.sub(r"(?:/[^/\s]+)*/[0-9a-f]{32,}/", "", message)  # Gradio's upload cache folders
-    return message.replace("; try --upsample 1 for small faces", "; faces under ~80 px or turned away are not found")
+    return message.replace(
+        "; try --upsample 1 for small faces", "; faces under ~80 px or turned away are not found"
+    )
 
 
 def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
@@ -169,11 +176,15 @@ def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
     return last
 
 
-def face_thumbnails(frame: np.ndarray, boxes: list[np.ndarray], size: int = 112) -> list[tuple[np.ndarray, str]]:
+def face_thumbnails(
+    frame: np.ndarray, boxes: list[np.ndarray], size: int = 112
+) -> list[tuple[np.ndarray, str]]:
     thumbs = []
     for i, box in enumerate(boxes):
         crop = _crop_around(frame, box, margin=0.25)
-        thumbs.append((cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), f"face {i + 1}"))
+        thumbs.append(
+            (cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), f"face {i + 1}")
+        )
     return thumbs
 
 
@@ -200,7 +211,9 @@ def reference_photo(frame: np.ndarray, box: np.ndarray, out: Path) -> Path:
 
 def output_path(folder: Path, source: Path, target: Path) -> Path:
     if media.is_video(target):
-        suffix = target.suffix.lower() if target.suffix.lower() in (".mp4", ".mov", ".m4v") else ".mkv"
+        suffix = (
+            target.suffix.lower() if target.suffix.lower() in (".mp4", ".mov", ".m4v") else ".mkv"
+        )
     else:
         suffix = target.suffix.lower()
     return folder / f"{source.stem}_swapped_into_{target.stem}{suffix}"
@@ -223,12 +236,21 @@ def build_app(engine: Engine) -> gr.Blocks:
         reference = None
         if selector == "reference":
             if not state or state.get("picked") is None:
-                raise UserError("face selector 'reference': click the face to replace under 'Faces in the target'")
+                raise UserError(
+                    "face selector 'reference': click the face to replace under 'Faces in the target'"
+                )
             frame = read_frame(state["target"], state["frame"])
-            reference = reference_photo(frame, np.array(state["boxes"][state["picked"]]), folder / "reference.png")
+            reference = reference_photo(
+                frame, np.array(state["boxes"][state["picked"]]), folder / "reference.png"
+            )
         options = SwapOptions(
-            face_selector=selector, reference=reference, masks=tuple(masks or ()), blend=blend,
-            color_correction=bool(color), label=bool(label), progress=False,
+            face_selector=selector,
+            reference=reference,
+            masks=tuple(masks or ()),
+            blend=blend,
+            color_correction=bool(color),
+            label=bool(label),
+            progress=False,
         )
         options.check()
         return options
@@ -246,7 +268,13 @@ def build_app(engine: Engine) -> gr.Blocks:
     def on_target(target):
         paths = _paths(target)
         if not paths:
-            return None, [], gr.update(visible=False, value=0), None, "Upload a target image or video."
+            return (
+                None,
+                [],
+                gr.update(visible=False, value=0),
+                None,
+                "Upload a target image or video.",
+            )
         path = paths[0]
         is_video = media.is_video(path)
         frames = media.probe_video(path).frame_count if is_video else 1
@@ -265,7 +293,12 @@ def build_app(engine: Engine) -> gr.Blocks:
         frame = read_frame(path, index)
         boxes = [b for b, _ in engine.analyser.detect_boxes(frame)]
         boxes.sort(key=lambda b: -float((b[2] - b[0]) * (b[3] - b[1])))  # largest first, like "one"
-        state = {"target": str(path), "frame": index, "boxes": [b.tolist() for b in boxes], "picked": None}
+        state = {
+            "target": str(path),
+            "frame": index,
+            "boxes": [b.tolist() for b in boxes],
+            "picked": None,
+        }
         if boxes:
             note = f"{len(boxes)} face(s) found in the target; face 1 is the largest."
         else:
@@ -276,7 +309,11 @@ def build_app(engine: Engine) -> gr.Blocks:
         if not state or not state.get("boxes"):
             return state, gr.skip(), "No faces to pick from."
         state = dict(state, picked=int(evt.index))
-        return state, gr.update(value="reference"), f"Reference: face {evt.index + 1} will be replaced."
+        return (
+            state,
+            gr.update(value="reference"),
+            f"Reference: face {evt.index + 1} will be replaced.",
+        )
 
     @readable_errors
     def on_preview(sources, target, state, selector, mode, masks, blend, color, label, frame_index):
@@ -290,14 +327,31 @@ def build_app(engine: Engine) -> gr.Blocks:
             still = target_path
         out = output_path(folder, source_paths[0], still)
         out = out.with_name("preview_" + out.name)
-        report = swap_image(source_paths[0], still, out, engine.swapper(mode), options, engine.analyser)
-        status = (f"Preview of frame {int(frame_index)}: " if media.is_video(target_path) else "Preview: ") + (
+        report = swap_image(
+            source_paths[0], still, out, engine.swapper(mode), options, engine.analyser
+        )
+        status = (
+            f"Preview of frame {int(frame_index)}: " if media.is_video(target_path) else "Preview: "
+        ) + (
             f"swapped {report.faces_swapped} face(s) with {report.swapper} in {report.seconds:.2f} s."
         )
         return gr.update(value=str(out), visible=True), status
 
     @readable_errors
-    def on_swap(sources, target, state, selector, mode, masks, blend, color, label, progress=gr.Progress()):
+    def on_swap(
+        sources,
+        target,
+        state,
+        runs,
+        selector,
+        mode,
+        masks,
+        blend,
+        color,
+        label,
+        progress=gr.Progress(),  # noqa: B008 (Gradio's way: it injects the page's progress bar)
+    ):
+        runs = int(runs or 0) + 1
         source_paths, target_path = _inputs(sources, target)
         folder = engine.request_dir()
         options = _options(selector, masks, blend, color, label, state, folder)
@@ -311,7 +365,11 @@ def build_app(engine: Engine) -> gr.Blocks:
                 total = media.probe_video(target_path).frame_count
                 prefix = f"source {n + 1}/{len(source_paths)}: " if len(source_paths) > 1 else ""
                 counter = _FrameProgress(
-                    engine.analyser, total, lambda done, all_: progress((done, all_), desc=f"{prefix}frames", unit="frames")
+                    engine.analyser,
+                    total,
+                    lambda done, all_, desc=f"{prefix}frames": progress(
+                        (done, all_), desc=desc, unit="frames"
+                    ),
                 )
                 progress((0, total), desc=f"{prefix}frames", unit="frames")
                 report = swap_video(source, target_path, out, swapper, options, counter)
@@ -329,6 +387,7 @@ def build_app(engine: Engine) -> gr.Blocks:
         first = outputs[0]
         if len(lines) > 1:
             lines.append(f"{len(outputs)} results in {time.perf_counter() - start:.1f} s.")
+        lines[0] = f"**Run {runs}** · {lines[0]}"
         lines.append("Every result is labelled as synthetic (metadata + invisible watermark).")
         image = None if media.is_video(first) else str(first)
         video = str(first) if media.is_video(first) else None
@@ -337,6 +396,7 @@ def build_app(engine: Engine) -> gr.Blocks:
             gr.update(value=video, visible=video is not None),
             [str(p) for p in outputs],
             "\n\n".join(lines),
+            runs,
         )
 
     @readable_errors
@@ -344,58 +404,131 @@ def build_app(engine: Engine) -> gr.Blocks:
         paths = _paths(file)
         if not paths:
             raise UserError("upload an image or video to check")
-        return "\n".join(verify_file(paths[0]).lines())
+        return page_message("\n".join(verify_file(paths[0]).lines()))
 
-    with gr.Blocks(title="slimswap") as demo:
+    # uploads and results in Gradio's cache are deleted after a day (checked hourly)
+    with gr.Blocks(title="slimswap", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
             "# slimswap\nSwap a face into a photo or video, on this computer. "
             "Every result is labelled as synthetic: a metadata tag and an invisible watermark "
             "(check any file in the *Verify* tab or with `slimswap verify FILE`)."
         )
         state = gr.State(None)
-        with gr.Tab("Swap"):
+        runs = gr.State(
+            0
+        )  # swaps done in this page, so a repeated identical result still reads as new
+        with gr.Tab("Swap"):  # noqa: SIM117 (the nesting mirrors the page layout)
             with gr.Row():
                 with gr.Column(scale=1):
                     sources = gr.File(
-                        label="Source face image(s)", file_count="multiple", file_types=["image"], elem_id="sources"
+                        label="Source face image(s)",
+                        file_count="multiple",
+                        file_types=["image"],
+                        elem_id="sources",
                     )
-                    target = gr.File(label="Target image or video", file_types=["image", "video"], elem_id="target")
-                    target_view = gr.Image(label="Target", interactive=False, height=260, elem_id="target-view")
+                    target = gr.File(
+                        label="Target image or video",
+                        file_types=["image", "video"],
+                        elem_id="target",
+                    )
+                    target_view = gr.Image(
+                        label="Target", interactive=False, height=260, elem_id="target-view"
+                    )
                     frame_index = gr.Slider(
-                        0, 1, value=0, step=1, label="Video frame (for the faces below and the preview)",
-                        visible=False, elem_id="frame-index",
+                        0,
+                        1,
+                        value=0,
+                        step=1,
+                        label="Video frame (for the faces below and the preview)",
+                        visible=False,
+                        elem_id="frame-index",
                     )
                     faces = gr.Gallery(
-                        label="Faces in the target (click one to replace only that person)", columns=6, height=150,
-                        allow_preview=False, fit_columns=False, object_fit="contain", elem_id="target-faces",
+                        label="Faces in the target (click one to replace only that person)",
+                        columns=6,
+                        height=150,
+                        allow_preview=False,
+                        fit_columns=False,
+                        object_fit="contain",
+                        elem_id="target-faces",
                     )
                     with gr.Row():
-                        selector = gr.Radio(["one", "many", "reference"], value="one", label="Faces to swap", info=SELECTOR_HELP, elem_id="selector")
-                        mode = gr.Radio(modes, value=default_mode(), label="Mode", info=" · ".join(MODE_HELP[m] for m in modes), elem_id="mode")
+                        selector = gr.Radio(
+                            ["one", "many", "reference"],
+                            value="one",
+                            label="Faces to swap",
+                            info=SELECTOR_HELP,
+                            elem_id="selector",
+                        )
+                        mode = gr.Radio(
+                            modes,
+                            value=default_mode(),
+                            label="Mode",
+                            info=" · ".join(MODE_HELP[m] for m in modes),
+                            elem_id="mode",
+                        )
                     with gr.Accordion("Mask and blend", open=False):
-                        masks = gr.CheckboxGroup(list(MASKS), value=["box", "area"], label="Mask", info="box: soft square · area: face outline")
-                        blend = gr.Radio(list(BLENDS), value="feather", label="Blend", info="feather: soft edge · poisson: seamless clone")
-                        color = gr.Checkbox(True, label="Colour correction (match the target's skin tone)")
-                        label = gr.Checkbox(True, label="Metadata label (the invisible watermark is always added)")
+                        masks = gr.CheckboxGroup(
+                            list(MASKS),
+                            value=["box", "area"],
+                            label="Mask",
+                            info="box: soft square · area: face outline",
+                        )
+                        blend = gr.Radio(
+                            list(BLENDS),
+                            value="feather",
+                            label="Blend",
+                            info="feather: soft edge · poisson: seamless clone",
+                        )
+                        color = gr.Checkbox(
+                            True, label="Colour correction (match the target's skin tone)"
+                        )
+                        label = gr.Checkbox(
+                            True, label="Metadata label (the invisible watermark is always added)"
+                        )
                     with gr.Row():
                         preview_btn = gr.Button("Preview one frame", elem_id="preview-btn")
                         swap_btn = gr.Button("Swap", variant="primary", elem_id="swap-btn")
                 with gr.Column(scale=1):
                     status = gr.Markdown("Upload a source face and a target.", elem_id="status")
-                    result_image = gr.Image(label="Result", type="filepath", interactive=False, elem_id="result-image")
-                    result_video = gr.Video(label="Result video", interactive=False, visible=False, elem_id="result-video")
-                    downloads = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="downloads")
+                    result_image = gr.Image(
+                        label="Result", type="filepath", interactive=False, elem_id="result-image"
+                    )
+                    result_video = gr.Video(
+                        label="Result video",
+                        interactive=False,
+                        visible=False,
+                        elem_id="result-video",
+                    )
+                    downloads = gr.File(
+                        label="Download",
+                        file_count="multiple",
+                        interactive=False,
+                        elem_id="downloads",
+                    )
         with gr.Tab("Verify"):
-            verify_in = gr.File(label="Image or video to check", file_types=["image", "video"], elem_id="verify-file")
+            verify_in = gr.File(
+                label="Image or video to check",
+                file_types=["image", "video"],
+                elem_id="verify-file",
+            )
             verify_btn = gr.Button("Check for the slimswap label", elem_id="verify-btn")
-            verify_out = gr.Textbox(label="Report", lines=5, interactive=False, elem_id="verify-report")
+            verify_out = gr.Textbox(
+                label="Report", lines=5, interactive=False, elem_id="verify-report"
+            )
 
         settings = [selector, mode, masks, blend, color, label]
         target.change(on_target, [target], [target_view, faces, frame_index, state, status])
         frame_index.release(on_frame, [target, frame_index], [target_view, faces, state, status])
         faces.select(on_pick, [state], [state, selector, status])
-        preview_btn.click(on_preview, [sources, target, state, *settings, frame_index], [result_image, status])
-        swap_btn.click(on_swap, [sources, target, state, *settings], [result_image, result_video, downloads, status])
+        preview_btn.click(
+            on_preview, [sources, target, state, *settings, frame_index], [result_image, status]
+        )
+        swap_btn.click(
+            on_swap,
+            [sources, target, state, runs, *settings],
+            [result_image, result_video, downloads, status, runs],
+        )
         verify_btn.click(on_verify, [verify_in], [verify_out])
     return demo
 
@@ -405,8 +538,16 @@ def launch(host: str = "127.0.0.1", port: int = 7860, device: str = "cpu") -> No
     engine = Engine(device=device)
     engine.warm()
     demo = build_app(engine)
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
     demo.queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, allowed_paths=[str(engine.workdir)], show_error=False,
-        theme=theme, footer_links=[], quiet=False, inbrowser=False,
+        server_name=host,
+        server_port=port,
+        allowed_paths=[str(engine.workdir)],
+        show_error=False,
+        theme=theme,
+        footer_links=[],
+        quiet=False,
+        inbrowser=False,
     )

@@ -26,9 +26,10 @@ pytestmark = pytest.mark.shared
 LFW_PEOPLE = [  # 3-4 images each
     "Aaron_Peirsol", "Abdoulaye_Wade", "Abdullah", "Abdullah_al-Attiyah",
     "Abel_Pacheco", "Adam_Sandler", "Adel_Al-Jubeir", "Akbar_Hashemi_Rafsanjani",
+    "Matt_Damon",  # also deepface's id11: must not train
 ]
 CELEBA_PEOPLE = ["07201", "07202"]  # in-the-wild photos, some faces big enough for 256 px
-DEEPFACE_PEOPLE = ["id06"]  # Elon Musk, 3 photos of 800-1500 px
+DEEPFACE_PEOPLE = ["id06", "id11"]  # Elon Musk, Matt Damon: photos of 600-2500 px
 CFG = BuildConfig(test_identities=2, val_identities=2, chunk_images=8, workers=2)
 
 
@@ -80,7 +81,7 @@ def test_split_is_by_identity_and_recorded(built):
         for name in names:
             assert name not in seen, f"{name} in {seen.get(name)} and {split}"
             seen[name] = split
-    assert ids["deepface"] == ["deepface/id06"]
+    assert ids["deepface"] == ["deepface/id06", "deepface/id11"]
     assert len(ids["val"]) >= 2 and len(ids["test"]) >= 2 and len(ids["train"]) >= 4
     for name, shard in _shards(built).items():
         split = built.manifest["shards"][name]["split"]
@@ -116,6 +117,23 @@ def test_build_is_deterministic_and_resumes(folders, built, tmp_path):
     assert resumed.analysed == lost > 0
     assert resumed.cached == built.analysed - lost
     assert resumed.manifest["shards"] == built.manifest["shards"]
+
+
+def test_same_person_under_two_names_is_held_out(built):
+    """LFW's Matt_Damon is deepface's id11: the leak guard keeps him out of training."""
+    m = built.manifest
+    assert "lfw/Matt_Damon" in m["identities"]["test"]
+    counts: dict[str, int] = {}
+    for name, info in m["shards"].items():
+        if info["size"] == CFG.sizes[0] and info["split"] in ("train", "val", "test"):
+            shard = load_shard(built.out_dir / name)
+            for label in shard.labels:
+                counts[shard.identities[label]] = counts.get(shard.identities[label], 0) + 1
+    by_hash = split_identities(counts, CFG)
+    assert "lfw/Matt_Damon" not in by_hash["test"]  # so it was the guard that moved him
+    moved = {entry["identity"]: entry for entry in m["leak_guard"]["moved_to_test"]}
+    assert moved["lfw/Matt_Damon"]["nearest"] == "deepface/id11"
+    assert moved["lfw/Matt_Damon"]["distance"] < CFG.leak_threshold
 
 
 def test_manifest_counts_match_files(built):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -32,8 +31,14 @@ SOURCE = EXAMPLES_DIR / "grace_hopper.jpg"
 TARGET = EXAMPLES_DIR / "astronaut.png"
 # as python.md says for this machine: no GPU, no sandbox (root), no background connections
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 sync_api = pytest.importorskip(
@@ -41,7 +46,10 @@ sync_api = pytest.importorskip(
 )
 pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[ui]'")
 if not CHROMIUM.is_file():
-    pytest.skip(f"Debian's Chromium is not installed ({CHROMIUM}): run scripts/install_browser.sh", allow_module_level=True)
+    pytest.skip(
+        f"Debian's Chromium is not installed ({CHROMIUM}): run scripts/install_browser.sh",
+        allow_module_level=True,
+    )
 
 pytestmark = pytest.mark.slow
 
@@ -58,35 +66,40 @@ def server():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    log = open(ARTIFACTS / "ui_server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "slimswap.cli", "ui", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"slimswap ui did not start; see {ARTIFACTS / 'ui_server.log'}") from None
-                time.sleep(0.25)
-        yield url
-    finally:
-        proc.terminate()
+    with open(ARTIFACTS / "ui_server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "slimswap.cli", "ui", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            deadline = time.time() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.time() > deadline:
+                        raise RuntimeError(
+                            f"slimswap ui did not start; see {ARTIFACTS / 'ui_server.log'}"
+                        ) from None
+                    time.sleep(0.25)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.fixture(scope="module")
 def page(server):
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.set_default_timeout(30_000)
         page.goto(server)
@@ -95,15 +108,15 @@ def page(server):
         browser.close()
 
 
-def _swap_and_wait(page) -> tuple[float, str]:
-    """Click Swap; seconds until the new result image is shown, and its URL."""
-    before = page.locator("#result-image img").get_attribute("src") if page.locator("#result-image img").count() else None
+def _swap_and_wait(page, run: int) -> tuple[float, str]:
+    """Click Swap; seconds until the page shows run `run`'s result image, and its URL."""
     start = time.perf_counter()
     page.click("#swap-btn")
     page.wait_for_function(
-        """before => { const img = document.querySelector('#result-image img');
-                        return img && img.complete && img.naturalWidth > 0 && img.src !== before; }""",
-        arg=before,
+        """run => { const img = document.querySelector('#result-image img');
+                     const status = document.querySelector('#status').innerText;
+                     return status.includes('Run ' + run + ' ') && img && img.complete && img.naturalWidth > 0; }""",
+        arg=run,
     )
     return time.perf_counter() - start, page.locator("#result-image img").get_attribute("src")
 
@@ -114,43 +127,71 @@ def test_swap_in_the_browser_shows_a_labelled_result_with_a_face(page, analyser)
     page.wait_for_selector("#target-faces img")  # the target's faces are shown as thumbnails
     assert page.locator("#target-faces img").count() == 1
 
-    first_s, _ = _swap_and_wait(page)
-    warm_s, src = _swap_and_wait(page)  # the second click is the warm number we record
+    first_s, _ = _swap_and_wait(page, 1)
+    warm_s, src = _swap_and_wait(page, 2)  # the second click is the warm number we record
     status = page.locator("#status").inner_text()
     assert re.search(r"swapped 1 face\(s\) with classic in [0-9.]+ s", status), status
     pipeline_s = float(re.search(r"in ([0-9.]+) s", status).group(1))
 
+    link = page.locator("#downloads a[download]")
+    assert (
+        link.count() == 1
+        and link.get_attribute("download") == "grace_hopper_swapped_into_astronaut.png"
+    )
+    with page.expect_download() as download:
+        link.click()
     result = ARTIFACTS / "ui_result.png"
-    result.write_bytes(page.request.get(src).body())
+    download.value.save_as(result)
+    assert (
+        result.read_bytes() == page.request.get(src).body()
+    )  # the shown image is the downloaded file
     page.screenshot(path=str(ARTIFACTS / "ui_swap.png"), full_page=True)
-    (ARTIFACTS / "ui_timing.json").write_text(json.dumps({
-        "what": "image swap of examples/astronaut.png (512x512) in the page, classic mode, warm app",
-        "click_to_result_s_first": round(first_s, 3),
-        "click_to_result_s_warm": round(warm_s, 3),
-        "pipeline_s_warm": pipeline_s,
-    }, indent=1))
-    print(f"\nUI swap: first {first_s:.2f} s, warm {warm_s:.2f} s click-to-image (pipeline {pipeline_s:.2f} s)")
+    (ARTIFACTS / "ui_timing.json").write_text(
+        json.dumps(
+            {
+                "what": "image swap of examples/astronaut.png (512x512) in the page, classic mode, warm app",
+                "click_to_result_s_first": round(first_s, 3),
+                "click_to_result_s_warm": round(warm_s, 3),
+                "pipeline_s_warm": pipeline_s,
+            },
+            indent=1,
+        )
+    )
+    print(
+        f"\nUI swap: first {first_s:.2f} s, warm {warm_s:.2f} s click-to-image (pipeline {pipeline_s:.2f} s)"
+    )
 
     image = media.read_image(result)
     assert image.shape == media.read_image(TARGET).shape
     faces = analyser.detect(image)
     assert len(faces) == 1
-    embed = lambda img: analyser.embed(img, analyser.detect(img)[0]).embedding  # noqa: E731
+    embed = lambda img: analyser.embed(img, analyser.detect(img)[0]).embedding
     source = embed(media.read_image(SOURCE))
-    assert embedding_distance(embed(image), source) < embedding_distance(embed(media.read_image(TARGET)), source)
+    assert embedding_distance(embed(image), source) < embedding_distance(
+        embed(media.read_image(TARGET)), source
+    )
     report = verify_file(result)  # the page served the pipeline's file as written
     assert report.label_present and report.watermark_present
-    assert page.locator("#downloads").get_by_text(re.compile(r"grace_hopper_swapped_into_astronaut\.png")).count() == 1
 
 
 def test_no_face_is_a_readable_message_not_a_traceback(page, tmp_path):
     scenery = tmp_path / "scenery.png"
     media.write_image(scenery, media.read_image(TARGET)[:200, -200:])  # the shuttle model: no face
+    for box in ("#sources", "#target"):  # start from empty inputs, whatever ran before
+        clear = page.locator(f"{box} button[aria-label='Clear']")
+        if clear.count():
+            clear.click()
+    page.locator("#sources input[type=file]").set_input_files(str(SOURCE))
     page.locator("#target input[type=file]").set_input_files(str(scenery))
-    page.wait_for_function("() => document.querySelector('#status').innerText.includes('No face found')")
+    page.wait_for_function(
+        "() => document.querySelector('#status').innerText.includes('No face found')"
+    )
     page.click("#swap-btn")
     toast = page.locator(".toast-body").filter(has_text="no face found in target image")
     toast.first.wait_for()
+    page.wait_for_timeout(600)  # let the message box finish sliding in before the screenshot
+    page.screenshot(
+        path=str(ARTIFACTS / "ui_error.png")
+    )  # viewport: the message box is pinned to it
     text = toast.first.inner_text()
     assert "scenery.png" in text and "Traceback" not in text and "/tmp/" not in text
-    page.screenshot(path=str(ARTIFACTS / "ui_error.png"), full_page=True)
