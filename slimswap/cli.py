@@ -300,6 +300,36 @@ def compress_export(
     Console().print_json(json.dumps({k: v for k, v in report.items() if k != "excluded_nodes"}))
 
 
+@compress_app.command("report")
+def compress_report(
+    teacher: Path = typer.Option(Path("models/teacher_128.safetensors"), "--teacher"),
+    pruned: Optional[Path] = typer.Option(Path("runs/pruned/pruned_fp32.onnx"), "--pruned"),
+    student: Path = typer.Option(Path("models/lite_128.safetensors"), "--student"),
+    student_int8: Path = typer.Option(Path("models/lite_128_int8.onnx"), "--student-int8"),
+    calib: Path = typer.Option(Path("data/shards/val_128.npz"), "--faces", help="Real faces for the PSNR comparison."),
+    eval_json: Path = typer.Option(Path("benchmarks/eval/eval.json"), "--eval-json"),
+    out: Path = typer.Option(Path("benchmarks/compress"), "--out"),
+) -> None:
+    """Size, MACs, CPU latency, PSNR vs teacher, ID distance and NME for teacher/pruned/student/int8."""
+    from slimswap.compress.report import build_rows, markdown, save
+
+    try:
+        cands = {}
+        if pruned is not None and pruned.is_file():
+            cands["pruned"] = pruned
+        cands["student"] = student
+        cands["student-int8"] = student_int8
+        for p in [teacher, *cands.values()]:
+            if not p.is_file():
+                raise UserError(f"model file not found: {p}")
+        rows = build_rows(teacher, cands, calib, eval_json)
+        path = save(rows, out, "slimswap compress report " + " ".join(sys.argv[3:]))
+    except UserError as err:
+        fail(str(err))
+    Console().print(markdown(rows))
+    print(path)
+
+
 @compress_app.command("distill")
 def compress_distill(
     teacher: Path = typer.Option(Path("models/teacher_128.safetensors"), "--teacher", help="Teacher weights (safetensors with config)."),
@@ -334,7 +364,7 @@ def compress_distill(
 
 @eval_app.command("swapper")
 def eval_swapper(
-    modes: list[str] = typer.Option(["classic", "quality"], "--mode", "-m", help="Models to evaluate (repeat the option)."),
+    modes: list[str] = typer.Option(["classic", "quality"], "--mode", "-m", help="Models to evaluate (repeat the option): a mode or an .onnx file."),
     shards: list[Path] = typer.Option(
         [Path("data/shards/test_128.npz"), Path("data/shards/deepface_128.npz")], "--shard", help="Held-out test shards."
     ),
@@ -358,7 +388,12 @@ def eval_swapper(
             raise UserError("evaluation needs the face data in ../shared/data (or set SLIMSWAP_SHARED)")
         results = []
         for mode in modes:
-            swapper = load_swapper(mode, device)
+            if mode.endswith(".onnx"):  # any exported generator, e.g. a pruned one
+                from slimswap.swap.neural import OnnxSwapper
+
+                swapper = OnnxSwapper(mode, name=Path(mode).stem, device=device)
+            else:
+                swapper = load_swapper(mode, device)
             for shard in shards:
                 results.append(
                     evaluate_swapper(swapper, shard, root, n_pairs=pairs, n_self=self_pairs, seed=seed, exclude_seen=exclude_seen)

@@ -117,15 +117,23 @@ class TeacherGenerator(nn.Module):
         for block in self.blocks:
             h = block(h, idv)
         bottleneck = h
-        h = F.leaky_relu(self.up3(h), 0.2)
-        h = F.leaky_relu(self.norm32(self.fuse32(torch.cat([h, x32], 1)), idv), 0.2)
-        h = F.leaky_relu(self.norm64(self.up2(h)), 0.2)
-        h = F.leaky_relu(self.norm128(self.up1(h)), 0.2)
-        out = self.out(h)
-        rgb = blend_with_target(out, target, self.face_prior if self.config.use_mask else None)
+        h, rgb = decode(self, h, x32, idv, target)
         if return_features:
             return rgb, {"bottleneck": bottleneck, "dec64": h}
         return rgb
+
+
+def decode(net: nn.Module, h: torch.Tensor, x32: torch.Tensor, idv: torch.Tensor, target: torch.Tensor):
+    """Decoder wiring shared by teacher and student (same stages, so distillation can match them).
+
+    16 px bottleneck -> 32 px (+ the encoder's 32 px skip, identity-modulated) -> 64 -> 128 ->
+    RGB + mask blended over the target. Returns (last features, swapped image).
+    """
+    h = F.leaky_relu(net.up3(h), 0.2)
+    h = F.leaky_relu(net.norm32(net.fuse32(torch.cat([h, x32], 1)), idv), 0.2)
+    h = F.leaky_relu(net.norm64(net.up2(h)), 0.2)
+    h = F.leaky_relu(net.norm128(net.up1(h)), 0.2)
+    return h, blend_with_target(net.out(h), target, net.face_prior if net.config.use_mask else None)
 
 
 def blend_with_target(out: torch.Tensor, target: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:

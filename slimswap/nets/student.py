@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimswap.nets.generator import AdaIN, TeacherConfig, blend_with_target, inner_face_prior
+from slimswap.nets.generator import AdaIN, TeacherConfig, decode, inner_face_prior
 
 
 @dataclass
@@ -131,12 +131,7 @@ class StudentGenerator(nn.Module):
             h = block(h, idv)
         h = self.fusion(h, enc16)
         bottleneck = h
-        h = F.leaky_relu(self.up3(h), 0.2)
-        h = F.leaky_relu(self.norm32(self.fuse32(torch.cat([h, x32], 1)), idv), 0.2)
-        h = F.leaky_relu(self.norm64(self.up2(h)), 0.2)
-        h = F.leaky_relu(self.norm128(self.up1(h)), 0.2)
-        out = self.out(h)
-        rgb = blend_with_target(out, target, self.face_prior if self.config.use_mask else None)
+        h, rgb = decode(self, h, x32, idv, target)
         if return_features:
             return rgb, {"bottleneck": bottleneck, "dec64": h}
         return rgb

@@ -130,7 +130,11 @@ def test_swap_in_the_browser_shows_a_labelled_result_with_a_face(page, analyser)
     first_s, _ = _swap_and_wait(page, 1)
     warm_s, src = _swap_and_wait(page, 2)  # the second click is the warm number we record
     status = page.locator("#status").inner_text()
-    assert re.search(r"swapped 1 face\(s\) with classic in [0-9.]+ s", status), status
+    used = re.search(r"swapped 1 face\(s\) with (\S+) in [0-9.]+ s", status)
+    assert used, status
+    from slimswap.ui.app import default_mode
+
+    assert default_mode() != "lite" or used.group(1).startswith("lite"), status  # lite is the default once shipped
     pipeline_s = float(re.search(r"in ([0-9.]+) s", status).group(1))
 
     link = page.locator("#downloads a[download]")
@@ -149,7 +153,7 @@ def test_swap_in_the_browser_shows_a_labelled_result_with_a_face(page, analyser)
     (ARTIFACTS / "ui_timing.json").write_text(
         json.dumps(
             {
-                "what": "image swap of examples/astronaut.png (512x512) in the page, classic mode, warm app",
+                "what": f"image swap of examples/astronaut.png (512x512) in the page, model {used.group(1)}, warm app",
                 "click_to_result_s_first": round(first_s, 3),
                 "click_to_result_s_warm": round(warm_s, 3),
                 "pipeline_s_warm": pipeline_s,

@@ -1,0 +1,74 @@
+"""The shipped lite model: ONNX exports agree with torch, INT8 keeps its sensitive paths float."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from slimswap.compress import export, quantize
+from slimswap.paths import EXAMPLES_DIR, MODELS_DIR
+from slimswap.swap.weights import load_generator
+
+LITE = MODELS_DIR / "lite_128.safetensors"
+FP32 = MODELS_DIR / "lite_128_fp32.onnx"
+INT8 = MODELS_DIR / "lite_128_int8.onnx"
+
+
+@pytest.fixture(scope="module")
+def real_inputs(analyser):
+    """Aligned crops of real faces (bundled examples + clip frames) and other faces' identities."""
+    from slimswap import media
+    from slimswap.face.align import align
+
+    frames = [media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"), media.read_image(EXAMPLES_DIR / "astronaut.png")]
+    frames += [f for b in media.read_frames(EXAMPLES_DIR / "clip.mp4", 8) for f in b][::15]
+    crops, embs = [], []
+    for frame in frames:
+        face = analyser.embed(frame, max(analyser.detect(frame), key=lambda f: f.area))
+        crops.append(align(frame, face.kps, 128)[0])
+        embs.append(face.embedding)
+    x = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1
+    e = np.roll(np.stack(embs).astype(np.float32), 1, axis=0)
+    return x, e
+
+
+def test_onnx_fp32_matches_torch(real_inputs):
+    x, e = real_inputs
+    check = export.validate(load_generator(LITE), FP32, x, e)
+    assert check["max_abs_error"] < 1e-4
+
+
+def test_int8_agrees_with_fp32_on_real_faces(real_inputs):
+    x, e = real_inputs
+    psnr = export.psnr_pm1(export.run_onnx(INT8, x, e), export.run_onnx(FP32, x, e))
+    assert psnr >= 35.0, psnr
+
+
+def test_int8_graph_keeps_attention_norm_identity_skip_float():
+    import onnx
+
+    graph = onnx.load(str(INT8)).graph
+    float_types = {"MatMul", "Softmax", "InstanceNormalization", "Gemm"}
+    sensitive = [
+        n.name for n in graph.node
+        if n.op_type in float_types or (n.op_type == "Conv" and any(p in n.name + "/" for p in quantize.SENSITIVE_CONV_PARTS))
+    ]
+    kinds = {n.op_type for n in graph.node if n.name in sensitive}
+    assert {"MatMul", "Softmax", "InstanceNormalization"} <= kinds
+    assert any("/fuse32/" in n for n in sensitive) and any("/fusion/" in n for n in sensitive)
+    status = quantize.float_nodes_in_qdq(INT8, sensitive)
+    assert all(status.values()), [n for n, ok in status.items() if not ok]
+    other_convs = [n.name for n in graph.node if n.op_type == "Conv" and n.name not in sensitive]
+    assert len(other_convs) >= 10
+    assert not any(quantize.float_nodes_in_qdq(INT8, other_convs).values())  # really INT8
+
+
+def test_lite_is_a_fraction_of_the_teacher():
+    from slimswap.swap.registry import read_manifest
+
+    by_name = {e.name: e for e in read_manifest()}
+    teacher, lite = by_name["teacher_128"], by_name["lite_128"]
+    teacher_fp32_bytes = teacher.params * 4
+    assert INT8.stat().st_size <= 0.10 * teacher_fp32_bytes
+    assert lite.raw["macs"] <= 0.25 * teacher.raw["macs"]
