@@ -77,7 +77,7 @@ def build_rows(teacher_path: Path, candidates: dict[str, Path], calib_shard: Pat
             out = run_onnx(path, x, other)
             ms = _latency(lambda: sess.run(None, {"target": x[:1], "identity": other[:1]}))
             torch_twin = path.with_name(path.name.replace("_int8.onnx", ".safetensors").replace("_fp32.onnx", ".safetensors"))
-            pt = path.with_suffix(".pt")
+            pt = path.with_name(path.stem.replace("_fp32", "") + ".pt")
             if pt.is_file():
                 model = torch.load(pt, weights_only=False)
             elif torch_twin.is_file():

@@ -234,6 +234,7 @@ class TeacherTrainer:
             "opt_l": self.opt_l.state_dict(),
             "history": self.history,
             "rng": self.gen_rng.get_state(),
+            "cpu_rng": self.cpu_rng.get_state(),
         }
 
     def save_checkpoint(self) -> None:
@@ -305,6 +306,8 @@ class TeacherTrainer:
         self.step = state["step"]
         self.samples_seen = state["samples_seen"]
         self.history = state["history"]
+        if "cpu_rng" in state:
+            self.cpu_rng.set_state(state["cpu_rng"])
         if state["rng"].device.type == "cpu" and self.device.type == "cpu":
             self.gen_rng.set_state(state["rng"])
         else:
