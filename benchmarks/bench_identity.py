@@ -67,13 +67,9 @@ def load_model(args: argparse.Namespace) -> DlibResNet:
 def device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from slimswap.evaluate.report import cpu_name
+
+    return cpu_name()
 
 
 def time_batch(model: DlibResNet, args: argparse.Namespace, batch: int) -> tuple[float, int]:

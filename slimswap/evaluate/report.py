@@ -33,7 +33,7 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     return "slimswap " + shlex.join(args)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -57,7 +57,7 @@ def environment(device: str) -> dict:
     """What a reader needs to compare two runs: hardware, library versions, date."""
     env = {
         "device": device,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_cores": os.cpu_count() or 0,
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
