@@ -282,6 +282,9 @@ class TeacherTrainer:
             if name == "L" and not path.exists():
                 self._landmarks_untrained = True
                 continue
+            if name == "D" and not path.exists():  # e.g. continuing from a released generator alone
+                log.info("no discriminator in %s: starting a fresh one", folder)
+                continue
             state = load_file(str(path))
             module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
         meta = json.loads((folder / "state.json").read_text())
