@@ -26,7 +26,7 @@ import numpy as np
 
 from slimswap.errors import UserError
 from slimswap.evaluate import metrics, report
-from slimswap.evaluate.swap_eval import _face_box, _load_rgb, _resize, metrics_iou
+from slimswap.evaluate.swap_eval import _face_box, _load_rgb, _resize, match_face
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser, embedding_distance, kps_from_landmarks
 from slimswap.pipeline import StageTimer, SwapOptions, swap_faces_in_frames
@@ -279,21 +279,13 @@ class _CleanFaces:
         return self.cache[t]
 
 
-def _match(found: list[Face], box: np.ndarray) -> Face | None:
-    """The detection overlapping `box` most, if it overlaps at all (IoU >= 0.3)."""
-    if not found:
-        return None
-    best = max(found, key=lambda f: metrics_iou(f.bbox, box))
-    return best if metrics_iou(best.bbox, box) >= 0.3 else None
-
-
 def detect_target(frame: np.ndarray, ref: Face, analyser: FaceAnalyser, upsample: int) -> tuple[Face | None, bool]:
     """What the pipeline would swap: the detection at the reference face, retrying with one
     more upsampling step (what `--upsample` buys a user); (face, found without the retry)."""
-    face = _match(analyser.detect(frame, upsample=upsample), ref.bbox)
+    face = match_face(analyser.detect(frame, upsample=upsample), ref.bbox)
     if face is not None:
         return face, True
-    return _match(analyser.detect(frame, upsample=upsample + 1), ref.bbox), False
+    return match_face(analyser.detect(frame, upsample=upsample + 1), ref.bbox), False
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -318,9 +310,9 @@ def score_swap(
     NME is against `ref` (the clean photo's landmarks mapped into this frame).
     """
     (out,) = swap_faces_in_frames([frame], [[face]], swapper, identity, options, timer)
-    best = _match(analyser.detect(out, upsample=upsample), face.bbox)
+    best = match_face(analyser.detect(out, upsample=upsample), face.bbox)
     if best is None:
-        best = _match(analyser.detect(out, upsample=upsample + 1), face.bbox)
+        best = match_face(analyser.detect(out, upsample=upsample + 1), face.bbox)
     if best is None:
         return PairScore(False, swapped=out)
     best = analyser.embed(out, best)

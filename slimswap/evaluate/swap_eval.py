@@ -140,11 +140,8 @@ def evaluate_swapper(
         )
         (out,) = swap_faces_in_frames([frame], [[face]], swapper, identity, options, timer)
         result.pairs += 1
-        found = analyser.detect(out)
-        if not found:
-            continue
-        best = max(found, key=lambda f: metrics_iou(f.bbox, face.bbox))
-        if metrics_iou(best.bbox, face.bbox) < 0.3:
+        best = match_face(analyser.detect(out), face.bbox)
+        if best is None:
             continue
         best = analyser.embed(out, best)
         result.detected += 1
@@ -181,10 +178,14 @@ def evaluate_swapper(
     return result
 
 
-def metrics_iou(a: np.ndarray, b: np.ndarray) -> float:
+def match_face(found: list, box: np.ndarray, min_iou: float = 0.3):
+    """The detection overlapping `box` most, if it overlaps enough (the swapped face)."""
     from slimswap.face.select import iou
 
-    return iou(a, b)
+    if not found:
+        return None
+    best = max(found, key=lambda f: iou(f.bbox, box))
+    return best if iou(best.bbox, box) >= min_iou else None
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
