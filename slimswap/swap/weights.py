@@ -44,8 +44,10 @@ def save_generator(model: torch.nn.Module, path: str | Path, dtype: torch.dtype 
 
 def build_generator(arch: str, config_json: str) -> torch.nn.Module:
     """Construct an untrained generator from its arch name and config JSON."""
-    from slimswap.nets import generator, student
+    from slimswap.nets import generator, student, warp_generator
 
+    if arch == "WarpSwapGenerator":
+        return warp_generator.WarpSwapGenerator(warp_generator.SwapGeneratorConfig.from_json(config_json))
     if arch == "TeacherGenerator":
         return generator.TeacherGenerator(generator.TeacherConfig.from_json(config_json))
     if arch == "StudentGenerator":

@@ -1,4 +1,4 @@
-"""Teacher trainer mechanics on real face crops: resume, losses, DDP with gloo on CPU."""
+"""Teacher trainer mechanics on real face crops: pairs, resume, compact export, DDP with gloo."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from slimswap.nets.generator import TeacherConfig
-from slimswap.train.teacher import DeviceDataset, TeacherTrainer, TrainConfig
+from slimswap.nets.warp_generator import SwapGeneratorConfig
+from slimswap.train.swap_data import SwapDataset, upload
+from slimswap.train.teacher import TeacherTrainer, TrainConfig
 
-TINY = TeacherConfig(base=8, deep=16, n_blocks=1)
+TINY = SwapGeneratorConfig(resolution=64, widths=(8, 8, 16, 16, 16), n_blocks=1)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,10 @@ def real_faces():
     from slimswap.paths import EXAMPLES_DIR
 
     fa = FaceAnalyser()
-    frames = [media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"), media.read_image(EXAMPLES_DIR / "astronaut.png")]
+    frames = [
+        media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"),
+        media.read_image(EXAMPLES_DIR / "astronaut.png"),
+    ]
     frames += [f for batch in media.read_frames(EXAMPLES_DIR / "clip.mp4", 8) for f in batch][::20]
     crops, embs, lms = [], [], []
     for frame in frames:
@@ -32,42 +36,72 @@ def real_faces():
         crop, affine = align(frame, face.kps, 128)
         crops.append(crop)
         embs.append(face.embedding)
-        lms.append(transform_points(face.landmarks, affine))
+        lms.append((transform_points(face.landmarks, affine) + 0.5) / 128)
     labels = np.array([0, 1] + [2] * (len(frames) - 2))
     return np.stack(crops), np.stack(embs).astype(np.float32), np.stack(lms).astype(np.float32), labels
 
 
-def make_trainer(real_faces, out, steps, **kw) -> TeacherTrainer:
-    crops, embs, lms, labels = real_faces
-    ds = DeviceDataset(crops, embs, lms, labels, torch.device("cpu"))
-    cfg = TrainConfig(out=str(out), batch=2, max_steps=steps, landmark_pretrain_steps=2, log_every=1, device="cpu",
-                      model=TINY, checkpoint_every_s=1e9, **kw)
-    return TeacherTrainer(cfg, dataset=ds)
+@pytest.fixture(scope="module")
+def identity_weights(tmp_path_factory) -> str:
+    """dlib's ResNet as safetensors, parsed from the .dat once for every trainer here."""
+    from slimswap.nets.identity import DlibResNet, save_safetensors
+
+    path = tmp_path_factory.mktemp("idnet") / "identity.safetensors"
+    return str(save_safetensors(DlibResNet.from_dat(), path, dtype=torch.float32))
 
 
-def test_dataset_flip_mirrors_landmarks(real_faces):
+def dataset(real_faces, size: int = 64) -> SwapDataset:
     crops, embs, lms, labels = real_faces
-    ds = DeviceDataset(crops, embs, lms, labels, torch.device("cpu"))
+    native = np.zeros(len(labels), bool)
+    return SwapDataset(upload(crops, size, torch.device("cpu")), lms, embs, labels, native)
+
+
+def make_trainer(real_faces, out, steps, identity_weights="", **kw) -> TeacherTrainer:
+    cfg = TrainConfig(
+        out=str(out), identity_weights=identity_weights, batch=2, max_steps=steps, log_every=1, device="cpu", model=TINY,
+        checkpoint_every_s=1e9, d_scales=2, **kw,
+    )
+    return TeacherTrainer(cfg, dataset=dataset(real_faces))
+
+
+def test_dataset_flip_mirrors_landmarks_and_region(real_faces):
+    ds = dataset(real_faces)
     idx = torch.tensor([0])
-    img, lmk = ds.batch(idx, torch.tensor([False]), jitter=False)
-    img_f, lmk_f = ds.batch(idx, torch.tensor([True]), jitter=False)
+    img, lmk, region = ds.batch(idx, torch.tensor([False]))
+    img_f, lmk_f, region_f = ds.batch(idx, torch.tensor([True]))
     assert torch.allclose(img_f, img.flip(-1))
-    # the mirrored left eye centre lands where the right eye was, mirrored
-    left, right = lmk[0, 36:42].mean(0), lmk[0, 42:48].mean(0)
+    assert torch.allclose(region_f, region.flip(-1))
+    # the mirrored image-left eye centre lands where the image-right eye was, mirrored
+    right = lmk[0, 42:48].mean(0)
     left_f = lmk_f[0, 36:42].mean(0)
-    assert abs(float(left_f[0]) - (1 - float(right[0]) - 1 / 128)) < 1e-4
-    assert left[0] < right[0] and left_f[0] < lmk_f[0, 42:48].mean(0)[0]
+    assert abs(float(left_f[0]) - (1 - float(right[0]))) < 1e-4
+    assert left_f[0] < lmk_f[0, 42:48].mean(0)[0]
 
 
-def test_resume_reproduces_steps_and_losses(real_faces, tmp_path):
+def test_same_person_never_returns_itself_when_others_exist(real_faces):
+    ds = dataset(real_faces)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.arange(len(ds)).repeat(20)
+    other = ds.same_person(idx, g)
+    labels = ds.labels
+    assert torch.equal(labels[other], labels[idx])  # same identity
+    many = ds.group_size[idx] > 1
+    assert bool((other[many] != idx[many]).all())  # another photo when there is one
+    assert torch.equal(other[~many], idx[~many])  # a one-photo identity pairs with itself
+    # every other frame of the clip identity is reachable
+    clip = torch.nonzero(labels == 2).flatten()
+    assert set(other[idx == clip[0]].tolist()) == set(clip[1:].tolist())
+
+
+def test_resume_reproduces_steps_and_losses(real_faces, identity_weights, tmp_path):
     """4 straight steps == 2 steps, checkpoint, a new process-like trainer, 2 more steps."""
     torch.use_deterministic_algorithms(True)
     try:
-        straight = make_trainer(real_faces, tmp_path / "a", 4)
+        straight = make_trainer(real_faces, tmp_path / "a", 4, identity_weights)
         straight.fit()
-        first = make_trainer(real_faces, tmp_path / "b", 2)
+        first = make_trainer(real_faces, tmp_path / "b", 2, identity_weights)
         first.fit()
-        resumed = make_trainer(real_faces, tmp_path / "b", 4)
+        resumed = make_trainer(real_faces, tmp_path / "b", 4, identity_weights)
         assert resumed.step == 2
         resumed.fit()
     finally:
@@ -81,17 +115,26 @@ def test_resume_reproduces_steps_and_losses(real_faces, tmp_path):
     assert (tmp_path / "b" / "train_log.png").stat().st_size > 1000
 
 
-def test_compact_checkpoint_continues_training(real_faces, tmp_path):
-    t = make_trainer(real_faces, tmp_path / "a", 2)
+def test_compact_checkpoint_continues_training(real_faces, identity_weights, tmp_path):
+    t = make_trainer(real_faces, tmp_path / "a", 2, identity_weights)
     t.fit()
     files = t.export_compact(tmp_path / "ck")
     assert all(p.stat().st_size < 16 * 2**20 for p in files)
-    cont = make_trainer(real_faces, tmp_path / "c", 3, init_from=str(tmp_path / "ck"))
+    cont = make_trainer(real_faces, tmp_path / "c", 3, identity_weights, init_from=str(tmp_path / "ck"))
     assert cont.step == 2
     for a, b in zip(cont.G_ema.state_dict().values(), t.G_ema.state_dict().values()):
         assert torch.allclose(a, b.float(), atol=1e-2)
     cont.fit()
     assert cont.step == 3
+
+
+def test_sample_grid_shows_source_target_guide_swap(real_faces, identity_weights, tmp_path):
+    import cv2
+
+    t = make_trainer(real_faces, tmp_path / "a", 1, identity_weights)
+    path = t.sample_grid(n=3)
+    img = cv2.imread(str(path))
+    assert img.shape == (3 * 64, 4 * 64, 3)
 
 
 def _free_port() -> int:
@@ -100,10 +143,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str, data) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+def _ddp_worker(rank: int, world: int, port: int, out: str, data, weights: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+        RANK=str(rank), LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
-    t = make_trainer(data, out, 2)
+    t = make_trainer(data, out, 2, weights)
     t.fit()
     import torch.distributed as dist
 
@@ -116,10 +162,12 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, data) -> None:
     dist.destroy_process_group()
 
 
-def test_ddp_two_gloo_processes(real_faces, tmp_path):
+def test_ddp_two_gloo_processes(real_faces, identity_weights, tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp"), real_faces), nprocs=2, join=True)
+    mp.spawn(
+        _ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp"), real_faces, identity_weights), nprocs=2, join=True
+    )
     assert (tmp_path / "ddp" / "checkpoint.pt").exists()  # written by rank 0 only
     state = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 2

@@ -1,0 +1,175 @@
+"""The source face warped onto the target's landmarks: the geometry the generator starts from.
+
+A thin-plate spline through the 68 landmark pairs moves every pixel of the source crop to
+where the target's face has the same feature, so the source's eyes, nose and mouth arrive at
+the target's pose and expression with their own texture at full resolution. The generator
+then only has to blend, relight and fix what a warp cannot (mouth interior, occluders) and
+never has to *invent* high-frequency detail, which is what made the v1 generator soft.
+
+Everything is batched torch (CPU or GPU) and outside the network, so the same code feeds
+training and inference, and the exported ONNX models need no linear solver. The spline is
+evaluated on a coarse grid and upsampled: a smooth map loses nothing by it and the cost no
+longer grows with the crop size.
+
+Coordinates are in crop units (0..1, pixel-edge convention: a pixel index i has centre
+(i + 0.5) / size), which is what `grid_sample(align_corners=False)` uses after 2u - 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Control points: brows, nose, eyes and outer lips (17..59). The jaw outline is left out: on a
+# turned source it runs along the silhouette, so pinning it to a frontal target's jaw drags the
+# background into the cheek; the inner-lip points are left out because closed lips put two of
+# them on one spot, which an open target mouth would have to tear apart.
+CONTROL_POINTS = tuple(range(17, 60))
+COARSE = 64  # side of the grid the spline is evaluated on before upsampling
+REGULARISATION = 1e-5  # smoothing on the kernel diagonal: coincident points (closed lips) stay solvable
+
+
+def _tps_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """U(r) = r^2 log r^2 between point sets a (N,P,2) and b (N,K,2) -> (N,P,K)."""
+    r2 = torch.cdist(a, b).square()
+    return r2 * torch.log(r2.clamp(min=1e-12))
+
+
+def tps_coefficients(dst: torch.Tensor, src: torch.Tensor, regularisation: float = REGULARISATION) -> torch.Tensor:
+    """Spline f with f(dst_i) = src_i: (N, K+3, 2) kernel weights then affine terms.
+
+    Solved in float64: the system mixes kernel values near 0 with affine terms near 1, and a
+    float32 solve moves the landmarks by a visible fraction of a pixel at 256 px.
+    """
+    n, k, _ = dst.shape
+    d = dst.double()
+    kernel = _tps_kernel(d, d) + regularisation * torch.eye(k, dtype=d.dtype, device=d.device)
+    p = torch.cat([torch.ones(n, k, 1, dtype=d.dtype, device=d.device), d], dim=2)
+    top = torch.cat([kernel, p], dim=2)
+    bottom = torch.cat([p.transpose(1, 2), torch.zeros(n, 3, 3, dtype=d.dtype, device=d.device)], dim=2)
+    system = torch.cat([top, bottom], dim=1)
+    rhs = torch.cat([src.double(), torch.zeros(n, 3, 2, dtype=d.dtype, device=d.device)], dim=1)
+    return torch.linalg.solve(system, rhs)
+
+
+def tps_apply(coeffs: torch.Tensor, dst: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Evaluate the spline of `tps_coefficients(dst, ...)` at points (N,P,2) -> (N,P,2)."""
+    k = dst.shape[1]
+    pts = points.double()
+    p = torch.cat([torch.ones_like(pts[..., :1]), pts], dim=2)
+    return (_tps_kernel(pts, dst.double()) @ coeffs[:, :k] + p @ coeffs[:, k:]).to(points.dtype)
+
+
+def sampling_grid(dst: torch.Tensor, src: torch.Tensor, size: int, coarse: int = COARSE) -> torch.Tensor:
+    """grid_sample grid (N, size, size, 2) that pulls source pixels onto the target's layout.
+
+    dst: target landmarks, src: source landmarks, both (N, 68, 2) in crop units; the spline
+    runs through `CONTROL_POINTS` of them.
+    """
+    n = dst.shape[0]
+    dst, src = dst[:, CONTROL_POINTS], src[:, CONTROL_POINTS]
+    coarse = min(coarse, size)
+    # coarse nodes on the first and last pixel centres, so corner-aligned upsampling puts a
+    # node exactly on every output border pixel (an affine map comes out exact everywhere)
+    half = 0.5 / size
+    c = torch.linspace(half, 1 - half, coarse, device=dst.device, dtype=torch.float32)
+    ys, xs = torch.meshgrid(c, c, indexing="ij")
+    points = torch.stack([xs, ys], dim=-1).reshape(1, -1, 2).expand(n, -1, -1)
+    mapped = tps_apply(tps_coefficients(dst, src), dst, points).float()
+    grid = mapped.reshape(n, coarse, coarse, 2).permute(0, 3, 1, 2)
+    if coarse != size:
+        grid = F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=True)
+    return (grid * 2 - 1).permute(0, 2, 3, 1)
+
+
+def warp_source(source: torch.Tensor, source_landmarks: torch.Tensor, target_landmarks: torch.Tensor) -> torch.Tensor:
+    """Source crops (N,C,S,S) warped so their landmarks land on the target's (both crop units)."""
+    grid = sampling_grid(target_landmarks, source_landmarks, source.shape[-1]).to(source.dtype)
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def match_colour(warped: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, max_gain: float = 2.0) -> torch.Tensor:
+    """Per-channel mean and spread of `warped` moved to the target's inside `mask` (N,1,S,S).
+
+    A dark-skinned source on a pale target otherwise arrives as a dark face on a light neck
+    (seen in the warp probe); the network then spends capacity on relighting it.
+    """
+    w = mask.float()
+    total = w.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
+
+    def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = (x.float() * w).sum(dim=(2, 3), keepdim=True) / total
+        var = ((x.float() - mean).square() * w).sum(dim=(2, 3), keepdim=True) / total
+        return mean, var.sqrt().clamp(min=1e-3)
+
+    mw, sw = stats(warped)
+    mt, st = stats(target)
+    gain = (st / sw).clamp(1 / max_gain, max_gain)
+    return ((warped.float() - mw) * gain + mt).clamp(-1, 1).to(warped.dtype)
+
+
+# ---------------------------------------------------------------------------- face region
+
+
+def face_region_points(landmarks: np.ndarray, forehead: float = 0.3) -> np.ndarray:
+    """Jaw line plus brows raised `forehead` x chin-to-brow distance: the outline the warp fills."""
+    from slimswap.face.mask import face_hull_points
+
+    return face_hull_points(landmarks, forehead)
+
+
+def face_region_mask(landmarks: np.ndarray, size: int, forehead: float = 0.3, feather: float = 0.04) -> np.ndarray:
+    """(size, size) float32 mask of the face outline of crop-pixel landmarks (68, 2).
+
+    Feathered across its edge (a blur of `feather` x size), so the generator's mask floor has
+    no step and the warped source fades into the target at the face boundary.
+    """
+    import cv2
+
+    hull = cv2.convexHull(np.round(face_region_points(landmarks, forehead) * 4).astype(np.int32))
+    hard = np.zeros((size, size), np.float32)
+    cv2.fillConvexPoly(hard, hull, 1.0, lineType=cv2.LINE_AA, shift=2)
+    sigma = max(0.5, feather * size / 2)
+    return cv2.GaussianBlur(hard, (0, 0), sigmaX=sigma)
+
+
+def guide_inputs(
+    source: torch.Tensor,
+    source_landmarks: torch.Tensor,
+    target: torch.Tensor,
+    target_landmarks: torch.Tensor,
+    region: torch.Tensor,
+) -> torch.Tensor:
+    """(N, 4, S, S): the colour-matched warped source and the face region, the generator's guide.
+
+    source/target in [-1, 1] (N,3,S,S); landmarks (N,68,2) in crop units; region (N,1,S,S).
+    """
+    warped = warp_source(source, source_landmarks, target_landmarks)
+    warped = match_colour(warped, target, region)
+    return torch.cat([warped, region.to(warped.dtype)], dim=1)
+
+
+def guide_for_crops(
+    crops: np.ndarray,
+    target_landmarks: np.ndarray,
+    source_crop: np.ndarray,
+    source_landmarks: np.ndarray,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference-side inputs of a warp-guided generator, on `device`.
+
+    crops (N, S, S, 3) uint8 aligned targets with their landmarks (N, 68, 2) in crop pixels;
+    the source crop (S, S, 3) uint8 and its landmarks (68, 2) in its pixels. Returns the
+    targets in [-1, 1] (N, 3, S, S) and the guides (N, 4, S, S), both float32.
+    """
+    n, size = crops.shape[0], crops.shape[1]
+    dev = torch.device(device)
+    target = torch.from_numpy(np.ascontiguousarray(crops)).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1
+    src = torch.from_numpy(np.ascontiguousarray(source_crop)).to(dev).permute(2, 0, 1)[None].float() / 127.5 - 1
+    lmk_t = torch.from_numpy((np.asarray(target_landmarks, np.float32) + 0.5) / size).to(dev)
+    lmk_s = torch.from_numpy((np.asarray(source_landmarks, np.float32) + 0.5) / size).to(dev)[None]
+    regions = np.stack([face_region_mask(lm, size) for lm in np.asarray(target_landmarks, np.float32)])
+    region = torch.from_numpy(regions).to(dev)[:, None]
+    guide = guide_inputs(src.expand(n, -1, -1, -1), lmk_s.expand(n, -1, -1), target, lmk_t, region)
+    return target, guide

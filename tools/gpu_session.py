@@ -1,0 +1,149 @@
+"""Steps of a GPU session (run on the lent machine; see tools/gpu_session.sh and RESULTS.md).
+
+  python tools/gpu_session.py smoke                 # every code path for a few steps
+  python tools/gpu_session.py teacher SECONDS       # train / continue the teacher
+  python tools/gpu_session.py recognizer SECONDS    # train the evaluation-only recognizer
+  python tools/gpu_session.py ablate NAME SECONDS   # one A/B variant, then its crop scores
+  python tools/gpu_session.py distill SECONDS       # the lite student from the teacher's EMA
+  python tools/gpu_session.py score NAME=FILE ...   # crop scores of released generators
+
+Paths: shards and the identity net in $STAGE (default runs/stage), runs under runs/.
+Written for a machine with torch, numpy, opencv and safetensors but no dlib.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from slimswap.nets.warp_generator import SwapGeneratorConfig  # noqa: E402
+from slimswap.train.teacher import LossWeights, TrainConfig  # noqa: E402
+
+STAGE = Path(os.environ.get("STAGE", "runs/stage"))
+TRAIN = tuple(str(STAGE / f) for f in ("train_128.npz", "train_256.npz"))
+TEST = tuple(str(STAGE / f) for f in ("test_128.npz", "test_256.npz"))
+IDNET = str(STAGE / "identity_fp16.safetensors")
+log = logging.getLogger("gpu_session")
+
+
+def teacher_config(out: str, seconds: float, **kw) -> TrainConfig:
+    return TrainConfig(
+        data=TRAIN, out=out, identity_weights=IDNET, max_seconds=seconds,
+        compile=os.environ.get("COMPILE", "1") == "1", **kw,
+    )
+
+
+def run_teacher(seconds: float, out: str = "runs/teacher", **kw) -> dict:
+    from slimswap.train.teacher import train_teacher
+
+    return train_teacher(teacher_config(out, seconds, **kw), export_compact=Path(out) / "compact")
+
+
+# A/B variants of equal GPU time: what each lever is worth (benchmarks/RESULTS.md ablation table)
+ABLATIONS = {
+    "full": {},
+    "no_warp": {"warp": False},  # the guide carries only the face region (v1-like generator)
+    "no_pairs": {"pair_share": 0.0},  # no same-person supervision
+    "identity_5": {"weights": LossWeights(identity=5.0)},
+}
+
+
+def load_test_set(device: torch.device):
+    from slimswap.train.swap_data import load_swap_dataset
+
+    return load_swap_dataset(list(TEST), 256, device)
+
+
+def recognizer_and_idnet(device: torch.device):
+    from slimswap.nets.recognizer import load_recognizer
+    from slimswap.train.teacher import load_identity_net
+
+    rec_path = Path(os.environ.get("RECOGNIZER", "runs/recognizer/eval_recognizer.safetensors"))
+    rec = load_recognizer(rec_path, device) if rec_path.is_file() else None
+    return rec, load_identity_net(IDNET, device)
+
+
+def score(generators: dict[str, Path], out: Path, n_cross: int = 300, n_same: int = 100) -> dict:
+    from slimswap.evaluate.crop_eval import score_generator
+    from slimswap.swap.weights import load_generator
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ds = load_test_set(dev)
+    rec, idnet = recognizer_and_idnet(dev)
+    if rec is None:
+        raise SystemExit("no recognizer weights yet")
+    results = {}
+    for name, path in generators.items():
+        g = load_generator(path, device=dev) if path else None
+        s = score_generator(g, ds, rec, idnet, n_cross, n_same)
+        results.update({f"{name}:{k}": asdict(v) for k, v in s.items()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    for k, v in results.items():
+        log.info("%-28s %s", k, "  ".join(f"{a} {b:.3f}" for a, b in v.items()))
+    return results
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cmd = argv[0]
+    if cmd == "smoke":
+        t = time.time()
+        cfg = teacher_config("runs/smoke", 40, batch=16, log_every=10, checkpoint_every_s=20)
+        from slimswap.train.teacher import TeacherTrainer
+
+        tr = TeacherTrainer(replace(cfg, max_steps=30))
+        tr.fit()
+        tr.sample_grid()
+        tr.export_compact(Path("runs/smoke/compact"))
+        log.info("teacher smoke ok in %.0f s", time.time() - t)
+        from slimswap.train.recognizer import RecognizerTrainConfig, train_recognizer
+
+        train_recognizer(RecognizerTrainConfig(data=TRAIN[0], eval_data=TEST[:1], out="runs/smoke_rec", max_steps=30, log_every=10))
+        os.environ["RECOGNIZER"] = "runs/smoke_rec/eval_recognizer.safetensors"
+        score({"smoke": Path("runs/smoke/teacher_ema_fp16.safetensors")}, Path("runs/smoke/scores.json"), 20, 10)
+        from slimswap.train.distill import DistillConfig, distill_student
+
+        distill_student(
+            replace(cfg, out="runs/smoke_distill", max_steps=20, model=SwapGeneratorConfig()),
+            DistillConfig(teacher="runs/smoke/teacher_ema_fp16.safetensors", critic_from="runs/smoke/compact"),
+        )
+        log.info("all smoke steps ok in %.0f s", time.time() - t)
+    elif cmd == "teacher":
+        run_teacher(float(argv[1]), init_from=os.environ.get("INIT_FROM", ""))
+    elif cmd == "student":  # the lite network trained with the teacher's objective directly
+        run_teacher(float(argv[1]), out="runs/student", model=SwapGeneratorConfig.student())
+    elif cmd == "recognizer":
+        from slimswap.train.recognizer import RecognizerTrainConfig, train_recognizer
+
+        train_recognizer(RecognizerTrainConfig(data=TRAIN[0], eval_data=TEST[:1], max_seconds=float(argv[1])))
+    elif cmd == "ablate":
+        name, seconds = argv[1], float(argv[2])
+        out = f"runs/ablate_{name}"
+        run_teacher(seconds, out=out, **ABLATIONS[name])
+        score({name: Path(out) / "teacher_ema_fp16.safetensors"}, Path(out) / "scores.json")
+    elif cmd == "distill":
+        from slimswap.train.distill import DistillConfig, distill_student
+
+        teacher = os.environ.get("TEACHER", "runs/teacher/teacher_ema_fp16.safetensors")
+        cfg = teacher_config("runs/student", float(argv[1]), batch=32)
+        distill_student(cfg, DistillConfig(teacher=teacher, critic_from="runs/teacher/compact"),
+                        export_compact=Path("runs/student/compact"))
+    elif cmd == "score":
+        gens = {a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for a in argv[1:]}
+        score(gens, Path("runs/scores.json"))
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
