@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from slimswap.errors import UserError
+from slimswap.files import atomic_write
 from slimswap.face.analyser import FaceAnalyser
 from slimswap.pipeline import SwapOptions, swap_file
 from slimswap.swap.base import Swapper
@@ -112,6 +113,11 @@ def job_id(source: Path, target: Path, output: Path) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
+def _job_files(folder: Path) -> list[Path]:
+    """`<id>.json` files; hidden ones are temporaries of a write in progress (or killed)."""
+    return [p for p in folder.glob("*.json") if not p.name.startswith(".")]
+
+
 class JobQueue:
     """The jobs folder: `<id>.json` files, written atomically, and a lock for the runner."""
 
@@ -123,7 +129,7 @@ class JobQueue:
         """The queue for an output folder (or the jobs folder itself)."""
         path = Path(path)
         for candidate in (path / JOBS_DIRNAME, path):
-            if candidate.is_dir() and any(candidate.glob("*.json")):
+            if candidate.is_dir() and any(_job_files(candidate)):
                 return cls(candidate)
         raise UserError(
             f"no batch jobs in {path}; start a batch with `slimswap batch ... -o {path}`"
@@ -134,9 +140,8 @@ class JobQueue:
 
     def save(self, job: Job) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{job.id}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(job.to_json(), indent=1) + "\n")
-        os.replace(tmp, self.path(job.id))
+        with atomic_write(self.path(job.id)) as tmp:
+            tmp.write_text(json.dumps(job.to_json(), indent=1) + "\n")
 
     def load(self, job_id: str) -> Job:
         path = self.path(job_id)
@@ -151,7 +156,7 @@ class JobQueue:
         if not self.folder.is_dir():
             return []
         return sorted(
-            (self.load(p.stem) for p in self.folder.glob("*.json")), key=lambda j: (j.index, j.id)
+            (self.load(p.stem) for p in _job_files(self.folder)), key=lambda j: (j.index, j.id)
         )
 
     def select(self, ids: list[str]) -> list[Job]:

@@ -7,12 +7,13 @@ keeping inputs/outputs in fp32 so callers never change.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from slimswap.files import atomic_write
 
 
 def to_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
@@ -22,15 +23,13 @@ def to_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
     model = model.float().eval().cpu()
     x = torch.zeros(1, 3, res, res).uniform_(-1, 1)
     e = torch.randn(1, 128)
-    tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():
+    with atomic_write(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model, (x, e), str(tmp), input_names=["target", "identity"], output_names=["swap"],
             dynamic_axes={"target": {0: "n"}, "identity": {0: "n"}, "swap": {0: "n"}},
             opset_version=opset, dynamo=False,
-        )
-    os.replace(tmp, path)
+        )  # fmt: skip
     return path
 
 
@@ -41,9 +40,8 @@ def to_fp16(src: str | Path, dst: str | Path) -> Path:
 
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     dst = Path(dst)
-    tmp = dst.with_name(dst.name + ".tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, dst)
+    with atomic_write(dst) as tmp:
+        onnx.save(model, str(tmp))
     return dst
 
 

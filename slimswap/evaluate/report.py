@@ -12,7 +12,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import shlex
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from slimswap import __version__
+from slimswap.files import atomic_write
 
 VERSIONED = ("torch", "onnxruntime", "dlib-bin", "numpy", "opencv-python-headless", "av")
 
@@ -109,19 +109,10 @@ def missing_fields(obj, prefix: str = "") -> list[str]:
     return []
 
 
-def _atomic_path(path: Path) -> Path:
-    # keeps the suffix: matplotlib picks the format from it
-    return path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
-
-
 def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -157,13 +148,11 @@ def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(path)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:  # keeps the suffix: matplotlib picks the format from it
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 
