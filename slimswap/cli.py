@@ -142,15 +142,14 @@ def models() -> None:
     except UserError as err:
         fail(str(err))
     table = Table(title="slimswap models")
-    for col in ("name", "mode", "backend", "file", "MiB", "params", "MACs", "res", "sha256"):
+    for col in ("name", "mode", "backend", "precision", "file", "MiB", "params", "MACs", "res", "sha256"):
         table.add_column(col)
-    table.add_row("classic", "classic", "numpy", "-", "0", "0", "-", "256", "-")
+    table.add_row("classic", "classic", "numpy", "fp32", "-", "0", "0", "-", "256", "-")
     for e in entries:
         size = e.path.stat().st_size / 2**20 if e.path.is_file() else float("nan")
-        macs = e.raw.get("macs")
         table.add_row(
-            e.name, e.mode, e.backend, e.file, f"{size:.2f}", f"{e.params/1e6:.2f}M",
-            f"{macs/1e9:.2f}G" if macs else "-", str(e.resolution), e.sha256[:12],
+            e.name, e.mode, e.backend, e.precision, e.file, f"{size:.2f}", f"{e.params / 1e6:.2f}M",
+            f"{e.macs / 1e9:.2f}G" if e.macs else "-", str(e.resolution), e.sha256[:12],
         )
     Console().print(table)
 
@@ -311,8 +310,11 @@ def compress_report(
     out: Path = typer.Option(Path("benchmarks/compress"), "--out"),
 ) -> None:
     """Size, MACs, CPU latency, PSNR vs teacher, ID distance and NME for teacher/pruned/student/int8."""
+    import torch
+
     from slimswap.compress.report import build_rows, markdown, save
 
+    torch.set_num_threads(2)  # the report's CPU column is "batch 1, 2 threads"
     try:
         cands = {}
         if pruned is not None and pruned.is_file():
@@ -364,7 +366,7 @@ def compress_distill(
 
 @eval_app.command("swapper")
 def eval_swapper(
-    modes: list[str] = typer.Option(["classic", "quality"], "--mode", "-m", help="Models to evaluate (repeat the option): a mode or an .onnx file."),
+    modes: list[str] = typer.Option(["classic", "quality"], "--mode", "-m", help="Models to evaluate (repeat the option): a mode, a model name or a .onnx/.safetensors file."),
     shards: list[Path] = typer.Option(
         [Path("data/shards/test_128.npz"), Path("data/shards/deepface_128.npz")], "--shard", help="Held-out test shards."
     ),
@@ -388,12 +390,7 @@ def eval_swapper(
             raise UserError("evaluation needs the face data in ../shared/data (or set SLIMSWAP_SHARED)")
         results = []
         for mode in modes:
-            if mode.endswith(".onnx"):  # any exported generator, e.g. a pruned one
-                from slimswap.swap.neural import OnnxSwapper
-
-                swapper = OnnxSwapper(mode, name=Path(mode).stem, device=device)
-            else:
-                swapper = load_swapper(mode, device)
+            swapper = load_swapper(mode, device)  # a mode, a listed model or any exported file
             for shard in shards:
                 results.append(
                     evaluate_swapper(swapper, shard, root, n_pairs=pairs, n_self=self_pairs, seed=seed, exclude_seen=exclude_seen)

@@ -13,6 +13,15 @@ MODELS_DIR = REPO_ROOT / "models"
 EXAMPLES_DIR = REPO_ROOT / "examples"
 
 
+def models_dir() -> Path:
+    """Where models/MANIFEST and the weights are read from: the bundled models/ folder.
+
+    SLIMSWAP_MODELS overrides it (tests point it at a copy with a damaged file).
+    """
+    env = os.environ.get("SLIMSWAP_MODELS")
+    return Path(env) if env else MODELS_DIR
+
+
 def shared_data_dir() -> Path | None:
     """The non-redistributable face data beside the checkout (../shared/data), if present.
 

@@ -17,11 +17,12 @@ from slimswap.compress import export, quantize
 def export_all(model: torch.nn.Module, name: str, out_dir: Path, calib_shard: Path, n_calib: int = 128, n_check: int = 32) -> dict:
     """Write <name>_fp32/_fp16/_int8.onnx into out_dir; return validation numbers per file."""
     from slimswap.compress.data import real_arrays
+    from slimswap.swap.neural import to_model_input
 
     out_dir.mkdir(parents=True, exist_ok=True)
     crops, own, other = real_arrays(calib_shard, n_calib + n_check, seed=1)
     calib_crops, calib_ids = crops[:n_calib], other[:n_calib]
-    x = crops[n_calib:].astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1
+    x = to_model_input(crops[n_calib:])
     e = other[n_calib:]
     fp32 = export.to_onnx(model, out_dir / f"{name}_fp32.onnx")
     fp16 = export.to_fp16(fp32, out_dir / f"{name}_fp16.onnx")

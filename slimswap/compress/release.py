@@ -6,12 +6,14 @@ from pathlib import Path
 
 import torch
 
-from slimswap.paths import MODELS_DIR
+from slimswap.face.align import TEMPLATE_NAME
+from slimswap.files import sha256_file
+from slimswap.paths import models_dir
+from slimswap.swap.neural import PM1
 from slimswap.swap.registry import write_manifest_entry
-from slimswap.swap.weights import load_generator, save_generator, sha256_file
+from slimswap.swap.weights import save_generator, stored_precision
 
-TEMPLATE = "slimswap 5-point (dlib chip frame, padding 0.25), see slimswap/face/align.py"
-NORMALISATION = "RGB in [-1, 1]; identity = dlib 128-D descriptor (L2-normalised inside the net)"
+NORMALISATION = f"{PM1.name}; identity = dlib 128-D descriptor (L2-normalised inside the net)"
 
 
 def model_macs(model: torch.nn.Module) -> int:
@@ -24,27 +26,29 @@ def model_macs(model: torch.nn.Module) -> int:
 
 def release_torch(model: torch.nn.Module, name: str, mode: str, provenance: dict, metrics: dict | None = None) -> dict:
     """Save fp16 safetensors under models/ and list it in the manifest."""
-    path = MODELS_DIR / f"{name}.safetensors"
+    path = models_dir() / f"{name}.safetensors"
     save_generator(model, path, dtype=torch.float16)
     entry = {
         "name": name, "file": path.name, "sha256": sha256_file(path), "mode": mode, "backend": "torch",
-        "resolution": int(model.config.resolution), "params": sum(p.numel() for p in model.parameters()),
-        "macs": model_macs(model), "bytes": path.stat().st_size, "template": TEMPLATE,
+        "resolution": int(model.config.resolution), "precision": stored_precision(path),
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": model_macs(model), "bytes": path.stat().st_size, "template": TEMPLATE_NAME,
         "normalisation": NORMALISATION, "provenance": provenance, "metrics": metrics or {},
     }
     write_manifest_entry(entry)
     return entry
 
 
-def release_onnx(path: Path, name: str, mode: str, params: int, macs: int, resolution: int, provenance: dict, metrics: dict | None = None) -> dict:
+def release_onnx(
+    path: Path, name: str, mode: str, precision: str, params: int, macs: int, resolution: int,
+    provenance: dict, metrics: dict | None = None,
+) -> dict:
+    """List an exported file (precision: fp32, fp16 or int8, as exported) in the manifest."""
     entry = {
         "name": name, "file": path.name, "sha256": sha256_file(path), "mode": mode, "backend": "onnx",
-        "resolution": resolution, "params": params, "macs": macs, "bytes": path.stat().st_size,
-        "template": TEMPLATE, "normalisation": NORMALISATION, "provenance": provenance, "metrics": metrics or {},
-    }
+        "resolution": resolution, "precision": precision, "params": params, "macs": macs,
+        "bytes": path.stat().st_size, "template": TEMPLATE_NAME, "normalisation": NORMALISATION,
+        "provenance": provenance, "metrics": metrics or {},
+    }  # fmt: skip
     write_manifest_entry(entry)
     return entry
-
-
-def reload(name: str) -> torch.nn.Module:
-    return load_generator(MODELS_DIR / f"{name}.safetensors")

@@ -53,11 +53,11 @@ def _onnx_session(path: Path):
 def build_rows(teacher_path: Path, candidates: dict[str, Path], calib_shard: Path, eval_json: Path | None) -> list[Row]:
     from slimswap.compress.data import real_arrays
     from slimswap.compress.prune import count
+    from slimswap.swap.neural import to_model_input
     from slimswap.swap.weights import load_generator
 
-    torch.set_num_threads(2)
     crops, _, other = real_arrays(calib_shard, 64, seed=2)
-    x = crops.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1
+    x = to_model_input(crops)
     teacher = load_generator(teacher_path)
     with torch.no_grad():
         ref = teacher(torch.from_numpy(x), torch.from_numpy(other)).numpy()

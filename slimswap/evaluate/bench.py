@@ -35,7 +35,7 @@ from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import FaceAnalyser
 from slimswap.paths import EXAMPLES_DIR, shared_data_dir
 from slimswap.swap.base import SourceIdentity, Swapper
-from slimswap.swap.registry import MODES, ModelEntry, read_manifest, resolve_mode
+from slimswap.swap.registry import SWAP_MODES, ModelEntry, load_swapper, read_manifest, resolve_mode
 
 STAGES = ("decode", "detect", "landmarks", "align", "swap", "paste", "encode")
 BUNDLED_CLIP = EXAMPLES_DIR / "clip.mp4"
@@ -79,9 +79,9 @@ class BenchConfig:
 
             if not torch.cuda.is_available():
                 raise UserError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-        bad = [m for m in self.modes if m not in MODES]
+        bad = [m for m in self.modes if m not in SWAP_MODES]
         if bad:
-            raise UserError(f"unknown --mode {bad[0]!r}; choose from {', '.join(MODES)}")
+            raise UserError(f"unknown --mode {bad[0]!r}; choose from {', '.join(SWAP_MODES)}")
         if self.batch < 0 or self.max_frames < 0:
             raise UserError("--batch and --max-frames must be 0 (default) or positive")
         for p in (self.source, *self.videos):
@@ -100,6 +100,13 @@ class Variant:
     precision: str  # fp32 | fp16 | bf16 | what the exported file holds
     compile: str = "none"  # none | compile | cudagraphs
     entry: str = ""  # models/MANIFEST name; "" for classic
+
+    def load(self) -> Swapper:
+        """The swapper this row measures, built (and hash-checked) by registry.load_swapper."""
+        if self.backend == "numpy":
+            return load_swapper("classic", "cpu")
+        precision = self.precision if self.backend == "torch" else "auto"
+        return load_swapper(self.entry, self.device, precision, self.compile)
 
 
 # ----------------------------------------------------------------------------- which rows
@@ -120,11 +127,10 @@ def variants(cfg: BenchConfig) -> list[Variant]:
     for e in read_manifest():
         if (wanted and e.mode not in wanted) or not e.path.is_file():
             continue
-        prec = str(e.raw.get("precision", "fp32"))
         if e.backend == "onnx":
-            out.append(Variant(f"{e.name} onnx cpu", e.mode, "onnx", "cpu", prec, entry=e.name))
+            out.append(Variant(f"{e.name} onnx cpu", e.mode, "onnx", "cpu", e.precision, entry=e.name))
             if cfg.device == "cuda" and _onnx_has_cuda():
-                out.append(Variant(f"{e.name} onnx cuda", e.mode, "onnx", "cuda", prec, entry=e.name))
+                out.append(Variant(f"{e.name} onnx cuda", e.mode, "onnx", "cuda", e.precision, entry=e.name))
         elif cfg.device == "cpu":
             out.append(Variant(f"{e.name} torch cpu fp32", e.mode, "torch", "cpu", "fp32", entry=e.name))
         else:
@@ -145,71 +151,6 @@ def variants(cfg: BenchConfig) -> list[Variant]:
 
 def _entry(name: str) -> ModelEntry:
     return next(e for e in read_manifest() if e.name == name)
-
-
-class GpuTorchSwapper:
-    """A torch generator for GPU timing: uint8 crops go up as is and are normalised on the GPU.
-
-    Autocast in fp16 or bf16; with torch.compile (optionally CUDA graphs, mode
-    "reduce-overhead") batches are padded to a power of two so the compiled graph sees few
-    shapes. The pipeline's TorchSwapper stays the reference row (fp16, CPU-side conversion).
-    """
-
-    def __init__(self, model, name: str, precision: str, compile: str) -> None:
-        import torch
-
-        self.name = name
-        self.resolution = int(model.config.resolution)
-        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        self.model = model.to("cuda").eval().to(memory_format=torch.channels_last)
-        self.pad = compile != "none"
-        if compile == "compile":
-            self.fn = torch.compile(self.model, dynamic=False)
-        elif compile == "cudagraphs":
-            self.fn = torch.compile(self.model, mode="reduce-overhead", dynamic=False)
-        else:
-            self.fn = self.model
-
-    def swap(self, crops: np.ndarray, identity: SourceIdentity, target_landmarks: np.ndarray | None = None) -> np.ndarray:
-        import torch
-
-        n = len(crops)
-        if n == 0:
-            return crops.copy()
-        m = 1 << (n - 1).bit_length() if self.pad else n
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(crops)).to("cuda")
-            if m > n:
-                x = torch.cat([x, x[-1:].expand(m - n, -1, -1, -1)])
-            x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
-            e = torch.as_tensor(np.asarray(identity.embedding, np.float32), device="cuda").expand(m, -1)
-            with torch.autocast("cuda", self.dtype):
-                y = self.fn(x, e)
-            y = ((y[:n].float() + 1.0) * 127.5 + 0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-            return y.cpu().numpy()
-
-
-def build_swapper(v: Variant) -> Swapper:
-    """Load one variant; learned weights are hash-checked like registry.load_swapper does."""
-    from slimswap.swap.registry import load_swapper
-
-    if v.backend == "numpy":
-        return load_swapper("classic", "cpu")
-    entry = _entry(v.entry)
-    if v.backend == "onnx":
-        from slimswap.swap.neural import OnnxSwapper
-        from slimswap.swap.weights import sha256_file
-
-        if sha256_file(entry.path) != entry.sha256:
-            raise UserError(f"model file {entry.path} is corrupted (sha256 mismatch); restore it with git")
-        return OnnxSwapper(entry.path, name=entry.name, device=v.device)
-    from slimswap.swap.neural import TorchSwapper
-    from slimswap.swap.weights import load_generator
-
-    model = load_generator(entry.path, expected_sha256=entry.sha256)
-    if v.device == "cpu" or (v.precision == "fp16" and v.compile == "none"):
-        return TorchSwapper(model, name=entry.name, device=v.device)
-    return GpuTorchSwapper(model, entry.name, v.precision, v.compile)
 
 
 # ----------------------------------------------------------------------------- timing
@@ -319,7 +260,7 @@ def bench_model(v: Variant, cfg: BenchConfig, inputs: BenchInputs) -> dict:
     loads = []
     for _ in range(plan["loads"]):
         t = time.perf_counter()
-        swapper = build_swapper(v)
+        swapper = v.load()
         loads.append(time.perf_counter() - t)
     identity = inputs.identity(swapper.resolution)
     batch = cfg.large_batch
@@ -435,7 +376,7 @@ def e2e_in_process(spec: dict) -> dict:
     batch = int(spec["video_batch"])
     cuda = v.device == "cuda" and v.backend != "numpy"
     analyser = FaceAnalyser()
-    swapper = build_swapper(v)
+    swapper = v.load()
     t = time.perf_counter()
     identity = load_source_identity(source, analyser, swapper.resolution)  # loads dlib's models too
     _warm(swapper, identity, video, analyser, v, batch)

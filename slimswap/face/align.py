@@ -23,6 +23,8 @@ TEMPLATE_5 = np.array(
     dtype=np.float64,
 )
 DEFAULT_SIZE = 128
+# How models/MANIFEST names this template: a model trained on another one is refused.
+TEMPLATE_NAME = "slimswap 5-point (dlib chip frame, padding 0.25), see slimswap/face/align.py"
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

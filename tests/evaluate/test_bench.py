@@ -20,7 +20,9 @@ from onnx import TensorProto, helper
 from slimswap.errors import UserError
 from slimswap.evaluate import bench, report
 from slimswap.swap import registry
-from slimswap.swap.weights import sha256_file
+from slimswap.face.align import TEMPLATE_NAME
+from slimswap.files import sha256_file
+from slimswap.swap.neural import PM1, from_model_output, to_model_input
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
@@ -84,28 +86,31 @@ def _tiny_onnx(path, resolution: int = 128) -> None:
 
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(registry, "MODELS_DIR", tmp_path)
+    monkeypatch.setenv("SLIMSWAP_MODELS", str(tmp_path))
     return tmp_path
 
 
-def test_manifest_onnx_model_gets_a_measured_row(models_dir):
+def _tiny_entry(models_dir, sha256: str | None = None) -> dict:
     _tiny_onnx(models_dir / "tiny.onnx")
-    registry.write_manifest_entry({
-        "name": "tiny", "file": "tiny.onnx", "sha256": sha256_file(models_dir / "tiny.onnx"),
+    return {
+        "name": "tiny", "file": "tiny.onnx", "sha256": sha256 or sha256_file(models_dir / "tiny.onnx"),
         "mode": "lite", "backend": "onnx", "resolution": 128, "params": 1, "precision": "fp32",
-    })
+        "template": TEMPLATE_NAME, "normalisation": PM1.name,
+    }
+
+
+def test_manifest_onnx_model_gets_a_measured_row(models_dir):
+    registry.write_manifest_entry(_tiny_entry(models_dir))
     cfg = bench.BenchConfig(modes=("lite",), quick=True, batch=3)
     (variant,) = bench.variants(cfg)
     assert (variant.name, variant.backend, variant.device, variant.entry) == ("tiny onnx cpu", "onnx", "cpu", "tiny")
     # classic is a row only when asked for (or when no --mode is given)
     assert [v.name for v in bench.variants(bench.BenchConfig(quick=True))] == ["classic", "tiny onnx cpu"]
 
-    swapper = bench.build_swapper(variant)
+    swapper = variant.load()
     inputs = bench.BenchInputs(bench.DEFAULT_SOURCE, bench.BUNDLED_CLIP, 2)
     crops, _ = inputs.crops(128, 2)
     out = swapper.swap(crops, inputs.identity(128))
-    from slimswap.swap.neural import from_model_output, to_model_input
-
     assert np.array_equal(out, from_model_output(0.5 * to_model_input(crops)))  # the graph really ran
 
     row = bench.bench_model(variant, cfg, inputs)
@@ -117,13 +122,10 @@ def test_manifest_onnx_model_gets_a_measured_row(models_dir):
 def test_missing_or_corrupted_models_are_user_errors(models_dir):
     with pytest.raises(UserError, match="no quality model"):
         bench.variants(bench.BenchConfig(modes=("quality",)))
-    _tiny_onnx(models_dir / "tiny.onnx")
-    registry.write_manifest_entry({
-        "name": "tiny", "file": "tiny.onnx", "sha256": "0" * 64, "mode": "lite", "backend": "onnx", "resolution": 128,
-    })
+    registry.write_manifest_entry(_tiny_entry(models_dir, sha256="0" * 64))
     (variant,) = bench.variants(bench.BenchConfig(modes=("lite",)))
-    with pytest.raises(UserError, match="sha256 mismatch"):
-        bench.build_swapper(variant)
+    with pytest.raises(UserError, match="corrupted"):
+        variant.load()
 
 
 def test_time_calls_keeps_minimum_repeats_and_percentiles_are_in_ms():
