@@ -43,6 +43,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# what decides how INT8 models run on x86: VNNI accumulates u8 x s8 in int32, AVX2 alone in a
+# saturating int16 (see compress/quantize.py)
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_features() -> dict[str, bool]:
+    """Which of CPU_FEATURES this CPU has (from /proc/cpuinfo; all False where unreadable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return dict.fromkeys(CPU_FEATURES, False)
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    return {f: f in flags for f in CPU_FEATURES}
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "slimswap": __version__}
     for dist in VERSIONED:
@@ -58,6 +73,7 @@ def environment(device: str) -> dict:
     env = {
         "device": device,
         "cpu": cpu_name(),
+        "cpu_features": [f for f, on in cpu_features().items() if on],
         "cpu_cores": os.cpu_count() or 0,
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
