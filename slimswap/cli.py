@@ -6,8 +6,15 @@ its traceback.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import sys
+import time
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +23,7 @@ from rich.console import Console
 
 from slimswap import __version__
 from slimswap.errors import UserError
+from slimswap.options import JobSettings
 
 app = typer.Typer(
     help="slimswap: swap faces in images and videos, locally, with a small fast model.\n\n"
@@ -54,39 +62,91 @@ def main(
     """slimswap command line."""
 
 
+def options_from(cls):
+    """Give a command one option per command-line field of dataclass `cls` and call it with
+    `settings=cls(...)`: the flags, help and defaults are declared once, on the dataclass
+    (pipeline.option), and `swap`, `batch` and the job files all derive from it."""
+    hints = typing.get_type_hints(cls)
+    own = set(cls.__annotations__)
+    cli_fields = sorted(
+        (f for f in dataclasses.fields(cls) if "cli" in f.metadata), key=lambda f: f.name not in own
+    )
+
+    def decorate(command):
+        signature = inspect.signature(command)
+        base = [p for p in signature.parameters.values() if p.name != "settings"]
+        extra = []
+        for f in cli_fields:
+            meta = f.metadata["cli"]
+            default = meta["show"](f.default) if meta["show"] else f.default
+            extra.append(
+                inspect.Parameter(
+                    f.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=typer.Option(default, *meta["flags"], help=meta["help"]),
+                    annotation=meta["cli_type"] or hints[f.name],
+                )
+            )
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            values = {}
+            for f in cli_fields:
+                parse = f.metadata["cli"]["parse"]
+                value = kwargs.pop(f.name)
+                values[f.name] = parse(value) if parse else value
+            return command(settings=cls(**values), **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=base + extra)
+        wrapper.__annotations__ = {p.name: p.annotation for p in base + extra}
+        return wrapper
+
+    return decorate
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr, driven by the pipeline's on_progress(done, total)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [
+        TextColumn("[bold]swapping"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.1f} fps"), TimeRemainingColumn(),
+    ]  # fmt: skip
+    start = time.perf_counter()
+    with Progress(*columns, console=console, disable=not enabled, transient=False) as bar:
+        task = bar.add_task("swap", total=None, fps=0.0)
+
+        def update(done: int, total: int) -> None:
+            fps = done / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, completed=done, total=total or None, fps=fps)
+
+        yield update
+
+
 @app.command()
+@options_from(JobSettings)
 def swap(
     source: Path = typer.Option(..., "--source", "-s", help="Image of the face to put in (one person, frontal is best)."),
     target: Path = typer.Option(..., "--target", "-t", help="Image (jpg/png/webp) or video (mp4/mov/mkv/webm) to change."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the result (same kind as the target)."),
-    mode: str = typer.Option("auto", "--mode", "-m", help="Model: quality (teacher), lite (small, fast), classic (no learned weights), auto (lite if present)."),
-    swapper: Optional[str] = typer.Option(None, "--swapper", help="Alias of --mode (e.g. --swapper classic)."),
-    face_selector: str = typer.Option("one", "--face-selector", help="Which target faces: one (largest), many (all), reference (the person in --reference)."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="Photo of the person to replace, for --face-selector reference."),
-    mask: str = typer.Option("box,area", "--mask", help="Blend mask: box, area (face outline) or box,area."),
-    blend: str = typer.Option("feather", "--blend", help="Paste-back: feather (soft edge) or poisson (seamless clone)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    detect_every: int = typer.Option(5, "--detect-every", help="Video: run the face detector every N frames (landmarks every frame)."),
-    upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces (1 = ~4x slower, finds ~40 px faces)."),
-    no_color: bool = typer.Option(False, "--no-color-correction", help="Keep the swap's own colours."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
-    no_label: bool = typer.Option(False, "--no-label", help="Leave out the metadata label (the invisible watermark stays)."),
+    settings: JobSettings | None = None,
 ) -> None:
     """Swap the face from SOURCE into TARGET and write OUTPUT."""
-    from slimswap.pipeline import SwapOptions, swap_file
+    from slimswap.pipeline import swap_file
     from slimswap.swap.registry import load_swapper
 
     try:
-        if device not in ("cpu", "cuda"):
-            raise UserError(f"--device must be cpu or cuda, got {device!r}")
-        options = SwapOptions(
-            face_selector=face_selector, reference=reference, masks=tuple(m.strip() for m in mask.split(",") if m.strip()),
-            blend=blend, color_correction=not no_color, upsample=upsample, detect_every=detect_every,
-            overwrite=overwrite, progress=sys.stderr.isatty(), label=not no_label,
-        )
-        options.check()
-        chosen = load_swapper(swapper or mode, device)
-        report = swap_file(source, target, output, chosen, options)
+        settings.check()
+        chosen = load_swapper(settings.mode, settings.device)
+        with progress_bar(sys.stderr.isatty()) as on_progress:
+            report = swap_file(source, target, output, chosen, settings.options(), on_progress=on_progress)
     except UserError as err:
         fail(str(err))
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(report.stage_seconds.items(), key=lambda kv: -kv[1]))
@@ -542,20 +602,6 @@ def verify(
     print("\n".join(report.lines()))
 
 
-def _job_settings(mode, device, face_selector, reference, mask, blend, detect_every, upsample, no_color, no_label, overwrite):
-    from slimswap.jobs import JobSettings
-
-    settings = JobSettings(
-        mode=mode, device=device, face_selector=face_selector, reference=str(reference.resolve()) if reference else None,
-        masks=[m.strip() for m in mask.split(",") if m.strip()], blend=blend, color_correction=not no_color,
-        upsample=upsample, detect_every=detect_every, overwrite=overwrite, label=not no_label,
-    )
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda, got {device!r}")
-    settings.options().check()
-    return settings
-
-
 def _print_job(job) -> None:
     if job.status == "done":
         console.print(f"[green]done[/]   {job.id}  {job.output}  ({job.seconds:.1f}s)", highlight=False)
@@ -564,9 +610,13 @@ def _print_job(job) -> None:
 
 
 def _run_jobs(queue) -> None:
-    from slimswap.jobs import run_queue
+    """Run the queue; the models its jobs need are loaded (and hash-checked) first, so a
+    damaged model file stops the run with one line and exit code 2 before any job fails."""
+    from slimswap.jobs import queued_models, run_queue
+    from slimswap.swap.registry import load_swapper
 
-    summary = run_queue(queue, on_job=_print_job)
+    swappers = {key: load_swapper(*key) for key in queued_models(queue)}
+    summary = run_queue(queue, on_job=_print_job, swappers=swappers)
     console.print(
         f"{summary.done} done, {summary.failed} failed, {summary.skipped} already done before "
         f"in {summary.seconds:.1f}s; jobs in {queue.folder}", highlight=False,
@@ -577,22 +627,13 @@ def _run_jobs(queue) -> None:
 
 
 @app.command()
+@options_from(JobSettings)
 def batch(
     sources: list[str] = typer.Option(..., "--source", "-s", help="Source face image or glob (quote it: 'faces/*.jpg'); repeatable."),
     targets: list[str] = typer.Option(..., "--target", "-t", help="Target image/video or glob; repeatable."),
     out_dir: Path = typer.Option(..., "--out-dir", "-o", help="Folder for the outputs (created); the job queue goes in OUT_DIR/.slimswap-jobs."),
     name: str = typer.Option("{source}_{target}{ext}", "--name", help="Output file name: {source}, {target} (stems), {index} (1-based, e.g. {index:04d}), {ext} (target's)."),
-    mode: str = typer.Option("auto", "--mode", "-m", help="quality, lite, classic or auto."),
-    face_selector: str = typer.Option("one", "--face-selector", help="one, many or reference."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="Photo of the person to replace, for --face-selector reference."),
-    mask: str = typer.Option("box,area", "--mask", help="box, area or box,area."),
-    blend: str = typer.Option("feather", "--blend", help="feather or poisson."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    detect_every: int = typer.Option(5, "--detect-every", help="Video: detector every N frames."),
-    upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces."),
-    no_color: bool = typer.Option(False, "--no-color-correction", help="Keep the swap's own colours."),
-    no_label: bool = typer.Option(False, "--no-label", help="Leave out the metadata label (the invisible watermark stays)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
+    settings: JobSettings | None = None,
 ) -> None:
     """Swap every SOURCE into every TARGET as a resumable queue of jobs.
 
@@ -602,7 +643,9 @@ def batch(
     from slimswap.jobs import JOBS_DIRNAME, JobQueue, batch_outputs, enqueue, plan_batch
 
     try:
-        settings = _job_settings(mode, device, face_selector, reference, mask, blend, detect_every, upsample, no_color, no_label, overwrite)
+        if settings.reference is not None:  # the job files outlive the current directory
+            settings.reference = settings.reference.resolve()
+        settings.check()
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--out-dir {out_dir} is a file; give a folder")
         queue = JobQueue(out_dir / JOBS_DIRNAME)

@@ -385,7 +385,7 @@ def e2e_in_process(spec: dict) -> dict:
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    options = SwapOptions(progress=False, overwrite=True, batch_size=batch)
+    options = SwapOptions(overwrite=True, batch_size=batch)
     if cuda:
         with GpuUtilSampler() as sampler:
             rep = swap_video(source, video, out, swapper, options, analyser)

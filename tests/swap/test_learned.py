@@ -11,7 +11,7 @@ from slimswap.errors import UserError
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import embedding_distance
 from slimswap.paths import MODELS_DIR
-from slimswap.pipeline import StageTimer, SwapOptions, swap_faces_in_frames
+from slimswap.pipeline import swap_frames
 from slimswap.swap.base import SourceIdentity, Swapper
 from slimswap.swap.registry import load_swapper, read_manifest
 from slimswap.swap.weights import load_generator
@@ -79,7 +79,7 @@ def test_learned_swap_moves_identity_and_keeps_landmarks(mode, shared_data, anal
         tface = analyser.embed(tgt, max(analyser.detect(tgt), key=lambda f: f.area))
         crop, affine = align(src, sface.kps, swapper.resolution)
         ident = SourceIdentity(sface.embedding, crop, transform_points(sface.landmarks, affine).astype(np.float32))
-        (out,) = swap_faces_in_frames([tgt], [[tface]], swapper, ident, SwapOptions(progress=False), StageTimer())
+        (out,) = swap_frames([tgt], [[tface]], swapper, ident)
         found = [f for f in analyser.detect(out) if iou(f.bbox, tface.bbox) > 0.3]
         assert found, f"no face in the swap of {tgt_path.name}"
         res = analyser.embed(out, found[0])
