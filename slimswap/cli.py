@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import logging
 import sys
 import time
 import typing
@@ -214,21 +215,70 @@ def models() -> None:
     Console().print(table)
 
 
+def log_to_stderr() -> None:
+    """Progress lines of long runs (data build, training) on stderr, with the time: the
+    process's logging is the command's to set, never the library's."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+
+def _name_equals_dir(text: str) -> tuple[str, Path]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise UserError(f"--extra-test takes NAME=DIR (e.g. deepface=../shared/data/deepface_testset), got {text!r}")
+    return name, Path(folder)
+
+
 @data_app.command("build")
 def data_build(
-    inputs: list[Path] = typer.Argument(None, help="Folders of <identity>/<image> (default: LFW + CelebA subset in ../shared/data)."),
-    out: Path = typer.Option(Path("data/shards"), "--out", help="Output folder for shards and manifest.json."),
-    workers: int = typer.Option(2, "--workers", help="Processes (one dlib analyser each)."),
+    inputs: list[Path] = typer.Argument(None, help="Training folders of <identity>/<image>, split by identity into train/val/test (default: LFW + CelebA subset in ../shared/data, deepface as extra test set)."),
+    extra_test: list[str] = typer.Option([], "--extra-test", help="NAME=DIR: a folder of <identity>/<image> that becomes test shard NAME of its own (repeatable)."),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of talking-head clips: each becomes one identity of evenly spaced frames; the held-out clips become the extra test set `videos`."),
+    out: Path = typer.Option(Path("data/shards"), "--out", help="Output folder for shards, manifest.json and the analysis cache."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes, one dlib analyser each (default 2)."),
+    codec: Optional[str] = typer.Option(None, "--codec", help="Crop encoding: webp (default) or jpg."),
+    quality: Optional[int] = typer.Option(None, "--quality", help="Crop encoding quality, 1-100 (default 88)."),
+    test_identities: Optional[int] = typer.Option(None, "--test-identities", help="Identities held out for test, with 3+ faces each (default 120)."),
+    val_identities: Optional[int] = typer.Option(None, "--val-identities", help="Identities held out for validation, with 2+ faces each (default 50)."),
 ) -> None:
     """Detect, align (128 and 256 px), embed and split faces into train/val/test shards."""
-    from slimswap.train.data import build_dataset
+    from slimswap.train.build import BuildConfig, build_dataset, default_inputs
 
+    log_to_stderr()
     try:
-        manifest = build_dataset(inputs or None, out, workers=workers)
+        extra = dict(_name_equals_dir(e) for e in extra_test)
+        train = list(inputs or [])
+        if not train and not extra:
+            train, extra = default_inputs()
+        if videos is not None:
+            train, extra = _with_video_frames(videos, out, train, extra)
+        given = {
+            "workers": workers, "codec": codec, "quality": quality,
+            "test_identities": test_identities, "val_identities": val_identities,
+        }  # fmt: skip
+        config = BuildConfig(**{k: v for k, v in given.items() if v is not None})
+        result = build_dataset(train, out, extra, config, progress=sys.stderr.isatty())
     except UserError as err:
         fail(str(err))
-    console.print(json.dumps(manifest.get("counts", {}), indent=1))
+    m = result.manifest
+    console.print_json(json.dumps({"totals": m["totals"], "failure_counts": m["failure_counts"], "splits": m["splits"]}))
+    console.print(f"{result.seconds:.0f} s ({result.analysed} images analysed, {result.cached} from the cache)")
     print(out)
+
+
+def _with_video_frames(videos: Path, out: Path, train: list[Path], extra: dict[str, Path]) -> tuple[list[Path], dict[str, Path]]:
+    """Training folders and extra test sets with the clips in `videos` added as frame folders."""
+    from slimswap.media import VIDEO_EXTS
+    from slimswap.train.video_frames import extract_clips
+
+    clips = sorted(p for p in videos.iterdir() if p.suffix.lower() in VIDEO_EXTS) if videos.is_dir() else []
+    if not clips:
+        raise UserError(f"--videos {videos}: no video files ({', '.join(VIDEO_EXTS)}) in that folder")
+    if "videos" in extra:
+        raise UserError("--extra-test videos=... clashes with --videos, which adds the test set `videos`")
+    train_frames, held_frames = extract_clips(clips, out / "video_frames")
+    train = train + ([train_frames] if train_frames.is_dir() else [])
+    extra = {**extra, **({"videos": held_frames} if held_frames.is_dir() else {})}
+    return train, extra
 
 
 @train_app.command("teacher")
@@ -261,6 +311,7 @@ def train_teacher_cmd(
         landmark_pretrain_steps=landmark_pretrain, log_every=log_every, seed=seed,
         model=TeacherConfig(base=base, deep=deep, n_blocks=blocks),
     )
+    log_to_stderr()
     try:
         last = train_teacher(cfg, export_compact=export_compact)
     except UserError as err:
@@ -417,6 +468,7 @@ def compress_distill(
         data=str(data), out=str(out), identity_weights=str(identity_weights or ""), init_from=str(init_from or ""),
         batch=batch, max_seconds=max_seconds, max_steps=max_steps, device=device, compile=compile, log_every=log_every,
     )
+    log_to_stderr()
     try:
         last = distill_student(cfg, teacher, width, critic_from, export_compact)
     except UserError as err:

@@ -12,7 +12,7 @@ from slimswap.swap.neural import to_model_input
 
 def real_arrays(shard_path: str | Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(crops uint8 NHWC, own dlib descriptors, other identities' descriptors) for n faces."""
-    from slimswap.train.data import load_shard
+    from slimswap.train.shards import load_shard
 
     shard = load_shard(shard_path)
     rng = np.random.default_rng(seed)

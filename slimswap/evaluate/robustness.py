@@ -66,8 +66,8 @@ class FaceSet:
 
 
 def face_set_from_shard(shard_path: Path, data_root: Path) -> FaceSet:
-    """A test shard (slimswap.train.data) and the photos it was cut from (under data_root)."""
-    from slimswap.train.data import load_shard
+    """A test shard (slimswap.train.shards) and the photos it was cut from (under data_root)."""
+    from slimswap.train.shards import load_shard
 
     shard = load_shard(shard_path)
     return FaceSet(
