@@ -661,13 +661,15 @@ def _print_job(job) -> None:
         console.print(f"[red]failed[/] {job.id}  {Path(job.source).name} -> {Path(job.target).name}: {job.reason}", highlight=False)
 
 
-def _run_jobs(queue) -> None:
+def _run_jobs(queue, swappers: dict | None = None) -> None:
     """Run the queue; the models its jobs need are loaded (and hash-checked) first, so a
     damaged model file stops the run with one line and exit code 2 before any job fails."""
     from slimswap.jobs import queued_models, run_queue
     from slimswap.swap.registry import load_swapper
 
-    swappers = {key: load_swapper(*key) for key in queued_models(queue)}
+    swappers = dict(swappers or {})
+    for key in queued_models(queue) - set(swappers):
+        swappers[key] = load_swapper(*key)
     summary = run_queue(queue, on_job=_print_job, swappers=swappers)
     console.print(
         f"{summary.done} done, {summary.failed} failed, {summary.skipped} already done before "
@@ -693,6 +695,7 @@ def batch(
     (the others' outputs are kept), 2 if the batch could not start.
     """
     from slimswap.jobs import JOBS_DIRNAME, JobQueue, batch_outputs, enqueue, plan_batch
+    from slimswap.swap.registry import load_swapper
 
     try:
         if settings.reference is not None:  # the job files outlive the current directory
@@ -702,10 +705,11 @@ def batch(
             raise UserError(f"--out-dir {out_dir} is a file; give a folder")
         queue = JobQueue(out_dir / JOBS_DIRNAME)
         planned = plan_batch(sources, targets, out_dir, name, settings, exclude=batch_outputs(queue))
+        swapper = load_swapper(settings.mode, settings.device)  # a bad model stops it here
         out_dir.mkdir(parents=True, exist_ok=True)
         added, known = enqueue(queue, planned)
         console.print(f"{len(planned)} jobs ({added} new, {known} from an earlier run) in {queue.folder}", highlight=False)
-        _run_jobs(queue)
+        _run_jobs(queue, {(settings.mode, settings.device): swapper})
     except UserError as err:
         fail(str(err))
 
