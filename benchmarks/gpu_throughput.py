@@ -5,28 +5,26 @@ Times one forward pass (target crops + identities -> swaps) with CUDA events aft
 median of repeats, on random inputs rotated among 4 sets; prints a markdown table.
 """
 
+import itertools
 import sys
 import time
 
 import numpy as np
 import torch
 
+from slimswap.evaluate.bench import time_calls
 from slimswap.swap.weights import load_generator
 
 
 def time_forward(fn, xs, es, repeats: int = 20) -> float:
-    for i in range(3):
+    """Median seconds per forward (CUDA events, 3 warm-up calls), rotating the input sets."""
+    calls = itertools.count()
+
+    def step() -> None:
+        i = next(calls)
         fn(xs[i % len(xs)], es[i % len(es)])
-    torch.cuda.synchronize()
-    times = []
-    for i in range(repeats):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn(xs[i % len(xs)], es[i % len(es)])
-        e.record()
-        torch.cuda.synchronize()
-        times.append(s.elapsed_time(e) / 1000)
-    return float(np.median(times))
+
+    return float(np.median(time_calls(step, warmup=3, repeats=repeats, budget_s=float("inf"), cuda=True)))
 
 
 def main(paths: list[str]) -> None:

@@ -8,11 +8,9 @@ swapper` (ID distance, NME) where that evaluation has been run for the model.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from slimswap.compress.export import psnr_pm1, run_onnx
@@ -32,14 +30,10 @@ class Row:
 
 
 def _latency(fn, repeats: int = 30) -> float:
-    for _ in range(5):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts) * 1000)
+    """Median milliseconds per call after 5 warm-up calls."""
+    from slimswap.evaluate.bench import percentiles_ms, time_calls
+
+    return percentiles_ms(time_calls(fn, warmup=5, repeats=repeats, budget_s=float("inf"), cuda=False))[0]
 
 
 def _onnx_session(path: Path):

@@ -24,18 +24,19 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
-from slimswap import media
 from slimswap.errors import UserError
 from slimswap.evaluate import report
 from slimswap.face.align import align, transform_points
-from slimswap.face.analyser import FaceAnalyser
 from slimswap.paths import EXAMPLES_DIR, shared_data_dir
 from slimswap.swap.base import SourceIdentity, Swapper
 from slimswap.swap.registry import SWAP_MODES, ModelEntry, load_swapper, read_manifest, resolve_mode
+
+if TYPE_CHECKING:
+    from slimswap.face.analyser import FaceAnalyser
 
 STAGES = ("decode", "detect", "landmarks", "align", "swap", "paste", "encode")
 BUNDLED_CLIP = EXAMPLES_DIR / "clip.mp4"
@@ -223,6 +224,8 @@ class BenchInputs:
     """Real inputs for the latency runs: faces of the bundled clip and the source identity."""
 
     def __init__(self, source: Path, video: Path, n_frames: int) -> None:
+        from slimswap import media
+        from slimswap.face.analyser import FaceAnalyser
         from slimswap.pipeline import load_source_identity
 
         self.analyser = FaceAnalyser()
@@ -302,6 +305,8 @@ def bench_model(v: Variant, cfg: BenchConfig, inputs: BenchInputs) -> dict:
 
 def trim_video(src: Path, dst: Path, max_frames: int) -> Path:
     """The first max_frames frames of src as a new video (no audio), for quick runs."""
+    from slimswap import media
+
     info = media.probe_video(src)
     written = 0
     with media.VideoWriter(dst, info, None) as writer:
@@ -356,6 +361,8 @@ class GpuUtilSampler:
 
 def _warm(swapper: Swapper, identity: SourceIdentity, video: Path, analyser: FaceAnalyser, v: Variant, batch: int) -> None:
     """Call the swapper on the batch sizes the pipeline will use (compiles, captures, allocates)."""
+    from slimswap import media
+
     frame = next(media.read_frames(video, 1))[0]
     faces = analyser.detect(frame)
     if not faces:
@@ -369,6 +376,8 @@ def _warm(swapper: Swapper, identity: SourceIdentity, video: Path, analyser: Fac
 
 def e2e_in_process(spec: dict) -> dict:
     """One video through `swap_video` with one variant; run by the child process."""
+    from slimswap import media
+    from slimswap.face.analyser import FaceAnalyser
     from slimswap.pipeline import SwapOptions, load_source_identity, swap_video
 
     v = Variant(**spec["variant"])
@@ -491,6 +500,8 @@ def run_bench(cfg: BenchConfig, command: str, progress=None) -> tuple[BenchResul
                 row["videos"].append(bench_video(v, path, name, cfg, tmp))
             result.models.append(row)
         if cfg.cold_start:
+            from slimswap import media
+
             frame_png = tmp / "first_frame.png"
             media.write_image(frame_png, next(media.read_frames(BUNDLED_CLIP, 1))[0])
             for mode in dict.fromkeys(v.mode for v in rows):
