@@ -177,7 +177,8 @@ def provenance_metadata(swapper: Swapper) -> dict[str, str]:
 # ------------------------------------------------------------------ jobs
 
 
-def _prepare(source: Picture, target: Picture, output: Path, options: SwapOptions) -> None:
+def _prepare(source: Picture, target: Picture, output: Path, options: SwapOptions) -> Path:
+    """Check everything a job needs before it starts; returns the output path."""
     options.check()
     for p, what in ((source, "source"), (target, "target"), (options.reference, "reference")):
         if isinstance(p, (str, Path)):
@@ -190,6 +191,18 @@ def _prepare(source: Picture, target: Picture, output: Path, options: SwapOption
         raise UserError(
             f"output {output} must be the same kind (image or video) as the target {_name(target)}"
         )
+    return Path(output)
+
+
+def _who(
+    source: Picture, swapper: Swapper, options: SwapOptions, analyser: FaceAnalyser | None
+) -> tuple[FaceAnalyser, SourceIdentity, np.ndarray | None]:
+    """The analyser to use, the source identity, and the reference person's descriptor."""
+    analyser = analyser or FaceAnalyser(upsample=options.upsample)
+    identity = load_source_identity(source, analyser, swapper.resolution)
+    by_reference = options.face_selector == "reference"
+    ref = reference_embedding(options.reference, analyser) if by_reference else None
+    return analyser, identity, ref
 
 
 def swap_image(
@@ -202,20 +215,16 @@ def swap_image(
     on_progress: Progress | None = None,
 ) -> SwapReport:
     """Swap the selected face(s) of one image; raises UserError when the target has no face."""
-    start = time.perf_counter()
-    output = Path(output)
-    _prepare(source, target, output, options)
-    analyser = analyser or FaceAnalyser(upsample=options.upsample)
-    timer = StageTimer()
+    start, timer = time.perf_counter(), StageTimer()
+    output = _prepare(source, target, output, options)
     frame = _read(target)
-    identity = load_source_identity(source, analyser, swapper.resolution)
+    analyser, identity, ref = _who(source, swapper, options, analyser)
     with timer("detect"):
         faces = analyser.detect(frame)
     if not faces:
         raise UserError(
             f"no face found in target image {_name(target)}; try --upsample 1 for small faces"
         )
-    ref = reference_embedding(options.reference, analyser) if options.face_selector == "reference" else None
     chosen = select_faces(faces, options.face_selector, ref, embed=lambda f: analyser.embed(frame, f))
     if not chosen:
         raise UserError(
@@ -269,15 +278,11 @@ def swap_video(
     on_progress: Progress | None = None,
 ) -> SwapReport:
     """Swap faces through a whole video; frames without a (selected) face pass unchanged."""
-    start = time.perf_counter()
-    target, output = Path(target), Path(output)
-    _prepare(source, target, output, options)
-    analyser = analyser or FaceAnalyser(upsample=options.upsample)
+    start, timer = time.perf_counter(), StageTimer()
+    output = _prepare(source, target, output, options)
     info = media.probe_video(target)
-    identity = load_source_identity(source, analyser, swapper.resolution)
-    ref = reference_embedding(options.reference, analyser) if options.face_selector == "reference" else None
+    analyser, identity, ref = _who(source, swapper, options, analyser)
     faces_in = VideoFaces(analyser, options.face_selector, ref, options.detect_every)
-    timer = StageTimer()
     report = SwapReport(output=output, kind="video", swapper=swapper.name)
     metadata = provenance_metadata(swapper) if options.label else None
     batches = media.read_frames(target, options.batch_size)

@@ -62,17 +62,6 @@ def from_model_output(out, norm=PM1):
     return pixels.numpy() if isinstance(out, np.ndarray) else pixels
 
 
-def check_crops(crops: np.ndarray, resolution: int) -> None:
-    if (
-        crops.ndim != 4
-        or crops.shape[1:] != (resolution, resolution, 3)
-        or crops.dtype != np.uint8
-    ):
-        raise ValueError(
-            f"expected uint8 crops (N, {resolution}, {resolution}, 3), got {crops.dtype} {crops.shape}"
-        )
-
-
 TORCH_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 COMPILE_MODES = {"none": None, "compile": "default", "cudagraphs": "reduce-overhead"}
 
@@ -86,7 +75,31 @@ def check_device(device: str) -> None:
         )
 
 
-class TorchSwapper:
+class LearnedSwapper:
+    """What both backends share: the crop checks, the empty batch and the descriptor."""
+
+    name: str
+    resolution: int
+
+    def swap(
+        self,
+        crops: np.ndarray,
+        identity: SourceIdentity,
+        target_landmarks: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Swapped crops, same shape and dtype; learned models need no landmarks."""
+        res = self.resolution
+        if crops.ndim != 4 or crops.shape[1:] != (res, res, 3) or crops.dtype != np.uint8:
+            raise ValueError(f"expected uint8 crops (N, {res}, {res}, 3), got {crops.dtype} {crops.shape}")
+        if len(crops) == 0:
+            return crops.copy()
+        return self._run(crops, np.asarray(identity.embedding, np.float32))
+
+    def _run(self, crops: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchSwapper(LearnedSwapper):
     """A generator module run by PyTorch.
 
     precision: fp32, or fp16/bf16 autocast. compile: "none", "compile" (torch.compile) or
@@ -124,16 +137,8 @@ class TorchSwapper:
         self.forward = self.model if mode is None else torch.compile(self.model, mode=mode, dynamic=False)
 
     @torch.inference_mode()
-    def swap(
-        self,
-        crops: np.ndarray,
-        identity: SourceIdentity,
-        target_landmarks: np.ndarray | None = None,
-    ) -> np.ndarray:
-        check_crops(crops, self.resolution)
-        if len(crops) == 0:
-            return crops.copy()
-        emb = torch.as_tensor(np.asarray(identity.embedding, np.float32), device=self.device)
+    def _run(self, crops: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        emb = torch.as_tensor(embedding, device=self.device)
         outs = []
         for i in range(0, len(crops), self.batch_size):
             outs.append(self._swap_batch(crops[i : i + self.batch_size], emb))
@@ -152,7 +157,7 @@ class TorchSwapper:
         return from_model_output(y[:n], self.norm).cpu().numpy()
 
 
-class OnnxSwapper:
+class OnnxSwapper(LearnedSwapper):
     """A generator exported to ONNX (inputs `target`, `identity`; output `swap`)."""
 
     def __init__(
@@ -189,16 +194,7 @@ class OnnxSwapper:
         self.norm = norm
         self.resolution = int(self.session.get_inputs()[0].shape[-1])
 
-    def swap(
-        self,
-        crops: np.ndarray,
-        identity: SourceIdentity,
-        target_landmarks: np.ndarray | None = None,
-    ) -> np.ndarray:
-        check_crops(crops, self.resolution)
-        if len(crops) == 0:
-            return crops.copy()
-        x = to_model_input(crops, self.norm)
-        e = np.repeat(np.asarray(identity.embedding, np.float32)[None], len(crops), axis=0)
-        (y,) = self.session.run(None, {"target": x, "identity": e})
+    def _run(self, crops: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        e = np.repeat(embedding[None], len(crops), axis=0)
+        (y,) = self.session.run(None, {"target": to_model_input(crops, self.norm), "identity": e})
         return from_model_output(y, self.norm)
