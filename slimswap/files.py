@@ -64,7 +64,7 @@ def remove_stale_temps(target: PathLike) -> list[Path]:
     return removed
 
 
-class atomic_write:  # noqa: N801 (used like a function: `with atomic_write(path) as tmp`)
+class atomic_write:
     """A temporary path beside `target` that becomes `target` only when complete.
 
     As a context manager it yields the temporary path and renames it onto `target` if the

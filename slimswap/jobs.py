@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from slimswap.errors import UserError
-from slimswap.files import atomic_write, remove_stale_temps
 from slimswap.face.analyser import FaceAnalyser
+from slimswap.files import atomic_write, remove_stale_temps
 from slimswap.options import JobSettings
 from slimswap.pipeline import swap_file
 from slimswap.swap.base import Swapper
@@ -290,7 +290,11 @@ def recover_interrupted(queue: JobQueue) -> list[Job]:
 
 def queued_models(queue: JobQueue) -> set[tuple[str, str]]:
     """(mode, device) of every job that a run would start (queued, or left running)."""
-    return {(j.settings.mode, j.settings.device) for j in queue.jobs() if j.status in ("queued", "running")}
+    return {
+        (j.settings.mode, j.settings.device)
+        for j in queue.jobs()
+        if j.status in ("queued", "running")
+    }
 
 
 def run_queue(

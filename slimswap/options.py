@@ -21,15 +21,16 @@ BLENDS = ("feather", "poisson")
 Picture = Path | np.ndarray  # a file, or an RGB uint8 image already in memory
 
 
-def option(default, *flags: str, help: str, cli_type: object = None, parse=None, show=None):
-    """A dataclass field that is also a command-line option.
+def cli(*flags: str, help: str, cli_type: object = None, parse=None, show=None) -> dict:
+    """Field metadata that makes a dataclass field a command-line option too.
 
     flags: the option's names (`--mask`); help: its text. cli_type/parse/show: the type the
     command line gives, how it becomes the field's value and how the default is shown
     (`--mask box,area` for the field ("box", "area")).
     """
-    meta = {"flags": flags, "help": help, "cli_type": cli_type, "parse": parse, "show": show}
-    return field(default=default, metadata={"cli": meta})
+    return {
+        "cli": {"flags": flags, "help": help, "cli_type": cli_type, "parse": parse, "show": show}
+    }
 
 
 def comma_list(text: str) -> tuple[str, ...]:
@@ -40,17 +41,29 @@ def comma_list(text: str) -> tuple[str, ...]:
 class PasteOptions:
     """How a swapped crop goes back into its frame."""
 
-    masks: tuple[str, ...] = option(
-        ("box", "area"), "--mask", help="Blend mask: box, area (face outline) or box,area.",
-        cli_type=str, parse=comma_list, show=",".join,
-    )  # fmt: skip
-    blend: str = option(
-        "feather", "--blend", help="Paste-back: feather (soft edge) or poisson (seamless clone)."
+    masks: tuple[str, ...] = field(
+        default=("box", "area"),
+        metadata=cli(
+            "--mask",
+            help="Blend mask: box, area (face outline) or box,area.",
+            cli_type=str,
+            parse=comma_list,
+            show=",".join,
+        ),
     )
-    color_correction: bool = option(
-        True, "--color-correction/--no-color-correction",
-        help="Match the swap's colours to the target's skin; --no-color-correction keeps its own.",
-    )  # fmt: skip
+    blend: str = field(
+        default="feather",
+        metadata=cli(
+            "--blend", help="Paste-back: feather (soft edge) or poisson (seamless clone)."
+        ),
+    )
+    color_correction: bool = field(
+        default=True,
+        metadata=cli(
+            "--color-correction/--no-color-correction",
+            help="Match the swap's colours to the target's skin; --no-color-correction keeps its own.",
+        ),
+    )
 
     def check(self) -> None:
         bad = [m for m in self.masks if m not in MASKS]
@@ -65,27 +78,45 @@ class PasteOptions:
 class SwapOptions(PasteOptions):
     """Which faces are swapped, how they are found, and how the output is written."""
 
-    face_selector: str = option(
-        "one", "--face-selector",
-        help="Which target faces: one (largest), many (all), reference (the person in --reference).",
-    )  # fmt: skip
-    reference: Picture | None = option(
-        None, "--reference", cli_type=Path | None,
-        help="Photo of the person to replace, for --face-selector reference.",
-    )  # fmt: skip
-    detect_every: int = option(
-        5, "--detect-every",
-        help="Video: run the face detector every N frames (landmarks every frame).",
-    )  # fmt: skip
-    upsample: int = option(
-        0, "--upsample",
-        help="Detector upsampling for small faces (1 = ~4x slower, finds ~40 px faces).",
-    )  # fmt: skip
-    label: bool = option(
-        True, "--label/--no-label",
-        help="Metadata label saying the file is synthetic; the invisible watermark always stays.",
-    )  # fmt: skip
-    overwrite: bool = option(False, "--overwrite", help="Replace the output if it exists.")
+    face_selector: str = field(
+        default="one",
+        metadata=cli(
+            "--face-selector",
+            help="Which target faces: one (largest), many (all), reference (the person in --reference).",
+        ),
+    )
+    reference: Picture | None = field(
+        default=None,
+        metadata=cli(
+            "--reference",
+            cli_type=Path | None,
+            help="Photo of the person to replace, for --face-selector reference.",
+        ),
+    )
+    detect_every: int = field(
+        default=5,
+        metadata=cli(
+            "--detect-every",
+            help="Video: run the face detector every N frames (landmarks every frame).",
+        ),
+    )
+    upsample: int = field(
+        default=0,
+        metadata=cli(
+            "--upsample",
+            help="Detector upsampling for small faces (1 = ~4x slower, finds ~40 px faces).",
+        ),
+    )
+    label: bool = field(
+        default=True,
+        metadata=cli(
+            "--label/--no-label",
+            help="Metadata label saying the file is synthetic; the invisible watermark always stays.",
+        ),
+    )
+    overwrite: bool = field(
+        default=False, metadata=cli("--overwrite", help="Replace the output if it exists.")
+    )
     batch_size: int = 16  # video frames per swapper call
 
     def check(self) -> None:
@@ -114,12 +145,16 @@ class JobSettings(SwapOptions):
     settings as JSON so `job retry` reruns it exactly as planned.
     """
 
-    mode: str = option(
-        "auto", "--mode", "-m",
-        help="Model: quality (teacher), lite (small, fast), classic (no learned weights), "
-        "auto (lite if present).",
-    )  # fmt: skip
-    device: str = option("cpu", "--device", help="cpu or cuda.")
+    mode: str = field(
+        default="auto",
+        metadata=cli(
+            "--mode",
+            "-m",
+            help="Model: quality (teacher), lite (small, fast), classic (no learned weights), "
+            "auto (lite if present).",
+        ),
+    )
+    device: str = field(default="cpu", metadata=cli("--device", help="cpu or cuda."))
 
     def check(self) -> None:
         super().check()

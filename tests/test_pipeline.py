@@ -52,13 +52,15 @@ def test_swap_frames_replaces_the_given_faces_and_nothing_else(two_people):
     frames = [frame.copy(), np.full_like(frame, 90), frame.copy()]
     before = [f.copy() for f in frames]
     painter = PaintingSwapper()
-    identity = SourceIdentity(np.zeros(128, np.float32), frame[:128, :128], np.zeros((68, 2), np.float32))
+    identity = SourceIdentity(
+        np.zeros(128, np.float32), frame[:128, :128], np.zeros((68, 2), np.float32)
+    )
     faces = [[astronaut], [], [hopper, astronaut]]
     out = swap_frames(frames, faces, painter, identity, PasteOptions(color_correction=False))
 
     assert all(np.array_equal(a, b) for a, b in zip(frames, before))  # inputs untouched
     assert len(out) == 3 and all(o.shape == frame.shape and o.dtype == np.uint8 for o in out)
-    (crops, landmarks), = painter.calls  # every face of every frame in one call
+    ((crops, landmarks),) = painter.calls  # every face of every frame in one call
     assert crops.shape == (3, 128, 128, 3) and landmarks.shape == (3, 68, 2)
     assert np.array_equal(out[1], frames[1])  # no face given: the frame comes back as it was
 

@@ -26,10 +26,15 @@ def to_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
     with atomic_write(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (x, e), str(tmp), input_names=["target", "identity"], output_names=["swap"],
+            model,
+            (x, e),
+            str(tmp),
+            input_names=["target", "identity"],
+            output_names=["swap"],
             dynamic_axes={"target": {0: "n"}, "identity": {0: "n"}, "swap": {0: "n"}},
-            opset_version=opset, dynamo=False,
-        )  # fmt: skip
+            opset_version=opset,
+            dynamo=False,
+        )
     return path
 
 
@@ -45,14 +50,18 @@ def to_fp16(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
-def run_onnx(path: str | Path, target: np.ndarray, identity: np.ndarray, threads: int | None = None) -> np.ndarray:
+def run_onnx(
+    path: str | Path, target: np.ndarray, identity: np.ndarray, threads: int | None = None
+) -> np.ndarray:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, {"target": target.astype(np.float32), "identity": identity.astype(np.float32)})[0]
+    return sess.run(
+        None, {"target": target.astype(np.float32), "identity": identity.astype(np.float32)}
+    )[0]
 
 
 def psnr_pm1(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,7 +70,9 @@ def psnr_pm1(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
 
 
-def validate(model: torch.nn.Module, onnx_path: str | Path, target: np.ndarray, identity: np.ndarray) -> dict:
+def validate(
+    model: torch.nn.Module, onnx_path: str | Path, target: np.ndarray, identity: np.ndarray
+) -> dict:
     """Max abs error and PSNR of the ONNX output against torch fp32 on the same inputs."""
     with torch.no_grad():
         ref = model.float().eval()(torch.from_numpy(target), torch.from_numpy(identity)).numpy()

@@ -37,9 +37,11 @@ def sensitive_nodes(model_path: str | Path) -> list[str]:
     graph = onnx.load(str(model_path)).graph
     keep = []
     for node in graph.node:
-        if node.op_type in FLOAT_OP_TYPES:
-            keep.append(node.name)
-        elif node.op_type == "Conv" and any(part in node.name + "/" for part in SENSITIVE_CONV_PARTS):
+        if (
+            node.op_type in FLOAT_OP_TYPES
+            or node.op_type == "Conv"
+            and any(part in node.name + "/" for part in SENSITIVE_CONV_PARTS)
+        ):
             keep.append(node.name)
     return keep
 
@@ -68,7 +70,11 @@ class FaceCalibration:
 
 
 def quantize_int8(
-    fp32_path: str | Path, out_path: str | Path, crops: np.ndarray, identities: np.ndarray, method: str = "percentile"
+    fp32_path: str | Path,
+    out_path: str | Path,
+    crops: np.ndarray,
+    identities: np.ndarray,
+    method: str = "percentile",
 ) -> tuple[Path, list[str]]:
     """Static QDQ INT8 (per-channel) of the Conv layers; returns (path, excluded node names)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -87,11 +93,19 @@ def quantize_int8(
             quant_pre_process(str(fp32_path), str(pre_file.path), skip_symbolic_shape=True)
             excluded = sensitive_nodes(pre_file.path)
             quantize_static(
-                str(pre_file.path), str(tmp), FaceCalibration(crops, identities),
-                quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
-                reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                nodes_to_exclude=excluded, calibrate_method=calib, extra_options=extra,
-            )  # fmt: skip
+                str(pre_file.path),
+                str(tmp),
+                FaceCalibration(crops, identities),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv"],
+                per_channel=True,
+                reduce_range=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                calibrate_method=calib,
+                extra_options=extra,
+            )
     finally:
         pre_file.discard()
     return out_path, excluded
@@ -129,8 +143,11 @@ def float_nodes_in_qdq(model_path: str | Path, names: list[str]) -> dict[str, bo
             result[name] = False
             continue
         int8_weights = [
-            i for i in node.input
-            if i in producers and producers[i].op_type == "DequantizeLinear" and producers[i].input[0] in inits
+            i
+            for i in node.input
+            if i in producers
+            and producers[i].op_type == "DequantizeLinear"
+            and producers[i].input[0] in inits
         ]
         result[name] = not int8_weights
     return result

@@ -20,35 +20,65 @@ def model_macs(model: torch.nn.Module) -> int:
     import torch_pruning as tp
 
     res = int(model.config.resolution)
-    macs, _ = tp.utils.count_ops_and_params(model, example_inputs=(torch.zeros(1, 3, res, res), torch.zeros(1, 128)))
+    macs, _ = tp.utils.count_ops_and_params(
+        model, example_inputs=(torch.zeros(1, 3, res, res), torch.zeros(1, 128))
+    )
     return int(macs)
 
 
-def release_torch(model: torch.nn.Module, name: str, mode: str, provenance: dict, metrics: dict | None = None) -> dict:
+def release_torch(
+    model: torch.nn.Module, name: str, mode: str, provenance: dict, metrics: dict | None = None
+) -> dict:
     """Save fp16 safetensors under models/ and list it in the manifest."""
     path = models_dir() / f"{name}.safetensors"
     save_generator(model, path, dtype=torch.float16)
     entry = {
-        "name": name, "file": path.name, "sha256": sha256_file(path), "mode": mode, "backend": "torch",
-        "resolution": int(model.config.resolution), "precision": stored_precision(path),
+        "name": name,
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "mode": mode,
+        "backend": "torch",
+        "resolution": int(model.config.resolution),
+        "precision": stored_precision(path),
         "params": sum(p.numel() for p in model.parameters()),
-        "macs": model_macs(model), "bytes": path.stat().st_size, "template": TEMPLATE_NAME,
-        "normalisation": NORMALISATION, "provenance": provenance, "metrics": metrics or {},
+        "macs": model_macs(model),
+        "bytes": path.stat().st_size,
+        "template": TEMPLATE_NAME,
+        "normalisation": NORMALISATION,
+        "provenance": provenance,
+        "metrics": metrics or {},
     }
     write_manifest_entry(entry)
     return entry
 
 
 def release_onnx(
-    path: Path, name: str, mode: str, precision: str, params: int, macs: int, resolution: int,
-    provenance: dict, metrics: dict | None = None,
+    path: Path,
+    name: str,
+    mode: str,
+    precision: str,
+    params: int,
+    macs: int,
+    resolution: int,
+    provenance: dict,
+    metrics: dict | None = None,
 ) -> dict:
     """List an exported file (precision: fp32, fp16 or int8, as exported) in the manifest."""
     entry = {
-        "name": name, "file": path.name, "sha256": sha256_file(path), "mode": mode, "backend": "onnx",
-        "resolution": resolution, "precision": precision, "params": params, "macs": macs,
-        "bytes": path.stat().st_size, "template": TEMPLATE_NAME, "normalisation": NORMALISATION,
-        "provenance": provenance, "metrics": metrics or {},
-    }  # fmt: skip
+        "name": name,
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "mode": mode,
+        "backend": "onnx",
+        "resolution": resolution,
+        "precision": precision,
+        "params": params,
+        "macs": macs,
+        "bytes": path.stat().st_size,
+        "template": TEMPLATE_NAME,
+        "normalisation": NORMALISATION,
+        "provenance": provenance,
+        "metrics": metrics or {},
+    }
     write_manifest_entry(entry)
     return entry

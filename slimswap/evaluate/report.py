@@ -54,7 +54,9 @@ def cpu_features() -> dict[str, bool]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return dict.fromkeys(CPU_FEATURES, False)
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
+    )
     return {f: f in flags for f in CPU_FEATURES}
 
 
@@ -117,7 +119,11 @@ def jsonable(obj):
 def missing_fields(obj, prefix: str = "") -> list[str]:
     """Paths of fields that are null or not a finite number (after `jsonable`)."""
     if isinstance(obj, Mapping):
-        return [p for k, v in obj.items() for p in missing_fields(v, f"{prefix}.{k}" if prefix else str(k))]
+        return [
+            p
+            for k, v in obj.items()
+            for p in missing_fields(v, f"{prefix}.{k}" if prefix else str(k))
+        ]
     if isinstance(obj, list):
         return [p for i, v in enumerate(obj) for p in missing_fields(v, f"{prefix}[{i}]")]
     if obj is None or (isinstance(obj, float) and not math.isfinite(obj)):

@@ -64,7 +64,9 @@ def estimate_affine(kps5: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     return similarity_transform(kps5, template(size))
 
 
-def align(frame: np.ndarray, kps5: np.ndarray, size: int = DEFAULT_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def align(
+    frame: np.ndarray, kps5: np.ndarray, size: int = DEFAULT_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut the face at `kps5` out of `frame` as a size x size crop; return (crop, affine).
 
     `affine` maps frame pixels to crop pixels; `paste_back` uses its exact inverse.

@@ -220,7 +220,9 @@ class VideoFaces:
         with timer("landmarks"):
             for track, box in self.schedule.boxes_to_follow(self.tracker):
                 lm = self.analyser.landmarks(frame, box)
-                faces.append(Face(box_from_landmarks(lm), lm, kps_from_landmarks(lm), track.face.score))
+                faces.append(
+                    Face(box_from_landmarks(lm), lm, kps_from_landmarks(lm), track.face.score)
+                )
         return faces
 
     def _smooth(self, track_id: int, face: Face) -> Face:

@@ -90,7 +90,9 @@ class LearnedSwapper:
         """Swapped crops, same shape and dtype; learned models need no landmarks."""
         res = self.resolution
         if crops.ndim != 4 or crops.shape[1:] != (res, res, 3) or crops.dtype != np.uint8:
-            raise ValueError(f"expected uint8 crops (N, {res}, {res}, 3), got {crops.dtype} {crops.shape}")
+            raise ValueError(
+                f"expected uint8 crops (N, {res}, {res}, 3), got {crops.dtype} {crops.shape}"
+            )
         if len(crops) == 0:
             return crops.copy()
         return self._run(crops, np.asarray(identity.embedding, np.float32))
@@ -119,7 +121,9 @@ class TorchSwapper(LearnedSwapper):
     ) -> None:
         check_device(device)
         if precision not in TORCH_DTYPES:
-            raise UserError(f"precision must be one of {', '.join(TORCH_DTYPES)}, got {precision!r}")
+            raise UserError(
+                f"precision must be one of {', '.join(TORCH_DTYPES)}, got {precision!r}"
+            )
         if compile not in COMPILE_MODES:
             raise UserError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
         self.name = name
@@ -134,7 +138,9 @@ class TorchSwapper(LearnedSwapper):
         self.batch_size = batch_size
         self.pad = compile != "none"
         mode = COMPILE_MODES[compile]
-        self.forward = self.model if mode is None else torch.compile(self.model, mode=mode, dynamic=False)
+        self.forward = (
+            self.model if mode is None else torch.compile(self.model, mode=mode, dynamic=False)
+        )
 
     @torch.inference_mode()
     def _run(self, crops: np.ndarray, embedding: np.ndarray) -> np.ndarray:
@@ -151,7 +157,9 @@ class TorchSwapper(LearnedSwapper):
         if m > n:
             x = torch.cat([x, x[-1:].expand(m - n, -1, -1, -1)])
         x = to_model_input(x, self.norm)
-        autocast = nullcontext() if self.dtype is None else torch.autocast(self.device.type, self.dtype)
+        autocast = (
+            nullcontext() if self.dtype is None else torch.autocast(self.device.type, self.dtype)
+        )
         with autocast:
             y = self.forward(x, emb.expand(m, -1))
         return from_model_output(y[:n], self.norm).cpu().numpy()
@@ -188,7 +196,7 @@ class OnnxSwapper(LearnedSwapper):
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own types for a bad file)
             raise UserError(f"cannot load ONNX model {path}: {exc}") from None
         self.name = name
         self.norm = norm

@@ -28,9 +28,16 @@ TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
 # which exported file a device prefers when several of one mode are listed
 ONNX_ORDER = {"cpu": ("int8", "fp32", "fp16"), "cuda": ("fp16", "fp32", "int8")}
 REQUIRED = (
-    "name", "file", "sha256", "mode", "backend", "resolution", "precision", "template",
+    "name",
+    "file",
+    "sha256",
+    "mode",
+    "backend",
+    "resolution",
+    "precision",
+    "template",
     "normalisation",
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,9 @@ class ModelEntry:
                 "restore the manifest with git or re-release the model"
             )
         if data["backend"] not in BACKENDS:
-            raise UserError(f"models/MANIFEST entry {name!r} has unknown backend {data['backend']!r}")
+            raise UserError(
+                f"models/MANIFEST entry {name!r} has unknown backend {data['backend']!r}"
+            )
         known = {f for f in cls.__dataclass_fields__ if f != "folder"}
         values = {k: v for k, v in data.items() if k in known}
         for key in ("resolution", "params", "macs", "bytes"):
@@ -150,7 +159,9 @@ def runs_at(entry: ModelEntry, precision: str) -> bool:
     """Whether the entry can run at a requested precision (ONNX files run as exported)."""
     if precision == "auto":
         return True
-    return precision in TORCH_PRECISIONS if entry.backend == "torch" else entry.precision == precision
+    return (
+        precision in TORCH_PRECISIONS if entry.backend == "torch" else entry.precision == precision
+    )
 
 
 def pick_entry(mode: str, device: str, precision: str = "auto") -> ModelEntry:
@@ -196,12 +207,16 @@ def _load_torch(entry: ModelEntry, device: str, precision: str, compile: str) ->
 
     check_device(device)
     if precision not in ("auto", *TORCH_PRECISIONS):
-        raise UserError(f"{entry.name} is a torch model: precision fp32, fp16 or bf16, not {precision}")
+        raise UserError(
+            f"{entry.name} is a torch model: precision fp32, fp16 or bf16, not {precision}"
+        )
     norm = entry.normalisation_spec()
     model = load_generator(entry.path, expected_sha256=entry.sha256 or None)
     stored = stored_precision(entry.path)
     if stored != entry.precision:
-        raise UserError(f"{entry.path} holds {stored} weights but models/MANIFEST says {entry.precision}")
+        raise UserError(
+            f"{entry.path} holds {stored} weights but models/MANIFEST says {entry.precision}"
+        )
     if int(model.config.resolution) != entry.resolution:
         raise UserError(
             f"{entry.path} is a {model.config.resolution} px model but models/MANIFEST says "
@@ -218,7 +233,9 @@ def _load_onnx(entry: ModelEntry, device: str, precision: str, compile: str) -> 
     if compile != "none":
         raise UserError(f"{entry.name} is an ONNX file: --compile applies to torch models only")
     if not runs_at(entry, precision):
-        raise UserError(f"{entry.name} is exported in {entry.precision}; it cannot run in {precision}")
+        raise UserError(
+            f"{entry.name} is exported in {entry.precision}; it cannot run in {precision}"
+        )
     norm = entry.normalisation_spec()
     if entry.sha256:
         verify_sha256(entry.path, entry.sha256)
@@ -245,7 +262,9 @@ def _unlisted_entry(path: Path) -> ModelEntry:
         raise UserError(f"model file not found: {path}")
     backend = {".onnx": "onnx", ".safetensors": "torch"}.get(path.suffix.lower())
     if backend is None:
-        raise UserError(f"unknown model file type {path.suffix!r}: {path}; use .onnx or .safetensors")
+        raise UserError(
+            f"unknown model file type {path.suffix!r}: {path}; use .onnx or .safetensors"
+        )
     if backend == "torch":
         resolution = int(read_metadata(path).get("config", {}).get("resolution", 0))
         precision = stored_precision(path)
@@ -255,13 +274,22 @@ def _unlisted_entry(path: Path) -> ModelEntry:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         resolution, precision = int(session.get_inputs()[0].shape[-1]), "unknown"
     return ModelEntry(
-        name=path.stem, file=path.name, sha256="", mode="file", backend=backend,
-        resolution=resolution, precision=precision, template=TEMPLATE_NAME,
-        normalisation=PM1.name, folder=path.parent,
-    )  # fmt: skip
+        name=path.stem,
+        file=path.name,
+        sha256="",
+        mode="file",
+        backend=backend,
+        resolution=resolution,
+        precision=precision,
+        template=TEMPLATE_NAME,
+        normalisation=PM1.name,
+        folder=path.parent,
+    )
 
 
-def find_entry(model: str | Path, device: str = "cpu", precision: str = "auto") -> ModelEntry | None:
+def find_entry(
+    model: str | Path, device: str = "cpu", precision: str = "auto"
+) -> ModelEntry | None:
     """What `model` names: None for classic, else the ModelEntry to load.
 
     `model` is a mode (auto, quality, lite, classic), a models/MANIFEST name, or a file.

@@ -22,10 +22,15 @@ def _arch_of(model: torch.nn.Module) -> str:
     return getattr(model, "arch", type(model).__name__)
 
 
-def save_generator(model: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+def save_generator(
+    model: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16
+) -> Path:
     """Write weights (cast to dtype) + {arch, config} metadata atomically."""
     path = Path(path)
-    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in model.state_dict().items()
+    }
     meta = {"arch": _arch_of(model), "config": model.config.to_json()}
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
@@ -43,7 +48,9 @@ def build_generator(arch: str, config_json: str) -> torch.nn.Module:
     raise UserError(f"unknown generator architecture {arch!r} in weight file")
 
 
-def load_generator(path: str | Path, expected_sha256: str | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_generator(
+    path: str | Path, expected_sha256: str | None = None, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
     """Load a generator saved by save_generator; refuse a file whose hash does not match."""
     path = Path(path)
     if not path.is_file():
@@ -53,8 +60,8 @@ def load_generator(path: str | Path, expected_sha256: str | None = None, device:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:  # safetensors raises several types for a damaged header
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:  # noqa: BLE001 (safetensors raises several types for a damaged header)
         raise UserError(f"cannot read model file {path}: {exc}") from None
     if "arch" not in meta or "config" not in meta:
         raise UserError(f"model file {path} lacks its arch/config metadata")
@@ -70,7 +77,7 @@ SAFETENSORS_PRECISION = {"F32": "fp32", "F16": "fp16", "BF16": "bf16"}
 def stored_precision(path: str | Path) -> str:
     """The dtype the floating-point weights are stored in (fp32, fp16 or bf16)."""
     with safe_open(str(path), framework="pt", device="cpu") as fh:
-        dtypes = {fh.get_slice(k).get_dtype() for k in fh.keys()}
+        dtypes = {fh.get_slice(k).get_dtype() for k in fh.keys()}  # noqa: SIM118 (not a dict)
     floats = sorted(SAFETENSORS_PRECISION[d] for d in dtypes if d in SAFETENSORS_PRECISION)
     return "+".join(floats) or "none"
 

@@ -291,7 +291,12 @@ def _analyse_all(
         rate = done / max(time.perf_counter() - start, 1e-9)
         log.info(
             "analysed chunk %d/%d (%d/%d new images, %.1f img/s, about %.0f s left)",
-            k + 1, len(pending), done, len(todo), rate, (len(todo) - done) / rate,
+            k + 1,
+            len(pending),
+            done,
+            len(todo),
+            rate,
+            (len(todo) - done) / rate,
         )
     table: dict[str, list[np.ndarray]] = defaultdict(list)
     for p in paths:
@@ -470,8 +475,13 @@ def build_dataset(
     else:
         _init_worker(*init_args)
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        RateColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
     )
     try:
         with Progress(*columns, disable=not progress) as bar:
@@ -550,7 +560,7 @@ def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, 
                 "split": split,
                 "size": size,
                 "images": len(r),
-                "identities": int(len(arrays["identities"])),
+                "identities": len(arrays["identities"]),
                 "bytes": (out / name).stat().st_size,
                 "sha256": sha256_file(out / name),
             }

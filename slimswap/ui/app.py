@@ -30,8 +30,8 @@ import gradio as gr
 from slimswap import media
 from slimswap.errors import UserError
 from slimswap.face.analyser import FaceAnalyser
-from slimswap.paths import EXAMPLES_DIR
 from slimswap.options import BLENDS, MASKS, SwapOptions
+from slimswap.paths import EXAMPLES_DIR
 from slimswap.pipeline import swap_image, swap_video
 from slimswap.provenance import verify_file
 from slimswap.swap.registry import available_modes, load_swapper, resolve_mode

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from slimswap.compress import export, quantize
 from slimswap.paths import EXAMPLES_DIR, MODELS_DIR
@@ -22,7 +21,10 @@ def real_inputs(analyser):
     from slimswap import media
     from slimswap.face.align import align
 
-    frames = [media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"), media.read_image(EXAMPLES_DIR / "astronaut.png")]
+    frames = [
+        media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"),
+        media.read_image(EXAMPLES_DIR / "astronaut.png"),
+    ]
     frames += [f for b in media.read_frames(EXAMPLES_DIR / "clip.mp4", 8) for f in b][::15]
     crops, embs = [], []
     for frame in frames:
@@ -52,8 +54,10 @@ def test_int8_graph_keeps_attention_norm_identity_skip_float():
     graph = onnx.load(str(INT8)).graph
     float_types = {"MatMul", "Softmax", "InstanceNormalization", "Gemm"}
     sensitive = [
-        n.name for n in graph.node
-        if n.op_type in float_types or (n.op_type == "Conv" and any(p in n.name + "/" for p in quantize.SENSITIVE_CONV_PARTS))
+        n.name
+        for n in graph.node
+        if n.op_type in float_types
+        or (n.op_type == "Conv" and any(p in n.name + "/" for p in quantize.SENSITIVE_CONV_PARTS))
     ]
     kinds = {n.op_type for n in graph.node if n.name in sensitive}
     assert {"MatMul", "Softmax", "InstanceNormalization"} <= kinds

@@ -41,7 +41,7 @@ def test_corrupted_weight_file_is_refused(tmp_path):
 
 def _pairs(shared_data, n):
     folders = sorted(p for p in (shared_data / "deepface_testset").glob("id*") if p.is_dir())
-    imgs = [sorted(f.glob("*.jpg"))[0] for f in folders]
+    imgs = [min(f.glob("*.jpg")) for f in folders]
     return [(imgs[i], imgs[(i + 3) % len(imgs)]) for i in range(n)]
 
 
@@ -60,7 +60,9 @@ def test_learned_swap_moves_identity_and_keeps_landmarks(mode, shared_data, anal
         sface = analyser.embed(src, max(analyser.detect(src), key=lambda f: f.area))
         tface = analyser.embed(tgt, max(analyser.detect(tgt), key=lambda f: f.area))
         crop, affine = align(src, sface.kps, swapper.resolution)
-        ident = SourceIdentity(sface.embedding, crop, transform_points(sface.landmarks, affine).astype(np.float32))
+        ident = SourceIdentity(
+            sface.embedding, crop, transform_points(sface.landmarks, affine).astype(np.float32)
+        )
         (out,) = swap_frames([tgt], [[tface]], swapper, ident)
         found = [f for f in analyser.detect(out) if iou(f.bbox, tface.bbox) > 0.3]
         assert found, f"no face in the swap of {tgt_path.name}"
@@ -71,7 +73,9 @@ def test_learned_swap_moves_identity_and_keeps_landmarks(mode, shared_data, anal
         after.append(d_after)
         closer += d_after < d_before
         nmes.append(landmark_nme(res.landmarks, tface.landmarks))
-    print(f"{mode}: distance to source {np.mean(before):.3f} -> {np.mean(after):.3f}, NME {np.mean(nmes):.4f}")
+    print(
+        f"{mode}: distance to source {np.mean(before):.3f} -> {np.mean(after):.3f}, NME {np.mean(nmes):.4f}"
+    )
     assert closer >= 0.75 * len(pairs)
     assert np.mean(after) < np.mean(before) - 0.1
     assert np.mean(nmes) <= 0.05

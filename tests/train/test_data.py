@@ -20,8 +20,14 @@ from slimswap.train.shards import load_shard
 pytestmark = pytest.mark.shared
 
 LFW_PEOPLE = [  # 3-4 images each
-    "Aaron_Peirsol", "Abdoulaye_Wade", "Abdullah", "Abdullah_al-Attiyah",
-    "Abel_Pacheco", "Adam_Sandler", "Adel_Al-Jubeir", "Akbar_Hashemi_Rafsanjani",
+    "Aaron_Peirsol",
+    "Abdoulaye_Wade",
+    "Abdullah",
+    "Abdullah_al-Attiyah",
+    "Abel_Pacheco",
+    "Adam_Sandler",
+    "Adel_Al-Jubeir",
+    "Akbar_Hashemi_Rafsanjani",
     "Matt_Damon",  # also deepface's id11: must not train
 ]
 CELEBA_PEOPLE = ["07201", "07202"]  # in-the-wild photos, some faces big enough for 256 px
@@ -43,7 +49,7 @@ def folders(tmp_path_factory) -> tuple[Path, Path, Path]:
     ):
         for person in people:
             shutil.copytree(src / person, dst / person)
-    good = sorted((lfw / "Abdullah").glob("*.jpg"))[0].read_bytes()
+    good = min((lfw / "Abdullah").glob("*.jpg")).read_bytes()
     (lfw / "Abdullah" / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (lfw / "Abdullah" / "notes.jpg").write_text("not an image\n")
     from skimage import data as skdata
@@ -239,12 +245,31 @@ def test_data_build_command_on_real_faces_broken_files_and_clips(folders, clips,
     out = tmp_path / "shards"
     proc = subprocess.run(
         [
-            sys.executable, "-m", "slimswap.cli", "data", "build", str(lfw), str(celeba),
-            "--extra-test", f"deepface={deepface}", "--videos", str(clips), "--out", str(out),
-            "--workers", "2", "--test-identities", "2", "--val-identities", "2",
+            sys.executable,
+            "-m",
+            "slimswap.cli",
+            "data",
+            "build",
+            str(lfw),
+            str(celeba),
+            "--extra-test",
+            f"deepface={deepface}",
+            "--videos",
+            str(clips),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--test-identities",
+            "2",
+            "--val-identities",
+            "2",
         ],
-        capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == str(out)
     m = json.loads((out / "manifest.json").read_text())
@@ -260,7 +285,11 @@ def test_data_build_command_on_real_faces_broken_files_and_clips(folders, clips,
     faces = 0
     for name, info in m["shards"].items():
         shard = load_shard(out / name)
-        assert len(shard) == info["images"] == m["splits"][info["split"]]["images_per_size"][str(info["size"])]
+        assert (
+            len(shard)
+            == info["images"]
+            == m["splits"][info["split"]]["images_per_size"][str(info["size"])]
+        )
         assert sha256_file(out / name) == info["sha256"]
         assert {split_of[str(n)] for n in shard.identities} == {info["split"]}
         faces += len(shard) if info["size"] == 128 else 0
