@@ -113,7 +113,7 @@ def evaluate_swapper(
     result = EvalResult(model=swapper.name, test_set=Path(shard_path).stem)
     # gallery for retrieval: mean dlib descriptor per identity of the test set
     keep = unseen_mask(shard, exclude_seen)
-    result.identities = len(np.unique(shard.labels[keep]))
+    result.identities = int(len(np.unique(shard.labels[keep])))
     labels = np.where(keep, shard.labels, -1)
     ids = np.unique(labels[keep])
     gallery = np.stack([shard.embeddings[labels == i].astype(np.float32).mean(0) for i in ids])
