@@ -548,13 +548,26 @@ def compress_export(
         "--calib",
         help="Real faces for INT8 calibration and checks.",
     ),
+    release: bool = typer.Option(
+        False,
+        "--release",
+        help="Also list the three files in models/MANIFEST (hash, size, precision, the torch "
+        "model's provenance); needs --out to be the models folder.",
+    ),
 ) -> None:
     """ONNX fp32 + fp16 + mixed-precision INT8 (convs only), each validated against torch."""
     from slimswap.compress.lite import export_all
+    from slimswap.compress.release import release_exports
+    from slimswap.evaluate.report import command_line
+    from slimswap.paths import models_dir
     from slimswap.swap.weights import load_generator
 
     try:
+        if release and out.resolve() != models_dir().resolve():
+            raise UserError(f"--release lists files of {models_dir()}; pass --out {models_dir()}")
         report = export_all(load_generator(model), name, out, calib)
+        if release:
+            release_exports(model, name, report, command_line())
     except UserError as err:
         fail(str(err))
     (out / f"{name}_export.json").write_text(json.dumps(report, indent=1))

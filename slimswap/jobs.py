@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 JOBS_DIRNAME = ".slimswap-jobs"
 STATUSES = ("queued", "running", "done", "failed")
 PLACEHOLDERS = ("source", "target", "index", "ext")
-DEFAULT_NAME = "{source}_{target}{ext}"
 MAX_ATTEMPTS = 2  # a job found "running" this many times killed its process each time
 
 

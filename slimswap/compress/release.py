@@ -82,3 +82,44 @@ def release_onnx(
     }
     write_manifest_entry(entry)
     return entry
+
+
+def release_exports(model: Path, name: str, report: dict, command: str) -> list[dict]:
+    """List `compress export`'s three files (<name>_fp32/_fp16/_int8.onnx) in the manifest.
+
+    Mode, parameters, MACs and provenance come from the torch model's own entry (the file
+    `model`), so the exports say what they were exported from; `report` (export_all's
+    validation numbers) goes into their metrics.
+    """
+    from slimswap.errors import UserError
+    from slimswap.swap.registry import read_manifest
+
+    source = next((e for e in read_manifest() if e.path.resolve() == Path(model).resolve()), None)
+    if source is None:
+        raise UserError(f"{model} is not listed in models/MANIFEST: release it first")
+    entries = []
+    for precision in ("fp32", "fp16", "int8"):
+        numbers = report[precision]
+        provenance = {**source.provenance, "exported_by": command}
+        metrics = {f"{precision}_vs_torch_psnr_db": round(numbers["psnr_vs_torch_db"], 2)}
+        if precision == "int8":
+            provenance["quantization"] = (
+                "ONNX Runtime static QDQ, Conv only, per-channel 7-bit weights (reduce_range), "
+                f"uint8 activations; float: {len(report['excluded_nodes'])} sensitive nodes"
+            )
+            metrics["int8_vs_fp32_psnr_db"] = round(numbers["psnr_vs_onnx_fp32_db"], 2)
+        path = models_dir() / numbers["file"]
+        entries.append(
+            release_onnx(
+                path,
+                f"{name}_{precision}",
+                source.mode,
+                precision,
+                source.params,
+                source.macs,
+                source.resolution,
+                provenance,
+                metrics,
+            )
+        )
+    return entries

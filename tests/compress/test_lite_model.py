@@ -77,3 +77,31 @@ def test_lite_is_a_fraction_of_the_teacher():
     teacher_fp32_bytes = teacher.params * 4
     assert INT8.stat().st_size <= 0.10 * teacher_fp32_bytes
     assert lite.macs <= 0.25 * teacher.macs
+
+
+def test_released_exports_are_listed_and_load(tmp_path, monkeypatch):
+    """`compress export --release`: the three files go into the manifest with their hash,
+    precision and the torch model's provenance, and the registry loads them."""
+    import json
+    import shutil
+
+    from slimswap.compress.release import release_exports
+    from slimswap.swap.registry import load_swapper, read_manifest
+
+    shutil.copytree(MODELS_DIR, tmp_path / "models")
+    monkeypatch.setenv("SLIMSWAP_MODELS", str(tmp_path / "models"))
+    data = json.loads((tmp_path / "models" / "MANIFEST").read_text())
+    data["models"] = [e for e in data["models"] if e["backend"] == "torch"]
+    (tmp_path / "models" / "MANIFEST").write_text(json.dumps(data))
+    report = json.loads((MODELS_DIR / "lite_128_export.json").read_text())
+    report["int8"]["psnr_vs_onnx_fp32_db"] = 40.0
+    release_exports(
+        tmp_path / "models" / "lite_128.safetensors", "lite_128", report, "slimswap compress export"
+    )
+    by_name = {e.name: e for e in read_manifest()}
+    for precision in ("fp32", "fp16", "int8"):
+        entry = by_name[f"lite_128_{precision}"]
+        assert (entry.backend, entry.precision, entry.mode) == ("onnx", precision, "lite")
+        assert entry.provenance["steps"] == by_name["lite_128"].provenance["steps"]
+        assert load_swapper(entry.name).resolution == 128
+    assert "reduce_range" in by_name["lite_128_int8"].provenance["quantization"]
