@@ -101,7 +101,9 @@ def swap_frames(
 
     faces[i] are the faces to replace in frames[i]. All faces of all frames are aligned and
     swapped in one swapper call (a GPU sees a batch), then masked, colour-matched and pasted
-    back. Frames without faces come back as they are.
+    back, once, here: the mask is the paste options' (box, area), narrowed by the swapper's
+    own `blend_masks(landmarks, size)` where it has one (the classic warp). Frames without
+    faces come back as they are.
     """
     paste = paste or PasteOptions()
     size = swapper.resolution
@@ -122,8 +124,12 @@ def swap_frames(
         )
     out = list(frames)
     with timer("paste"):
-        for job, crop in zip(jobs, swapped):
+        own = getattr(swapper, "blend_masks", None)  # a swapper may narrow the mask
+        narrow = own(np.stack([j.landmarks for j in jobs]), size) if own is not None else None
+        for k, (job, crop) in enumerate(zip(jobs, swapped)):
             mask = face_mask(job.landmarks, size, paste.masks)
+            if narrow is not None:
+                mask = combine_masks(mask, narrow[k])
             if paste.color_correction:
                 crop = color_transfer(crop, job.crop, mask)
             out[job.frame_index] = paste_back(

@@ -44,6 +44,9 @@ class CountingSwapper:
         self.calls = 0
         self.fail_on, self.error = fail_on, error
 
+    def blend_masks(self, target_landmarks, size):
+        return self.inner.blend_masks(target_landmarks, size)
+
     def swap(self, crops, identity, target_landmarks=None):
         self.calls += 1
         if self.calls == self.fail_on:
