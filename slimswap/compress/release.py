@@ -26,62 +26,45 @@ def model_macs(model: torch.nn.Module) -> int:
     return int(macs)
 
 
+def list_file(path: Path, name: str, mode: str, backend: str, precision: str, **fields) -> dict:
+    """Add (or replace) the manifest entry of a file in models/: its hash, size, the alignment
+    template and normalisation this code uses, and `fields` (resolution, params, macs,
+    provenance, metrics)."""
+    entry = {
+        "name": name,
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "mode": mode,
+        "backend": backend,
+        "precision": precision,
+        "bytes": path.stat().st_size,
+        "template": TEMPLATE_NAME,
+        "normalisation": NORMALISATION,
+        "metrics": {},
+        **fields,
+    }
+    write_manifest_entry(entry)
+    return entry
+
+
 def release_torch(
     model: torch.nn.Module, name: str, mode: str, provenance: dict, metrics: dict | None = None
 ) -> dict:
     """Save fp16 safetensors under models/ and list it in the manifest."""
     path = models_dir() / f"{name}.safetensors"
     save_generator(model, path, dtype=torch.float16)
-    entry = {
-        "name": name,
-        "file": path.name,
-        "sha256": sha256_file(path),
-        "mode": mode,
-        "backend": "torch",
-        "resolution": int(model.config.resolution),
-        "precision": stored_precision(path),
-        "params": sum(p.numel() for p in model.parameters()),
-        "macs": model_macs(model),
-        "bytes": path.stat().st_size,
-        "template": TEMPLATE_NAME,
-        "normalisation": NORMALISATION,
-        "provenance": provenance,
-        "metrics": metrics or {},
-    }
-    write_manifest_entry(entry)
-    return entry
-
-
-def release_onnx(
-    path: Path,
-    name: str,
-    mode: str,
-    precision: str,
-    params: int,
-    macs: int,
-    resolution: int,
-    provenance: dict,
-    metrics: dict | None = None,
-) -> dict:
-    """List an exported file (precision: fp32, fp16 or int8, as exported) in the manifest."""
-    entry = {
-        "name": name,
-        "file": path.name,
-        "sha256": sha256_file(path),
-        "mode": mode,
-        "backend": "onnx",
-        "resolution": resolution,
-        "precision": precision,
-        "params": params,
-        "macs": macs,
-        "bytes": path.stat().st_size,
-        "template": TEMPLATE_NAME,
-        "normalisation": NORMALISATION,
-        "provenance": provenance,
-        "metrics": metrics or {},
-    }
-    write_manifest_entry(entry)
-    return entry
+    return list_file(
+        path,
+        name,
+        mode,
+        "torch",
+        stored_precision(path),
+        resolution=int(model.config.resolution),
+        params=sum(p.numel() for p in model.parameters()),
+        macs=model_macs(model),
+        provenance=provenance,
+        metrics=metrics or {},
+    )
 
 
 def release_exports(model: Path, name: str, report: dict, command: str) -> list[dict]:
@@ -110,16 +93,17 @@ def release_exports(model: Path, name: str, report: dict, command: str) -> list[
             metrics["int8_vs_fp32_psnr_db"] = round(numbers["psnr_vs_onnx_fp32_db"], 2)
         path = models_dir() / numbers["file"]
         entries.append(
-            release_onnx(
+            list_file(
                 path,
                 f"{name}_{precision}",
                 source.mode,
+                "onnx",
                 precision,
-                source.params,
-                source.macs,
-                source.resolution,
-                provenance,
-                metrics,
+                resolution=source.resolution,
+                params=source.params,
+                macs=source.macs,
+                provenance=provenance,
+                metrics=metrics,
             )
         )
     return entries
