@@ -18,7 +18,6 @@ import platform
 import shlex
 import statistics
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -30,6 +29,7 @@ except ImportError:  # run from a bare checkout (e.g. a GPU box) without `pip in
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from slimswap.errors import UserError
+from slimswap.evaluate.bench import time_calls
 from slimswap.nets.identity import DlibResNet
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -73,42 +73,19 @@ def device_name(device: str) -> str:
 
 
 def time_batch(model: DlibResNet, args: argparse.Namespace, batch: int) -> tuple[float, int]:
-    """Seconds per forward of `batch` crops (CUDA: mean, CPU: median), forwards timed."""
+    """Median seconds per forward of `batch` crops over about `--min-time` seconds (CUDA:
+    timed with events), and how many forwards were timed."""
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     x = torch.rand(batch, 3, args.size, args.size, device=args.device)
     x = x.contiguous(memory_format=fmt)
     dtype = DTYPES[args.dtype]
     amp = torch.autocast(args.device, dtype=dtype) if dtype is not None else nullcontext()
-    cuda = args.device == "cuda"
 
     def step() -> None:
         with torch.inference_mode(), amp:
             model(x)
 
-    for _ in range(args.warmup):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-        # Calibrate the count on one timed run, then time all of them between two events.
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step()
-        end.record()
-        end.synchronize()
-        n = max(10, int(args.min_time / max(start.elapsed_time(end) / 1e3, 1e-6)))
-        start.record()
-        for _ in range(n):
-            step()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3 / n, n
-    # CPU: median of per-call times, robust to other processes sharing the cores.
-    times: list[float] = []
-    t_end = time.perf_counter() + args.min_time
-    while time.perf_counter() < t_end or len(times) < 3:
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    times = time_calls(step, args.warmup, 1_000_000, args.min_time, cuda=args.device == "cuda")
     return statistics.median(times), len(times)
 
 

@@ -10,6 +10,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 
+from slimswap.evaluate.bench import percentiles_ms, time_calls
+
 
 def main(paths: list[str]) -> None:
     print("| model | threads | load ms | p50 ms | p95 ms |")
@@ -25,14 +27,9 @@ def main(paths: list[str]) -> None:
             t = time.perf_counter()
             sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
             load_ms = (time.perf_counter() - t) * 1000
-            for _ in range(20):
-                sess.run(None, {"target": x, "identity": e})
-            ts = []
-            for _ in range(200):
-                t = time.perf_counter()
-                sess.run(None, {"target": x, "identity": e})
-                ts.append((time.perf_counter() - t) * 1000)
-            print(f"| {path.split('/')[-1]} | {threads} | {load_ms:.0f} | {np.median(ts):.2f} | {np.percentile(ts, 95):.2f} |")
+            call = lambda sess=sess: sess.run(None, {"target": x, "identity": e})
+            p50, p95 = percentiles_ms(time_calls(call, 20, 200, float("inf"), cuda=False))
+            print(f"| {path.split('/')[-1]} | {threads} | {load_ms:.0f} | {p50:.2f} | {p95:.2f} |")
 
 
 if __name__ == "__main__":

@@ -6,16 +6,24 @@ its traceback.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
+import logging
 import sys
+import time
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
 from slimswap import __version__
 from slimswap.errors import UserError
+from slimswap.options import JobSettings
 
 app = typer.Typer(
     help="slimswap: swap faces in images and videos, locally, with a small fast model.\n\n"
@@ -27,7 +35,10 @@ app = typer.Typer(
 data_app = typer.Typer(help="Build the training data shards.", no_args_is_help=True)
 train_app = typer.Typer(help="Train swap generators (GPU recommended).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-compress_app = typer.Typer(help="Shrink a generator: sensitivity, pruning, distillation, quantization, export.", no_args_is_help=True)
+compress_app = typer.Typer(
+    help="Shrink a generator: sensitivity, pruning, distillation, quantization, export.",
+    no_args_is_help=True,
+)
 app.add_typer(compress_app, name="compress")
 eval_app = typer.Typer(help="Measure swap quality on held-out identities.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -49,64 +60,139 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """slimswap command line."""
 
 
+def options_from(cls):
+    """Give a command one option per command-line field of dataclass `cls` and call it with
+    `settings=cls(...)`: the flags, help and defaults are declared once, on the dataclass
+    (pipeline.option), and `swap`, `batch` and the job files all derive from it."""
+    hints = typing.get_type_hints(cls)
+    own = set(cls.__annotations__)
+    cli_fields = sorted(
+        (f for f in dataclasses.fields(cls) if "cli" in f.metadata), key=lambda f: f.name not in own
+    )
+
+    def decorate(command):
+        signature = inspect.signature(command)
+        base = [p for p in signature.parameters.values() if p.name != "settings"]
+        extra = []
+        for f in cli_fields:
+            meta = f.metadata["cli"]
+            default = meta["show"](f.default) if meta["show"] else f.default
+            extra.append(
+                inspect.Parameter(
+                    f.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=typer.Option(default, *meta["flags"], help=meta["help"]),
+                    annotation=meta["cli_type"] or hints[f.name],
+                )
+            )
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            values = {}
+            for f in cli_fields:
+                parse = f.metadata["cli"]["parse"]
+                value = kwargs.pop(f.name)
+                values[f.name] = parse(value) if parse else value
+            return command(settings=cls(**values), **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=base + extra)
+        wrapper.__annotations__ = {p.name: p.annotation for p in base + extra}
+        return wrapper
+
+    return decorate
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr, driven by the pipeline's on_progress(done, total)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [
+        TextColumn("[bold]swapping"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.1f} fps"),
+        TimeRemainingColumn(),
+    ]
+    start = time.perf_counter()
+    with Progress(*columns, console=console, disable=not enabled, transient=False) as bar:
+        task = bar.add_task("swap", total=None, fps=0.0)
+
+        def update(done: int, total: int) -> None:
+            fps = done / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, completed=done, total=total or None, fps=fps)
+
+        yield update
+
+
 @app.command()
+@options_from(JobSettings)
 def swap(
-    source: Path = typer.Option(..., "--source", "-s", help="Image of the face to put in (one person, frontal is best)."),
-    target: Path = typer.Option(..., "--target", "-t", help="Image (jpg/png/webp) or video (mp4/mov/mkv/webm) to change."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the result (same kind as the target)."),
-    mode: str = typer.Option("auto", "--mode", "-m", help="Model: quality (teacher), lite (small, fast), classic (no learned weights), auto (lite if present)."),
-    swapper: Optional[str] = typer.Option(None, "--swapper", help="Alias of --mode (e.g. --swapper classic)."),
-    face_selector: str = typer.Option("one", "--face-selector", help="Which target faces: one (largest), many (all), reference (the person in --reference)."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="Photo of the person to replace, for --face-selector reference."),
-    mask: str = typer.Option("box,area", "--mask", help="Blend mask: box, area (face outline) or box,area."),
-    blend: str = typer.Option("feather", "--blend", help="Paste-back: feather (soft edge) or poisson (seamless clone)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    detect_every: int = typer.Option(5, "--detect-every", help="Video: run the face detector every N frames (landmarks every frame)."),
-    upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces (1 = ~4x slower, finds ~40 px faces)."),
-    no_color: bool = typer.Option(False, "--no-color-correction", help="Keep the swap's own colours."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
-    no_label: bool = typer.Option(False, "--no-label", help="Leave out the metadata label (the invisible watermark stays)."),
+    source: Path = typer.Option(
+        ..., "--source", "-s", help="Image of the face to put in (one person, frontal is best)."
+    ),
+    target: Path = typer.Option(
+        ..., "--target", "-t", help="Image (jpg/png/webp) or video (mp4/mov/mkv/webm) to change."
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Where to write the result (same kind as the target)."
+    ),
+    settings: JobSettings | None = None,
 ) -> None:
     """Swap the face from SOURCE into TARGET and write OUTPUT."""
-    from slimswap.pipeline import SwapOptions, swap_file
+    from slimswap.pipeline import swap_file
     from slimswap.swap.registry import load_swapper
 
     try:
-        if device not in ("cpu", "cuda"):
-            raise UserError(f"--device must be cpu or cuda, got {device!r}")
-        options = SwapOptions(
-            face_selector=face_selector, reference=reference, masks=tuple(m.strip() for m in mask.split(",") if m.strip()),
-            blend=blend, color_correction=not no_color, upsample=upsample, detect_every=detect_every,
-            overwrite=overwrite, progress=sys.stderr.isatty(), label=not no_label,
-        )
-        options.check()
-        chosen = load_swapper(swapper or mode, device)
-        report = swap_file(source, target, output, chosen, options)
+        settings.check()
+        chosen = load_swapper(settings.mode, settings.device)
+        with progress_bar(sys.stderr.isatty()) as on_progress:
+            report = swap_file(
+                source, target, output, chosen, settings.options(), on_progress=on_progress
+            )
     except UserError as err:
         fail(str(err))
-    stages = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(report.stage_seconds.items(), key=lambda kv: -kv[1]))
+    stages = ", ".join(
+        f"{k} {v:.2f}s" for k, v in sorted(report.stage_seconds.items(), key=lambda kv: -kv[1])
+    )
     if report.kind == "video":
         console.print(
             f"swapped {report.frames_swapped}/{report.frames} frames ({report.frames_without_face} without a face, "
             f"passed through) with {report.swapper} in {report.seconds:.1f}s ({report.fps:.1f} fps); {stages}"
         )
     else:
-        console.print(f"swapped {report.faces_swapped} face(s) with {report.swapper} in {report.seconds:.2f}s; {stages}")
+        console.print(
+            f"swapped {report.faces_swapped} face(s) with {report.swapper} in {report.seconds:.2f}s; {stages}"
+        )
     print(report.output)
 
 
 @app.command()
 def detect(
     image: Path = typer.Argument(..., help="Image to analyse."),
-    draw: Optional[Path] = typer.Option(None, "--draw", help="Also write a copy with boxes and landmarks drawn."),
-    embeddings: bool = typer.Option(False, "--embeddings", help="Include the 128-D identity descriptors."),
+    draw: Path | None = typer.Option(
+        None, "--draw", help="Also write a copy with boxes and landmarks drawn."
+    ),
+    embeddings: bool = typer.Option(
+        False, "--embeddings", help="Include the 128-D identity descriptors."
+    ),
     upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --draw file if it exists."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the --draw file if it exists."
+    ),
 ) -> None:
     """Find faces in IMAGE and print them as JSON (box, score, 5 keypoints, 68 landmarks)."""
     from slimswap import media
@@ -142,52 +228,189 @@ def models() -> None:
     except UserError as err:
         fail(str(err))
     table = Table(title="slimswap models")
-    for col in ("name", "mode", "backend", "file", "MiB", "params", "MACs", "res", "sha256"):
+    for col in (
+        "name",
+        "mode",
+        "backend",
+        "precision",
+        "file",
+        "MiB",
+        "params",
+        "MACs",
+        "res",
+        "sha256",
+    ):
         table.add_column(col)
-    table.add_row("classic", "classic", "numpy", "-", "0", "0", "-", "256", "-")
+    table.add_row("classic", "classic", "numpy", "fp32", "-", "0", "0", "-", "256", "-")
     for e in entries:
         size = e.path.stat().st_size / 2**20 if e.path.is_file() else float("nan")
-        macs = e.raw.get("macs")
         table.add_row(
-            e.name, e.mode, e.backend, e.file, f"{size:.2f}", f"{e.params/1e6:.2f}M",
-            f"{macs/1e9:.2f}G" if macs else "-", str(e.resolution), e.sha256[:12],
+            e.name,
+            e.mode,
+            e.backend,
+            e.precision,
+            e.file,
+            f"{size:.2f}",
+            f"{e.params / 1e6:.2f}M",
+            f"{e.macs / 1e9:.2f}G" if e.macs else "-",
+            str(e.resolution),
+            e.sha256[:12],
         )
     Console().print(table)
 
 
+def log_to_stderr() -> None:
+    """Progress lines of long runs (data build, training) on stderr, with the time: the
+    process's logging is the command's to set, never the library's."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+
+def _name_equals_dir(text: str) -> tuple[str, Path]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise UserError(
+            f"--extra-test takes NAME=DIR (e.g. deepface=../shared/data/deepface_testset), got {text!r}"
+        )
+    return name, Path(folder)
+
+
 @data_app.command("build")
 def data_build(
-    inputs: list[Path] = typer.Argument(None, help="Folders of <identity>/<image> (default: LFW + CelebA subset in ../shared/data)."),
-    out: Path = typer.Option(Path("data/shards"), "--out", help="Output folder for shards and manifest.json."),
-    workers: int = typer.Option(2, "--workers", help="Processes (one dlib analyser each)."),
+    inputs: list[Path] = typer.Argument(
+        None,
+        help="Training folders of <identity>/<image>, split by identity into train/val/test (default: LFW + CelebA subset in ../shared/data, deepface as extra test set).",
+    ),
+    extra_test: list[str] = typer.Option(
+        [],
+        "--extra-test",
+        help="NAME=DIR: a folder of <identity>/<image> that becomes test shard NAME of its own (repeatable).",
+    ),
+    videos: Path | None = typer.Option(
+        None,
+        "--videos",
+        help="Folder of talking-head clips: each becomes one identity of evenly spaced frames; the held-out clips become the extra test set `videos`.",
+    ),
+    out: Path = typer.Option(
+        Path("data/shards"),
+        "--out",
+        help="Output folder for shards, manifest.json and the analysis cache.",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Processes, one dlib analyser each (default 2)."
+    ),
+    codec: str | None = typer.Option(None, "--codec", help="Crop encoding: webp (default) or jpg."),
+    quality: int | None = typer.Option(
+        None, "--quality", help="Crop encoding quality, 1-100 (default 88)."
+    ),
+    test_identities: int | None = typer.Option(
+        None,
+        "--test-identities",
+        help="Identities held out for test, with 3+ faces each (default 120).",
+    ),
+    val_identities: int | None = typer.Option(
+        None,
+        "--val-identities",
+        help="Identities held out for validation, with 2+ faces each (default 50).",
+    ),
 ) -> None:
     """Detect, align (128 and 256 px), embed and split faces into train/val/test shards."""
-    from slimswap.train.data import build_dataset
+    from slimswap.train.build import BuildConfig, build_dataset, default_inputs
 
+    log_to_stderr()
     try:
-        manifest = build_dataset(inputs or None, out, workers=workers)
+        extra = dict(_name_equals_dir(e) for e in extra_test)
+        train = list(inputs or [])
+        if not train and not extra:
+            train, extra = default_inputs()
+        if videos is not None:
+            train, extra = _with_video_frames(videos, out, train, extra)
+        given = {
+            "workers": workers,
+            "codec": codec,
+            "quality": quality,
+            "test_identities": test_identities,
+            "val_identities": val_identities,
+        }
+        config = BuildConfig(**{k: v for k, v in given.items() if v is not None})
+        result = build_dataset(train, out, extra, config, progress=sys.stderr.isatty())
     except UserError as err:
         fail(str(err))
-    console.print(json.dumps(manifest.get("counts", {}), indent=1))
+    m = result.manifest
+    console.print_json(
+        json.dumps(
+            {"totals": m["totals"], "failure_counts": m["failure_counts"], "splits": m["splits"]}
+        )
+    )
+    console.print(
+        f"{result.seconds:.0f} s ({result.analysed} images analysed, {result.cached} from the cache)"
+    )
     print(out)
+
+
+def _with_video_frames(
+    videos: Path, out: Path, train: list[Path], extra: dict[str, Path]
+) -> tuple[list[Path], dict[str, Path]]:
+    """Training folders and extra test sets with the clips in `videos` added as frame folders."""
+    from slimswap.media import VIDEO_EXTS
+    from slimswap.train.video_frames import extract_clips
+
+    clips = (
+        sorted(p for p in videos.iterdir() if p.suffix.lower() in VIDEO_EXTS)
+        if videos.is_dir()
+        else []
+    )
+    if not clips:
+        raise UserError(
+            f"--videos {videos}: no video files ({', '.join(VIDEO_EXTS)}) in that folder"
+        )
+    if "videos" in extra:
+        raise UserError(
+            "--extra-test videos=... clashes with --videos, which adds the test set `videos`"
+        )
+    train_frames, held_frames = extract_clips(clips, out / "video_frames")
+    train = train + ([train_frames] if train_frames.is_dir() else [])
+    extra = {**extra, **({"videos": held_frames} if held_frames.is_dir() else {})}
+    return train, extra
 
 
 @train_app.command("teacher")
 def train_teacher_cmd(
-    data: Path = typer.Option(Path("data/shards/train_128.npz"), "--data", help="Training shard from `slimswap data build`."),
-    out: Path = typer.Option(Path("runs/teacher"), "--out", help="Run folder: checkpoint, logs, sample grids (resumes if a checkpoint is there)."),
-    identity_weights: Optional[Path] = typer.Option(None, "--identity-weights", help="Identity net safetensors (default: read dlib's .dat)."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Continue from a compact checkpoint folder (fresh optimisers)."),
-    export_compact: Optional[Path] = typer.Option(None, "--export-compact", help="After training, write a compact fp16 checkpoint here."),
+    data: Path = typer.Option(
+        Path("data/shards/train_128.npz"),
+        "--data",
+        help="Training shard from `slimswap data build`.",
+    ),
+    out: Path = typer.Option(
+        Path("runs/teacher"),
+        "--out",
+        help="Run folder: checkpoint, logs, sample grids (resumes if a checkpoint is there).",
+    ),
+    identity_weights: Path | None = typer.Option(
+        None, "--identity-weights", help="Identity net safetensors (default: read dlib's .dat)."
+    ),
+    init_from: Path | None = typer.Option(
+        None, "--init-from", help="Continue from a compact checkpoint folder (fresh optimisers)."
+    ),
+    export_compact: Path | None = typer.Option(
+        None, "--export-compact", help="After training, write a compact fp16 checkpoint here."
+    ),
     batch: int = typer.Option(64, "--batch"),
-    max_seconds: float = typer.Option(540.0, "--max-seconds", help="Stop (and checkpoint) after this much training time."),
+    max_seconds: float = typer.Option(
+        540.0, "--max-seconds", help="Stop (and checkpoint) after this much training time."
+    ),
     max_steps: int = typer.Option(1_000_000, "--max-steps"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the generator and identity net."),
-    base: int = typer.Option(64, "--base", help="Generator width at full resolution (tiny values for tests)."),
+    compile: bool = typer.Option(
+        False, "--compile/--no-compile", help="torch.compile the generator and identity net."
+    ),
+    base: int = typer.Option(
+        64, "--base", help="Generator width at full resolution (tiny values for tests)."
+    ),
     deep: int = typer.Option(256, "--deep", help="Generator width at 32/16 px."),
     blocks: int = typer.Option(4, "--blocks", help="AdaIN residual blocks in the bottleneck."),
-    landmark_pretrain: int = typer.Option(300, "--landmark-pretrain", help="Steps to pre-train the landmark critic."),
+    landmark_pretrain: int = typer.Option(
+        300, "--landmark-pretrain", help="Steps to pre-train the landmark critic."
+    ),
     log_every: int = typer.Option(50, "--log-every"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
@@ -196,12 +419,21 @@ def train_teacher_cmd(
     from slimswap.train.teacher import TrainConfig, train_teacher
 
     cfg = TrainConfig(
-        data=str(data), out=str(out), identity_weights=str(identity_weights or ""), batch=batch,
+        data=str(data),
+        out=str(out),
+        identity_weights=str(identity_weights or ""),
+        batch=batch,
         init_from=str(init_from or ""),
-        max_seconds=max_seconds, max_steps=max_steps, device=device, compile=compile,
-        landmark_pretrain_steps=landmark_pretrain, log_every=log_every, seed=seed,
+        max_seconds=max_seconds,
+        max_steps=max_steps,
+        device=device,
+        compile=compile,
+        landmark_pretrain_steps=landmark_pretrain,
+        log_every=log_every,
+        seed=seed,
         model=TeacherConfig(base=base, deep=deep, n_blocks=blocks),
     )
+    log_to_stderr()
     try:
         last = train_teacher(cfg, export_compact=export_compact)
     except UserError as err:
@@ -211,11 +443,17 @@ def train_teacher_cmd(
 
 @compress_app.command("sensitivity")
 def compress_sensitivity(
-    model: Path = typer.Option(Path("models/teacher_128.safetensors"), "--model", help="Generator weights (safetensors)."),
-    shard: Path = typer.Option(Path("data/shards/val_128.npz"), "--shard", help="Real faces for gradients and quality."),
+    model: Path = typer.Option(
+        Path("models/teacher_128.safetensors"), "--model", help="Generator weights (safetensors)."
+    ),
+    shard: Path = typer.Option(
+        Path("data/shards/val_128.npz"), "--shard", help="Real faces for gradients and quality."
+    ),
     batches: int = typer.Option(2, "--batches"),
     batch: int = typer.Option(8, "--batch"),
-    protect_below: float = typer.Option(25.0, "--protect-below-db", help="Protect layers whose 30% cut drops PSNR below this."),
+    protect_below: float = typer.Option(
+        25.0, "--protect-below-db", help="Protect layers whose 30% cut drops PSNR below this."
+    ),
     out: Path = typer.Option(Path("benchmarks/compress"), "--out"),
 ) -> None:
     """Per-layer Taylor saliency and the PSNR drop of pruning each layer by 10/30/50 %."""
@@ -238,12 +476,20 @@ def compress_sensitivity(
 def compress_prune(
     model: Path = typer.Option(Path("models/teacher_128.safetensors"), "--model"),
     shard: Path = typer.Option(Path("data/shards/val_128.npz"), "--shard"),
-    target: float = typer.Option(0.5, "--target", help="Stop when MACs (or params) are at most this share of the original."),
+    target: float = typer.Option(
+        0.5, "--target", help="Stop when MACs (or params) are at most this share of the original."
+    ),
     metric: str = typer.Option("macs", "--metric", help="macs or params."),
-    finetune_steps: int = typer.Option(20, "--finetune-steps", help="Distillation steps after each pruning step."),
-    sensitivity_json: Optional[Path] = typer.Option(None, "--sensitivity", help="sensitivity.json whose protected layers stay whole."),
+    finetune_steps: int = typer.Option(
+        20, "--finetune-steps", help="Distillation steps after each pruning step."
+    ),
+    sensitivity_json: Path | None = typer.Option(
+        None, "--sensitivity", help="sensitivity.json whose protected layers stay whole."
+    ),
     protect_below: float = typer.Option(25.0, "--protect-below-db"),
-    out: Path = typer.Option(Path("runs/pruned"), "--out", help="Folder for pruned.onnx, pruned.pt and prune.md."),
+    out: Path = typer.Option(
+        Path("runs/pruned"), "--out", help="Folder for pruned.onnx, pruned.pt and prune.md."
+    ),
 ) -> None:
     """Iterative structured pruning (torch-pruning, Taylor), <=10 % of channels a step, each fine-tuned."""
     from slimswap.compress.data import real_batches
@@ -260,8 +506,15 @@ def compress_prune(
             protected = [r["layer"] for r in rows if r["psnr_db"].get("0.3", 99) < protect_below]
         gen = load_generator(model)
         result = prune_iteratively(
-            gen, real_batches(shard, 4, 8), target_ratio=target, metric=metric, protected=protected,
-            finetune_steps=finetune_steps, on_step=lambda r: console.print(f"step {r.step}: MACs {r.macs_ratio:.3f}, params {r.params_ratio:.3f}, fine-tune L1 {r.finetune_l1:.4f}"),
+            gen,
+            real_batches(shard, 4, 8),
+            target_ratio=target,
+            metric=metric,
+            protected=protected,
+            finetune_steps=finetune_steps,
+            on_step=lambda r: console.print(
+                f"step {r.step}: MACs {r.macs_ratio:.3f}, params {r.params_ratio:.3f}, fine-tune L1 {r.finetune_l1:.4f}"
+            ),
         )
         out.mkdir(parents=True, exist_ok=True)
         torch_path = out / "pruned.pt"
@@ -270,11 +523,15 @@ def compress_prune(
         torch.save(result.model, torch_path)
         to_onnx(result.model, out / "pruned_fp32.onnx")
         lines = ["| step | MACs ratio | params ratio | fine-tune L1 |", "|---|---|---|---|"]
-        lines += [f"| {r.step} | {r.macs_ratio:.3f} | {r.params_ratio:.3f} | {r.finetune_l1:.4f} |" for r in result.steps]
+        lines += [
+            f"| {r.step} | {r.macs_ratio:.3f} | {r.params_ratio:.3f} | {r.finetune_l1:.4f} |"
+            for r in result.steps
+        ]
         (out / "prune.md").write_text(
             f"# Pruning {model}\n\nprotected: {', '.join(protected) or 'none'}\n\n"
-            f"MACs {result.base_macs/1e9:.3f}G -> {result.macs/1e9:.3f}G, params {result.base_params/1e6:.2f}M -> {result.params/1e6:.2f}M\n\n"
-            + "\n".join(lines) + "\n"
+            f"MACs {result.base_macs / 1e9:.3f}G -> {result.macs / 1e9:.3f}G, params {result.base_params / 1e6:.2f}M -> {result.params / 1e6:.2f}M\n\n"
+            + "\n".join(lines)
+            + "\n"
         )
     except UserError as err:
         fail(str(err))
@@ -286,14 +543,31 @@ def compress_export(
     model: Path = typer.Option(..., "--model", help="Generator weights (safetensors)."),
     name: str = typer.Option(..., "--name", help="File stem, e.g. lite_128."),
     out: Path = typer.Option(Path("models"), "--out"),
-    calib: Path = typer.Option(Path("data/shards/val_128.npz"), "--calib", help="Real faces for INT8 calibration and checks."),
+    calib: Path = typer.Option(
+        Path("data/shards/val_128.npz"),
+        "--calib",
+        help="Real faces for INT8 calibration and checks.",
+    ),
+    release: bool = typer.Option(
+        False,
+        "--release",
+        help="Also list the three files in models/MANIFEST (hash, size, precision, the torch "
+        "model's provenance); needs --out to be the models folder.",
+    ),
 ) -> None:
     """ONNX fp32 + fp16 + mixed-precision INT8 (convs only), each validated against torch."""
     from slimswap.compress.lite import export_all
+    from slimswap.compress.release import release_exports
+    from slimswap.evaluate.report import command_line
+    from slimswap.paths import models_dir
     from slimswap.swap.weights import load_generator
 
     try:
+        if release and out.resolve() != models_dir().resolve():
+            raise UserError(f"--release lists files of {models_dir()}; pass --out {models_dir()}")
         report = export_all(load_generator(model), name, out, calib)
+        if release:
+            release_exports(model, name, report, command_line())
     except UserError as err:
         fail(str(err))
     (out / f"{name}_export.json").write_text(json.dumps(report, indent=1))
@@ -303,16 +577,21 @@ def compress_export(
 @compress_app.command("report")
 def compress_report(
     teacher: Path = typer.Option(Path("models/teacher_128.safetensors"), "--teacher"),
-    pruned: Optional[Path] = typer.Option(Path("runs/pruned/pruned_fp32.onnx"), "--pruned"),
+    pruned: Path | None = typer.Option(Path("runs/pruned/pruned_fp32.onnx"), "--pruned"),
     student: Path = typer.Option(Path("models/lite_128.safetensors"), "--student"),
     student_int8: Path = typer.Option(Path("models/lite_128_int8.onnx"), "--student-int8"),
-    calib: Path = typer.Option(Path("data/shards/val_128.npz"), "--faces", help="Real faces for the PSNR comparison."),
+    calib: Path = typer.Option(
+        Path("data/shards/val_128.npz"), "--faces", help="Real faces for the PSNR comparison."
+    ),
     eval_json: Path = typer.Option(Path("benchmarks/eval/eval.json"), "--eval-json"),
     out: Path = typer.Option(Path("benchmarks/compress"), "--out"),
 ) -> None:
     """Size, MACs, CPU latency, PSNR vs teacher, ID distance and NME for teacher/pruned/student/int8."""
+    import torch
+
     from slimswap.compress.report import build_rows, markdown, save
 
+    torch.set_num_threads(2)  # the report's CPU column is "batch 1, 2 threads"
     try:
         cands = {}
         if pruned is not None and pruned.is_file():
@@ -332,14 +611,28 @@ def compress_report(
 
 @compress_app.command("distill")
 def compress_distill(
-    teacher: Path = typer.Option(Path("models/teacher_128.safetensors"), "--teacher", help="Teacher weights (safetensors with config)."),
+    teacher: Path = typer.Option(
+        Path("models/teacher_128.safetensors"),
+        "--teacher",
+        help="Teacher weights (safetensors with config).",
+    ),
     data: Path = typer.Option(Path("data/shards/train_128.npz"), "--data"),
-    out: Path = typer.Option(Path("runs/student"), "--out", help="Run folder (resumes if a checkpoint is there)."),
-    width: float = typer.Option(0.5, "--width", help="Student width multiplier relative to the teacher."),
-    critic_from: Optional[Path] = typer.Option(None, "--critic-from", help="Compact teacher checkpoint folder to start D and the landmark critic from."),
-    identity_weights: Optional[Path] = typer.Option(None, "--identity-weights"),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Continue from a compact student checkpoint."),
-    export_compact: Optional[Path] = typer.Option(None, "--export-compact"),
+    out: Path = typer.Option(
+        Path("runs/student"), "--out", help="Run folder (resumes if a checkpoint is there)."
+    ),
+    width: float = typer.Option(
+        0.5, "--width", help="Student width multiplier relative to the teacher."
+    ),
+    critic_from: Path | None = typer.Option(
+        None,
+        "--critic-from",
+        help="Compact teacher checkpoint folder to start D and the landmark critic from.",
+    ),
+    identity_weights: Path | None = typer.Option(None, "--identity-weights"),
+    init_from: Path | None = typer.Option(
+        None, "--init-from", help="Continue from a compact student checkpoint."
+    ),
+    export_compact: Path | None = typer.Option(None, "--export-compact"),
     batch: int = typer.Option(128, "--batch"),
     max_seconds: float = typer.Option(540.0, "--max-seconds"),
     max_steps: int = typer.Option(1_000_000, "--max-steps"),
@@ -352,9 +645,18 @@ def compress_distill(
     from slimswap.train.teacher import TrainConfig
 
     cfg = TrainConfig(
-        data=str(data), out=str(out), identity_weights=str(identity_weights or ""), init_from=str(init_from or ""),
-        batch=batch, max_seconds=max_seconds, max_steps=max_steps, device=device, compile=compile, log_every=log_every,
+        data=str(data),
+        out=str(out),
+        identity_weights=str(identity_weights or ""),
+        init_from=str(init_from or ""),
+        batch=batch,
+        max_seconds=max_seconds,
+        max_steps=max_steps,
+        device=device,
+        compile=compile,
+        log_every=log_every,
     )
+    log_to_stderr()
     try:
         last = distill_student(cfg, teacher, width, critic_from, export_compact)
     except UserError as err:
@@ -364,17 +666,30 @@ def compress_distill(
 
 @eval_app.command("swapper")
 def eval_swapper(
-    modes: list[str] = typer.Option(["classic", "quality"], "--mode", "-m", help="Models to evaluate (repeat the option): a mode or an .onnx file."),
-    shards: list[Path] = typer.Option(
-        [Path("data/shards/test_128.npz"), Path("data/shards/deepface_128.npz")], "--shard", help="Held-out test shards."
+    modes: list[str] = typer.Option(
+        ["classic", "quality"],
+        "--mode",
+        "-m",
+        help="Models to evaluate (repeat the option): a mode, a model name or a .onnx/.safetensors file.",
     ),
-    pairs: int = typer.Option(500, "--pairs", help="(source, target) pairs of different identities per shard."),
+    shards: list[Path] = typer.Option(
+        [Path("data/shards/test_128.npz"), Path("data/shards/deepface_128.npz")],
+        "--shard",
+        help="Held-out test shards.",
+    ),
+    pairs: int = typer.Option(
+        500, "--pairs", help="(source, target) pairs of different identities per shard."
+    ),
     self_pairs: int = typer.Option(200, "--self", help="Crops for the self-swap PSNR/SSIM."),
-    out: Path = typer.Option(Path("benchmarks/eval"), "--out", help="Folder for eval.md, eval.json, eval_grid.png."),
+    out: Path = typer.Option(
+        Path("benchmarks/eval"), "--out", help="Folder for eval.md, eval.json, eval_grid.png."
+    ),
     device: str = typer.Option("cpu", "--device"),
     seed: int = typer.Option(0, "--seed"),
-    exclude_seen: Optional[Path] = typer.Option(
-        None, "--exclude-seen", help="Training shard of the evaluated models: drop any test identity it contains."
+    exclude_seen: Path | None = typer.Option(
+        None,
+        "--exclude-seen",
+        help="Training shard of the evaluated models: drop any test identity it contains.",
     ),
 ) -> None:
     """ID distance, retrieval, landmark NME and self-swap PSNR/SSIM, one markdown table."""
@@ -385,18 +700,23 @@ def eval_swapper(
     try:
         root = shared_data_dir()
         if root is None:
-            raise UserError("evaluation needs the face data in ../shared/data (or set SLIMSWAP_SHARED)")
+            raise UserError(
+                "evaluation needs the face data in ../shared/data (or set SLIMSWAP_SHARED)"
+            )
         results = []
         for mode in modes:
-            if mode.endswith(".onnx"):  # any exported generator, e.g. a pruned one
-                from slimswap.swap.neural import OnnxSwapper
-
-                swapper = OnnxSwapper(mode, name=Path(mode).stem, device=device)
-            else:
-                swapper = load_swapper(mode, device)
+            swapper = load_swapper(mode, device)  # a mode, a listed model or any exported file
             for shard in shards:
                 results.append(
-                    evaluate_swapper(swapper, shard, root, n_pairs=pairs, n_self=self_pairs, seed=seed, exclude_seen=exclude_seen)
+                    evaluate_swapper(
+                        swapper,
+                        shard,
+                        root,
+                        n_pairs=pairs,
+                        n_self=self_pairs,
+                        seed=seed,
+                        exclude_seen=exclude_seen,
+                    )
                 )
         command = "slimswap eval swapper " + " ".join(sys.argv[3:])
         report = save_report(results, out, command)
@@ -408,6 +728,7 @@ def eval_swapper(
 
 # ------------------------------------------------------------------ benchmarks, robustness, temporal (issue 6)
 
+
 def _swappers_for(modes: list[str], device: str) -> list:
     """One swapper per mode; no --mode means classic plus every installed learned mode."""
     from slimswap.swap.registry import available_modes, load_swapper
@@ -418,26 +739,62 @@ def _swappers_for(modes: list[str], device: str) -> list:
 
 @app.command()
 def bench(
-    modes: list[str] = typer.Option([], "--mode", "-m", help="Modes to measure (repeat); default: every available model and backend."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda adds fp16/bf16, torch.compile and CUDA-graph rows)."),
-    quick: bool = typer.Option(False, "--quick", help="Few repeats, small batch, bundled clip only (CI)."),
-    videos: list[Path] = typer.Option([], "--video", help="Extra videos for the end-to-end rows (default in full runs: a ../shared talking head)."),
-    out: Path = typer.Option(Path("benchmarks/bench"), "--out", help="Folder for bench-<device>.{json,md,png}."),
-    batch: int = typer.Option(0, "--batch", help="The large batch for throughput (default 64, quick 8)."),
-    max_frames: int = typer.Option(0, "--max-frames", help="Cut each video to its first N frames (0: whole video)."),
-    compile: bool = typer.Option(True, "--compile/--no-compile", help="CUDA torch models: also measure torch.compile and CUDA graphs."),
-    cold: bool = typer.Option(True, "--cold-start/--no-cold-start", help="Time a fresh `slimswap swap` process per mode."),
+    modes: list[str] = typer.Option(
+        [],
+        "--mode",
+        "-m",
+        help="Modes to measure (repeat); default: every available model and backend.",
+    ),
+    device: str = typer.Option(
+        "cpu",
+        "--device",
+        help="cpu or cuda (cuda adds fp16/bf16, torch.compile and CUDA-graph rows).",
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="Few repeats, small batch, bundled clip only (CI)."
+    ),
+    videos: list[Path] = typer.Option(
+        [],
+        "--video",
+        help="Extra videos for the end-to-end rows (default in full runs: a ../shared talking head).",
+    ),
+    out: Path = typer.Option(
+        Path("benchmarks/bench"), "--out", help="Folder for bench-<device>.{json,md,png}."
+    ),
+    batch: int = typer.Option(
+        0, "--batch", help="The large batch for throughput (default 64, quick 8)."
+    ),
+    max_frames: int = typer.Option(
+        0, "--max-frames", help="Cut each video to its first N frames (0: whole video)."
+    ),
+    compile: bool = typer.Option(
+        True,
+        "--compile/--no-compile",
+        help="CUDA torch models: also measure torch.compile and CUDA graphs.",
+    ),
+    cold: bool = typer.Option(
+        True, "--cold-start/--no-cold-start", help="Time a fresh `slimswap swap` process per mode."
+    ),
 ) -> None:
     """Latency, throughput, load time, cold start, end-to-end fps per stage and peak memory."""
     from slimswap.evaluate.bench import BenchConfig, run_bench
     from slimswap.evaluate.report import command_line
 
     cfg = BenchConfig(
-        modes=tuple(modes), device=device, quick=quick, videos=tuple(videos), out=out, batch=batch,
-        max_frames=max_frames, compile=compile, cold_start=cold,
+        modes=tuple(modes),
+        device=device,
+        quick=quick,
+        videos=tuple(videos),
+        out=out,
+        batch=batch,
+        max_frames=max_frames,
+        compile=compile,
+        cold_start=cold,
     )
     try:
-        _, paths = run_bench(cfg, command_line(), progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+        _, paths = run_bench(
+            cfg, command_line(), progress=lambda msg: console.print(f"[dim]{msg}[/]")
+        )
     except UserError as err:
         fail(str(err))
     print(paths["md"].read_text().split("\n![")[0])
@@ -446,13 +803,36 @@ def bench(
 
 @eval_app.command("robustness")
 def eval_robustness(
-    modes: list[str] = typer.Option([], "--mode", "-m", help="Models to evaluate (repeat); default: classic and every installed mode."),
-    shard: Path = typer.Option(Path("data/shards/test_128.npz"), "--shard", help="Held-out test shard (its photos are read from ../shared/data)."),
-    faces: Optional[Path] = typer.Option(None, "--faces", help="Instead of a shard: a folder of <identity>/<photo> analysed on the fly."),
-    max_photos: int = typer.Option(40, "--max-photos", help="With --faces: photos to analyse (round-robin over identities)."),
+    modes: list[str] = typer.Option(
+        [],
+        "--mode",
+        "-m",
+        help="Models to evaluate (repeat); default: classic and every installed mode.",
+    ),
+    shard: Path = typer.Option(
+        Path("data/shards/test_128.npz"),
+        "--shard",
+        help="Held-out test shard (its photos are read from ../shared/data).",
+    ),
+    faces: Path | None = typer.Option(
+        None,
+        "--faces",
+        help="Instead of a shard: a folder of <identity>/<photo> analysed on the fly.",
+    ),
+    max_photos: int = typer.Option(
+        40, "--max-photos", help="With --faces: photos to analyse (round-robin over identities)."
+    ),
     pairs: int = typer.Option(100, "--pairs", help="(source, target) pairs per subset."),
-    upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for the targets (the swap command's default is 0)."),
-    out: Path = typer.Option(Path("benchmarks/eval"), "--out", help="Folder for robustness.{json,md,png} and robustness_grid.png."),
+    upsample: int = typer.Option(
+        0,
+        "--upsample",
+        help="Detector upsampling for the targets (the swap command's default is 0).",
+    ),
+    out: Path = typer.Option(
+        Path("benchmarks/eval"),
+        "--out",
+        help="Folder for robustness.{json,md,png} and robustness_grid.png.",
+    ),
     device: str = typer.Option("cpu", "--device"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
@@ -473,17 +853,33 @@ def eval_robustness(
         else:
             root = shared_data_dir()
             if root is None:
-                raise UserError("the test shard's photos live in ../shared/data (or set SLIMSWAP_SHARED); or pass --faces DIR")
+                raise UserError(
+                    "the test shard's photos live in ../shared/data (or set SLIMSWAP_SHARED); or pass --faces DIR"
+                )
             face_set = robustness.face_set_from_shard(shard, root)
         swappers = _swappers_for(modes, device)
         params = robustness.TransformParams()
         run = robustness.evaluate_robustness(
-            swappers, face_set, n=pairs, seed=seed, upsample=upsample, params=params, analyser=analyser,
+            swappers,
+            face_set,
+            n=pairs,
+            seed=seed,
+            upsample=upsample,
+            params=params,
+            analyser=analyser,
             progress=sys.stderr.isatty(),
         )
-        config = {"pairs": pairs, "seed": seed, "upsample": upsample, "test_set": face_set.name,
-                  "faces": len(face_set), "transforms": asdict(params)}
-        paths = robustness.save_robustness_report(run, out, command_line(), environment(device), config)
+        config = {
+            "pairs": pairs,
+            "seed": seed,
+            "upsample": upsample,
+            "test_set": face_set.name,
+            "faces": len(face_set),
+            "transforms": asdict(params),
+        }
+        paths = robustness.save_robustness_report(
+            run, out, command_line(), environment(device), config
+        )
     except UserError as err:
         fail(str(err))
     print(robustness.markdown_table(run.results))
@@ -492,12 +888,25 @@ def eval_robustness(
 
 @eval_app.command("temporal")
 def eval_temporal(
-    modes: list[str] = typer.Option([], "--mode", "-m", help="Models to evaluate (repeat); default: classic and every installed mode."),
-    video: Optional[Path] = typer.Option(None, "--video", help="Talking-head video to swap (default: the bundled examples/clip.mp4)."),
-    source: Optional[Path] = typer.Option(None, "--source", "-s", help="Face to put in (default: examples/grace_hopper.jpg)."),
+    modes: list[str] = typer.Option(
+        [],
+        "--mode",
+        "-m",
+        help="Models to evaluate (repeat); default: classic and every installed mode.",
+    ),
+    video: Path | None = typer.Option(
+        None, "--video", help="Talking-head video to swap (default: the bundled examples/clip.mp4)."
+    ),
+    source: Path | None = typer.Option(
+        None, "--source", "-s", help="Face to put in (default: examples/grace_hopper.jpg)."
+    ),
     every: int = typer.Option(10, "--every", help="Measure the ID distance every N frames."),
-    max_frames: int = typer.Option(0, "--max-frames", help="Use only the first N frames (0: whole video)."),
-    out: Path = typer.Option(Path("benchmarks/eval"), "--out", help="Folder for temporal.{json,md,png}."),
+    max_frames: int = typer.Option(
+        0, "--max-frames", help="Use only the first N frames (0: whole video)."
+    ),
+    out: Path = typer.Option(
+        Path("benchmarks/eval"), "--out", help="Folder for temporal.{json,md,png}."
+    ),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Flicker of the swapped face vs the original video (target <= 1.5x) and ID distance over time."""
@@ -510,9 +919,18 @@ def eval_temporal(
         if max_frames < 0:
             raise UserError("--max-frames must be 0 (whole video) or positive")
         swappers = _swappers_for(modes, device)
-        results = temporal.evaluate_temporal(swappers, video, source, every=every, max_frames=max_frames)
-        config = {"video": str(video), "source": str(source), "every": every, "max_frames": max_frames}
-        paths = temporal.save_temporal_report(results, out, command_line(), environment(device), config)
+        results = temporal.evaluate_temporal(
+            swappers, video, source, every=every, max_frames=max_frames
+        )
+        config = {
+            "video": str(video),
+            "source": str(source),
+            "every": every,
+            "max_frames": max_frames,
+        }
+        paths = temporal.save_temporal_report(
+            results, out, command_line(), environment(device), config
+        )
     except UserError as err:
         fail(str(err))
     print(temporal.markdown_table(results))
@@ -521,14 +939,18 @@ def eval_temporal(
 
 # ------------------------------------------------------------------ provenance, batch jobs, web UI (issue 7)
 
-job_app = typer.Typer(help="Inspect and retry the jobs of a `slimswap batch`.", no_args_is_help=True)
+job_app = typer.Typer(
+    help="Inspect and retry the jobs of a `slimswap batch`.", no_args_is_help=True
+)
 app.add_typer(job_app, name="job")
 
 
 @app.command()
 def verify(
     file: Path = typer.Argument(..., help="Image or video to check."),
-    frames: int = typer.Option(12, "--frames", help="Video: how many evenly spaced frames to check."),
+    frames: int = typer.Option(
+        12, "--frames", help="Video: how many evenly spaced frames to check."
+    ),
 ) -> None:
     """Report whether FILE carries slimswap's metadata label and invisible watermark.
 
@@ -545,57 +967,65 @@ def verify(
     print("\n".join(report.lines()))
 
 
-def _job_settings(mode, device, face_selector, reference, mask, blend, detect_every, upsample, no_color, no_label, overwrite):
-    from slimswap.jobs import JobSettings
-
-    settings = JobSettings(
-        mode=mode, device=device, face_selector=face_selector, reference=str(reference.resolve()) if reference else None,
-        masks=[m.strip() for m in mask.split(",") if m.strip()], blend=blend, color_correction=not no_color,
-        upsample=upsample, detect_every=detect_every, overwrite=overwrite, label=not no_label,
-    )
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda, got {device!r}")
-    settings.options().check()
-    return settings
-
-
 def _print_job(job) -> None:
     if job.status == "done":
-        console.print(f"[green]done[/]   {job.id}  {job.output}  ({job.seconds:.1f}s)", highlight=False)
+        console.print(
+            f"[green]done[/]   {job.id}  {job.output}  ({job.seconds:.1f}s)", highlight=False
+        )
     else:
-        console.print(f"[red]failed[/] {job.id}  {Path(job.source).name} -> {Path(job.target).name}: {job.reason}", highlight=False)
+        console.print(
+            f"[red]failed[/] {job.id}  {Path(job.source).name} -> {Path(job.target).name}: {job.reason}",
+            highlight=False,
+        )
 
 
-def _run_jobs(queue) -> None:
-    from slimswap.jobs import run_queue
+def _run_jobs(queue, swappers: dict | None = None) -> None:
+    """Run the queue; the models its jobs need are loaded (and hash-checked) first, so a
+    damaged model file stops the run with one line and exit code 2 before any job fails."""
+    from slimswap.jobs import queued_models, run_queue
+    from slimswap.swap.registry import load_swapper
 
-    summary = run_queue(queue, on_job=_print_job)
+    swappers = dict(swappers or {})
+    for key in queued_models(queue) - set(swappers):
+        swappers[key] = load_swapper(*key)
+    summary = run_queue(queue, on_job=_print_job, swappers=swappers)
     console.print(
         f"{summary.done} done, {summary.failed} failed, {summary.skipped} already done before "
-        f"in {summary.seconds:.1f}s; jobs in {queue.folder}", highlight=False,
+        f"in {summary.seconds:.1f}s; jobs in {queue.folder}",
+        highlight=False,
     )
     if summary.failed:
-        console.print(f"see why with `slimswap job list {queue.folder} --status failed`; retry with `slimswap job retry {queue.folder}`", highlight=False)
+        console.print(
+            f"see why with `slimswap job list {queue.folder} --status failed`; retry with `slimswap job retry {queue.folder}`",
+            highlight=False,
+        )
         raise typer.Exit(1)
 
 
 @app.command()
+@options_from(JobSettings)
 def batch(
-    sources: list[str] = typer.Option(..., "--source", "-s", help="Source face image or glob (quote it: 'faces/*.jpg'); repeatable."),
-    targets: list[str] = typer.Option(..., "--target", "-t", help="Target image/video or glob; repeatable."),
-    out_dir: Path = typer.Option(..., "--out-dir", "-o", help="Folder for the outputs (created); the job queue goes in OUT_DIR/.slimswap-jobs."),
-    name: str = typer.Option("{source}_{target}{ext}", "--name", help="Output file name: {source}, {target} (stems), {index} (1-based, e.g. {index:04d}), {ext} (target's)."),
-    mode: str = typer.Option("auto", "--mode", "-m", help="quality, lite, classic or auto."),
-    face_selector: str = typer.Option("one", "--face-selector", help="one, many or reference."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="Photo of the person to replace, for --face-selector reference."),
-    mask: str = typer.Option("box,area", "--mask", help="box, area or box,area."),
-    blend: str = typer.Option("feather", "--blend", help="feather or poisson."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    detect_every: int = typer.Option(5, "--detect-every", help="Video: detector every N frames."),
-    upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces."),
-    no_color: bool = typer.Option(False, "--no-color-correction", help="Keep the swap's own colours."),
-    no_label: bool = typer.Option(False, "--no-label", help="Leave out the metadata label (the invisible watermark stays)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
+    sources: list[str] = typer.Option(
+        ...,
+        "--source",
+        "-s",
+        help="Source face image or glob (quote it: 'faces/*.jpg'); repeatable.",
+    ),
+    targets: list[str] = typer.Option(
+        ..., "--target", "-t", help="Target image/video or glob; repeatable."
+    ),
+    out_dir: Path = typer.Option(
+        ...,
+        "--out-dir",
+        "-o",
+        help="Folder for the outputs (created); the job queue goes in OUT_DIR/.slimswap-jobs.",
+    ),
+    name: str = typer.Option(
+        "{source}_{target}{ext}",
+        "--name",
+        help="Output file name: {source}, {target} (stems), {index} (1-based, e.g. {index:04d}), {ext} (target's).",
+    ),
+    settings: JobSettings | None = None,
 ) -> None:
     """Swap every SOURCE into every TARGET as a resumable queue of jobs.
 
@@ -603,25 +1033,38 @@ def batch(
     (the others' outputs are kept), 2 if the batch could not start.
     """
     from slimswap.jobs import JOBS_DIRNAME, JobQueue, batch_outputs, enqueue, plan_batch
+    from slimswap.swap.registry import load_swapper
 
     try:
-        settings = _job_settings(mode, device, face_selector, reference, mask, blend, detect_every, upsample, no_color, no_label, overwrite)
+        if settings.reference is not None:  # the job files outlive the current directory
+            settings.reference = settings.reference.resolve()
+        settings.check()
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--out-dir {out_dir} is a file; give a folder")
         queue = JobQueue(out_dir / JOBS_DIRNAME)
-        planned = plan_batch(sources, targets, out_dir, name, settings, exclude=batch_outputs(queue))
+        planned = plan_batch(
+            sources, targets, out_dir, name, settings, exclude=batch_outputs(queue)
+        )
+        swapper = load_swapper(settings.mode, settings.device)  # a bad model stops it here
         out_dir.mkdir(parents=True, exist_ok=True)
         added, known = enqueue(queue, planned)
-        console.print(f"{len(planned)} jobs ({added} new, {known} from an earlier run) in {queue.folder}", highlight=False)
-        _run_jobs(queue)
+        console.print(
+            f"{len(planned)} jobs ({added} new, {known} from an earlier run) in {queue.folder}",
+            highlight=False,
+        )
+        _run_jobs(queue, {(settings.mode, settings.device): swapper})
     except UserError as err:
         fail(str(err))
 
 
 @job_app.command("list")
 def job_list(
-    folder: Path = typer.Argument(..., help="The batch's output folder (or its .slimswap-jobs folder)."),
-    status: Optional[str] = typer.Option(None, "--status", help="Only jobs with this status: queued, running, done, failed."),
+    folder: Path = typer.Argument(
+        ..., help="The batch's output folder (or its .slimswap-jobs folder)."
+    ),
+    status: str | None = typer.Option(
+        None, "--status", help="Only jobs with this status: queued, running, done, failed."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the jobs as JSON."),
 ) -> None:
     """List a batch's jobs with their status and, for failed ones, why."""
@@ -644,8 +1087,14 @@ def job_list(
     for j in jobs:
         colour = {"done": "green", "failed": "red", "running": "yellow"}.get(j.status, "")
         table.add_row(
-            j.id, str(j.index), f"[{colour}]{j.status}[/]" if colour else j.status, Path(j.source).name,
-            Path(j.target).name, Path(j.output).name, f"{j.seconds:.1f}" if j.seconds is not None else "", j.reason,
+            j.id,
+            str(j.index),
+            f"[{colour}]{j.status}[/]" if colour else j.status,
+            Path(j.source).name,
+            Path(j.target).name,
+            Path(j.output).name,
+            f"{j.seconds:.1f}" if j.seconds is not None else "",
+            j.reason,
         )
     Console(width=None if sys.stdout.isatty() else 200).print(table)  # piped: no folding at 80
     counts = {s: sum(j.status == s for j in jobs) for s in STATUSES}
@@ -654,8 +1103,12 @@ def job_list(
 
 @job_app.command("retry")
 def job_retry(
-    folder: Path = typer.Argument(..., help="The batch's output folder (or its .slimswap-jobs folder)."),
-    ids: list[str] = typer.Argument(None, help="Job ids (or unique prefixes) to retry; default: every failed job."),
+    folder: Path = typer.Argument(
+        ..., help="The batch's output folder (or its .slimswap-jobs folder)."
+    ),
+    ids: list[str] = typer.Argument(
+        None, help="Job ids (or unique prefixes) to retry; default: every failed job."
+    ),
 ) -> None:
     """Queue failed jobs again and run the queue (with each job's original settings)."""
     from slimswap.jobs import JobQueue, retry
@@ -672,7 +1125,9 @@ def job_retry(
 
 @app.command()
 def ui(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to serve on; the default keeps it on this machine."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to serve on; the default keeps it on this machine."
+    ),
     port: int = typer.Option(7860, "--port", help="TCP port."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
@@ -685,7 +1140,9 @@ def ui(
         except ModuleNotFoundError as err:
             if err.name != "gradio":
                 raise
-            raise UserError("the web UI needs gradio: pip install 'slimswap[ui]' (or pip install 'gradio>=6,<7')") from None
+            raise UserError(
+                "the web UI needs gradio: pip install 'slimswap[ui]' (or pip install 'gradio>=6,<7')"
+            ) from None
         launch(host=host, port=port, device=device)
     except UserError as err:
         fail(str(err))

@@ -29,7 +29,9 @@ from pathlib import Path
 
 from slimswap.errors import UserError
 from slimswap.face.analyser import FaceAnalyser
-from slimswap.pipeline import SwapOptions, swap_file
+from slimswap.files import atomic_write, remove_stale_temps
+from slimswap.options import JobSettings
+from slimswap.pipeline import swap_file
 from slimswap.swap.base import Swapper
 
 log = logging.getLogger(__name__)
@@ -37,46 +39,7 @@ log = logging.getLogger(__name__)
 JOBS_DIRNAME = ".slimswap-jobs"
 STATUSES = ("queued", "running", "done", "failed")
 PLACEHOLDERS = ("source", "target", "index", "ext")
-DEFAULT_NAME = "{source}_{target}{ext}"
 MAX_ATTEMPTS = 2  # a job found "running" this many times killed its process each time
-
-
-@dataclass
-class JobSettings:
-    """What `swap` would be given: the model and the SwapOptions fields, JSON-friendly."""
-
-    mode: str = "auto"
-    device: str = "cpu"
-    face_selector: str = "one"
-    reference: str | None = None
-    masks: list[str] = field(default_factory=lambda: ["box", "area"])
-    blend: str = "feather"
-    color_correction: bool = True
-    upsample: int = 0
-    detect_every: int = 5
-    batch_size: int = 16
-    overwrite: bool = False
-    label: bool = True
-
-    def options(self) -> SwapOptions:
-        return SwapOptions(
-            face_selector=self.face_selector,
-            reference=Path(self.reference) if self.reference else None,
-            masks=tuple(self.masks),
-            blend=self.blend,
-            color_correction=self.color_correction,
-            upsample=self.upsample,
-            detect_every=self.detect_every,
-            batch_size=self.batch_size,
-            overwrite=self.overwrite,
-            progress=False,
-            label=self.label,
-        )
-
-    @classmethod
-    def from_json(cls, data: dict) -> JobSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -97,7 +60,7 @@ class Job:
     seconds: float | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "settings": self.settings.to_json()}
 
     @classmethod
     def from_json(cls, data: dict) -> Job:
@@ -112,6 +75,11 @@ def job_id(source: Path, target: Path, output: Path) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
+def _job_files(folder: Path) -> list[Path]:
+    """`<id>.json` files; hidden ones are temporaries of a write in progress (or killed)."""
+    return [p for p in folder.glob("*.json") if not p.name.startswith(".")]
+
+
 class JobQueue:
     """The jobs folder: `<id>.json` files, written atomically, and a lock for the runner."""
 
@@ -123,7 +91,7 @@ class JobQueue:
         """The queue for an output folder (or the jobs folder itself)."""
         path = Path(path)
         for candidate in (path / JOBS_DIRNAME, path):
-            if candidate.is_dir() and any(candidate.glob("*.json")):
+            if candidate.is_dir() and any(_job_files(candidate)):
                 return cls(candidate)
         raise UserError(
             f"no batch jobs in {path}; start a batch with `slimswap batch ... -o {path}`"
@@ -134,9 +102,8 @@ class JobQueue:
 
     def save(self, job: Job) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{job.id}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(job.to_json(), indent=1) + "\n")
-        os.replace(tmp, self.path(job.id))
+        with atomic_write(self.path(job.id)) as tmp:
+            tmp.write_text(json.dumps(job.to_json(), indent=1) + "\n")
 
     def load(self, job_id: str) -> Job:
         path = self.path(job_id)
@@ -151,7 +118,7 @@ class JobQueue:
         if not self.folder.is_dir():
             return []
         return sorted(
-            (self.load(p.stem) for p in self.folder.glob("*.json")), key=lambda j: (j.index, j.id)
+            (self.load(p.stem) for p in _job_files(self.folder)), key=lambda j: (j.index, j.id)
         )
 
     def select(self, ids: list[str]) -> list[Job]:
@@ -296,12 +263,14 @@ def _default_loader(mode: str, device: str) -> Swapper:
 def recover_interrupted(queue: JobQueue) -> list[Job]:
     """Jobs left "running" by a run that died: done if their output was completed (the
     pipeline renames it into place only when whole), else queued again; failed after
-    MAX_ATTEMPTS deaths so one poisonous input cannot stall the batch forever."""
+    MAX_ATTEMPTS deaths so one poisonous input cannot stall the batch forever. The dead
+    run's temporary output file (it had no chance to delete it) goes either way."""
     changed = []
     for job in queue.jobs():
         if job.status != "running":
             continue
         out = Path(job.output)
+        remove_stale_temps(out)  # the dead run's half-written output
         if out.is_file() and job.started is not None and out.stat().st_mtime >= job.started - 1:
             job.status, job.reason, job.finished = (
                 "done",
@@ -318,16 +287,30 @@ def recover_interrupted(queue: JobQueue) -> list[Job]:
     return changed
 
 
+def queued_models(queue: JobQueue) -> set[tuple[str, str]]:
+    """(mode, device) of every job that a run would start (queued, or left running)."""
+    return {
+        (j.settings.mode, j.settings.device)
+        for j in queue.jobs()
+        if j.status in ("queued", "running")
+    }
+
+
 def run_queue(
     queue: JobQueue,
     on_job: Callable[[Job], None] | None = None,
     load: SwapperLoader = _default_loader,
     analyser: FaceAnalyser | None = None,
+    swappers: dict[tuple[str, str], Swapper] | None = None,
 ) -> QueueSummary:
-    """Run every queued job in order; done and failed jobs are left as they are."""
+    """Run every queued job in order; done and failed jobs are left as they are.
+
+    swappers: already loaded swappers by (mode, device); the others are loaded with `load`
+    when a job first needs them (a model that cannot load fails that job, with the reason).
+    """
     start = time.perf_counter()
     summary = QueueSummary()
-    swappers: dict[tuple[str, str], Swapper] = {}
+    swappers = dict(swappers or {})
     analysers: dict[int, FaceAnalyser] = {}
     with queue.lock():
         recover_interrupted(queue)
@@ -360,8 +343,7 @@ def _run_one(
     t = time.perf_counter()
     try:
         settings = job.settings
-        options = settings.options()
-        options.check()
+        settings.check()
         key = (settings.mode, settings.device)
         if key not in swappers:
             swappers[key] = load(settings.mode, settings.device)
@@ -374,7 +356,7 @@ def _run_one(
             Path(job.target),
             Path(job.output),
             swappers[key],
-            options,
+            settings.options(),
             face_analyser,
         )
         job.status = "done"

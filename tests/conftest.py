@@ -13,6 +13,14 @@ from slimswap.face.analyser import FaceAnalyser
 from slimswap.paths import shared_data_dir
 
 
+def pytest_report_header(config) -> str:
+    """The CPU and its INT8 features head every run: INT8 results depend on them."""
+    from slimswap.evaluate.report import cpu_features, cpu_name
+
+    flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in cpu_features().items())
+    return f"cpu: {cpu_name()} ({flags})"
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (or $SLIMSWAP_SHARED/data); tests needing real faces skip without it."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,8 @@ CLIP = EXAMPLES_DIR / "clip.mp4"
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=600, check=False,
     )
 
 
@@ -77,7 +77,7 @@ def test_image_swap_classic_writes_labelled_png(tmp_path):
     from slimswap.face.analyser import FaceAnalyser, embedding_distance
 
     fa = FaceAnalyser()
-    emb = lambda img: fa.embed(img, fa.detect(img)[0]).embedding  # noqa: E731
+    emb = lambda img: fa.embed(img, fa.detect(img)[0]).embedding
     source = emb(media.read_image(FACE))
     assert embedding_distance(emb(result), source) < embedding_distance(emb(original), source)
     assert media.read_image_metadata(out).get("slimswap:synthetic") == "true"

@@ -44,6 +44,9 @@ class CountingSwapper:
         self.calls = 0
         self.fail_on, self.error = fail_on, error
 
+    def blend_masks(self, target_landmarks, size):
+        return self.inner.blend_masks(target_landmarks, size)
+
     def swap(self, crops, identity, target_landmarks=None):
         self.calls += 1
         if self.calls == self.fail_on:
@@ -301,3 +304,49 @@ def test_killed_batch_resumes(tmp_path, targets):
         assert media.read_image(job.output).shape == media.read_image(ASTRONAUT).shape
     skipped = int(re.search(r"(\d+) already done", again.stderr).group(1))
     assert len(done_before) <= skipped < 3
+
+
+@pytest.mark.slow
+def test_batch_killed_mid_video_resumes_with_retry_and_leaves_no_temporary(tmp_path):
+    """SIGKILL while the video's output is half written: `job retry` finishes it, and the dead
+    run's `.NAME.PID-HASH.tmp.mp4` does not stay behind in the output folder."""
+    out = tmp_path / "out"
+    args = [
+        "batch",
+        "-s",
+        str(HOPPER),
+        "-t",
+        str(EXAMPLES_DIR / "clip.mp4"),
+        "-o",
+        str(out),
+        "--mode",
+        "classic",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slimswap.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 180
+    try:
+        while time.time() < deadline and not list(out.glob(".grace_hopper_clip.*.tmp.mp4")):
+            time.sleep(0.05)
+        time.sleep(0.5)  # some frames into the video
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    orphans = list(out.glob(".*.tmp*"))
+    assert orphans, "the video's temporary output did not appear within 180 s"
+    (job,) = queue_for(out).jobs()
+    assert job.status == "running" and not Path(job.output).exists()
+
+    again = run_cli("job", "retry", out)
+    assert again.returncode == 0, again.stderr
+    (job,) = queue_for(out).jobs()
+    assert job.status == "done"
+    assert (
+        media.probe_video(job.output).frame_count
+        == media.probe_video(EXAMPLES_DIR / "clip.mp4").frame_count
+    )
+    assert [p.name for p in out.iterdir() if p.name != JOBS_DIRNAME] == ["grace_hopper_clip.mp4"]
+    assert not list((out / JOBS_DIRNAME).glob(".*"))

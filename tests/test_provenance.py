@@ -65,7 +65,7 @@ def reencode_h264(src: Path, dst: Path, crf: int) -> None:
 def swapped_png(tmp_path_factory, analyser: FaceAnalyser) -> Path:
     out = tmp_path_factory.mktemp("prov") / "swap.png"
     swap_file(
-        HOPPER, ASTRONAUT, out, load_swapper("classic"), SwapOptions(progress=False), analyser
+        HOPPER, ASTRONAUT, out, load_swapper("classic"), SwapOptions(), analyser
     )
     return out
 
@@ -128,7 +128,7 @@ def test_watermark_survives_h264_reencode_of_swapped_video(tmp_path, analyser):
         writer.write(next(media.read_frames(CLIP, 30)))
     swapped = tmp_path / "swapped.mp4"
     report = swap_file(
-        HOPPER, short, swapped, load_swapper("classic"), SwapOptions(progress=False), analyser
+        HOPPER, short, swapped, load_swapper("classic"), SwapOptions(), analyser
     )
     assert report.frames == 30 and report.frames_swapped > 20
     assert verify_file(swapped).label_present
@@ -147,7 +147,7 @@ def test_label_opt_out_keeps_the_watermark(tmp_path, analyser):
         ASTRONAUT,
         out,
         load_swapper("classic"),
-        SwapOptions(progress=False, label=False),
+        SwapOptions(label=False),
         analyser,
     )
     report = verify_file(out)

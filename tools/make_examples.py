@@ -22,6 +22,7 @@ import matplotlib.cbook
 import numpy as np
 import skimage.data
 
+from slimswap.files import atomic_write
 from slimswap.media import SWSCALE_FLAGS, probe_video, read_frames, read_image, write_image
 from slimswap.paths import EXAMPLES_DIR, shared_data_dir
 
@@ -52,7 +53,8 @@ def _source_audio(src: av.container.InputContainer, start: int, stop: int) -> np
 
 
 def make_clip(source: Path, out_path: Path) -> None:
-    tmp = out_path.with_name(f".{out_path.stem}.tmp{out_path.suffix}")
+    target = atomic_write(out_path)  # a killed run's temporary is removed by the next one
+    tmp = target.path
     with av.open(str(source)) as src:
         vin, ain = src.streams.video[0], src.streams.audio[0]
         fps = Fraction(vin.average_rate)
@@ -97,7 +99,7 @@ def make_clip(source: Path, out_path: Path) -> None:
             frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
             out.mux(aout.encode(frame))
         out.mux(aout.encode(None))
-    tmp.replace(out_path)
+    target.commit()
 
 
 def check(out_dir: Path) -> bool:

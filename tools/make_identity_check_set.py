@@ -6,7 +6,6 @@ The output holds face data from ../shared: keep it out of git (.carry/ is ignore
 """
 
 import sys
-from pathlib import Path
 
 import numpy as np
 

@@ -7,12 +7,13 @@ keeping inputs/outputs in fp32 so callers never change.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from slimswap.files import atomic_write
 
 
 def to_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
@@ -22,15 +23,18 @@ def to_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
     model = model.float().eval().cpu()
     x = torch.zeros(1, 3, res, res).uniform_(-1, 1)
     e = torch.randn(1, 128)
-    tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():
+    with atomic_write(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (x, e), str(tmp), input_names=["target", "identity"], output_names=["swap"],
+            model,
+            (x, e),
+            str(tmp),
+            input_names=["target", "identity"],
+            output_names=["swap"],
             dynamic_axes={"target": {0: "n"}, "identity": {0: "n"}, "swap": {0: "n"}},
-            opset_version=opset, dynamo=False,
+            opset_version=opset,
+            dynamo=False,
         )
-    os.replace(tmp, path)
     return path
 
 
@@ -41,20 +45,23 @@ def to_fp16(src: str | Path, dst: str | Path) -> Path:
 
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     dst = Path(dst)
-    tmp = dst.with_name(dst.name + ".tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, dst)
+    with atomic_write(dst) as tmp:
+        onnx.save(model, str(tmp))
     return dst
 
 
-def run_onnx(path: str | Path, target: np.ndarray, identity: np.ndarray, threads: int | None = None) -> np.ndarray:
+def run_onnx(
+    path: str | Path, target: np.ndarray, identity: np.ndarray, threads: int | None = None
+) -> np.ndarray:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, {"target": target.astype(np.float32), "identity": identity.astype(np.float32)})[0]
+    return sess.run(
+        None, {"target": target.astype(np.float32), "identity": identity.astype(np.float32)}
+    )[0]
 
 
 def psnr_pm1(a: np.ndarray, b: np.ndarray) -> float:
@@ -63,7 +70,9 @@ def psnr_pm1(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
 
 
-def validate(model: torch.nn.Module, onnx_path: str | Path, target: np.ndarray, identity: np.ndarray) -> dict:
+def validate(
+    model: torch.nn.Module, onnx_path: str | Path, target: np.ndarray, identity: np.ndarray
+) -> dict:
     """Max abs error and PSNR of the ONNX output against torch fp32 on the same inputs."""
     with torch.no_grad():
         ref = model.float().eval()(torch.from_numpy(target), torch.from_numpy(identity)).numpy()

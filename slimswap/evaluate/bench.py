@@ -24,18 +24,19 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
-from slimswap import media
 from slimswap.errors import UserError
 from slimswap.evaluate import report
 from slimswap.face.align import align, transform_points
-from slimswap.face.analyser import FaceAnalyser
 from slimswap.paths import EXAMPLES_DIR, shared_data_dir
 from slimswap.swap.base import SourceIdentity, Swapper
-from slimswap.swap.registry import MODES, ModelEntry, read_manifest, resolve_mode
+from slimswap.swap.registry import SWAP_MODES, ModelEntry, load_swapper, read_manifest, resolve_mode
+
+if TYPE_CHECKING:
+    from slimswap.face.analyser import FaceAnalyser
 
 STAGES = ("decode", "detect", "landmarks", "align", "swap", "paste", "encode")
 BUNDLED_CLIP = EXAMPLES_DIR / "clip.mp4"
@@ -66,10 +67,26 @@ class BenchConfig:
     def plan(self) -> dict:
         """Repeat counts; time budgets stop slow CPU variants early (never below MIN_REPEATS)."""
         if self.quick:
-            return {"warmup": 1, "repeats_1": 10, "budget_1": 2.0, "repeats_b": 3, "budget_b": 3.0,
-                    "loads": 1, "cold_runs": 1, "crop_frames": 4}
-        return {"warmup": 3, "repeats_1": 100, "budget_1": 20.0, "repeats_b": 20, "budget_b": 30.0,
-                "loads": 3, "cold_runs": 3, "crop_frames": 16}
+            return {
+                "warmup": 1,
+                "repeats_1": 10,
+                "budget_1": 2.0,
+                "repeats_b": 3,
+                "budget_b": 3.0,
+                "loads": 1,
+                "cold_runs": 1,
+                "crop_frames": 4,
+            }
+        return {
+            "warmup": 3,
+            "repeats_1": 100,
+            "budget_1": 20.0,
+            "repeats_b": 20,
+            "budget_b": 30.0,
+            "loads": 3,
+            "cold_runs": 3,
+            "crop_frames": 16,
+        }
 
     def check(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -78,10 +95,12 @@ class BenchConfig:
             import torch
 
             if not torch.cuda.is_available():
-                raise UserError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-        bad = [m for m in self.modes if m not in MODES]
+                raise UserError(
+                    "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
+                )
+        bad = [m for m in self.modes if m not in SWAP_MODES]
         if bad:
-            raise UserError(f"unknown --mode {bad[0]!r}; choose from {', '.join(MODES)}")
+            raise UserError(f"unknown --mode {bad[0]!r}; choose from {', '.join(SWAP_MODES)}")
         if self.batch < 0 or self.max_frames < 0:
             raise UserError("--batch and --max-frames must be 0 (default) or positive")
         for p in (self.source, *self.videos):
@@ -100,6 +119,13 @@ class Variant:
     precision: str  # fp32 | fp16 | bf16 | what the exported file holds
     compile: str = "none"  # none | compile | cudagraphs
     entry: str = ""  # models/MANIFEST name; "" for classic
+
+    def load(self) -> Swapper:
+        """The swapper this row measures, built (and hash-checked) by registry.load_swapper."""
+        if self.backend == "numpy":
+            return load_swapper("classic", "cpu")
+        precision = self.precision if self.backend == "torch" else "auto"
+        return load_swapper(self.entry, self.device, precision, self.compile)
 
 
 # ----------------------------------------------------------------------------- which rows
@@ -120,13 +146,20 @@ def variants(cfg: BenchConfig) -> list[Variant]:
     for e in read_manifest():
         if (wanted and e.mode not in wanted) or not e.path.is_file():
             continue
-        prec = str(e.raw.get("precision", "fp32"))
         if e.backend == "onnx":
-            out.append(Variant(f"{e.name} onnx cpu", e.mode, "onnx", "cpu", prec, entry=e.name))
+            out.append(
+                Variant(f"{e.name} onnx cpu", e.mode, "onnx", "cpu", e.precision, entry=e.name)
+            )
             if cfg.device == "cuda" and _onnx_has_cuda():
-                out.append(Variant(f"{e.name} onnx cuda", e.mode, "onnx", "cuda", prec, entry=e.name))
+                out.append(
+                    Variant(
+                        f"{e.name} onnx cuda", e.mode, "onnx", "cuda", e.precision, entry=e.name
+                    )
+                )
         elif cfg.device == "cpu":
-            out.append(Variant(f"{e.name} torch cpu fp32", e.mode, "torch", "cpu", "fp32", entry=e.name))
+            out.append(
+                Variant(f"{e.name} torch cpu fp32", e.mode, "torch", "cpu", "fp32", entry=e.name)
+            )
         else:
             combos = [("fp16", "none"), ("bf16", "none")]
             if cfg.compile:
@@ -147,71 +180,6 @@ def _entry(name: str) -> ModelEntry:
     return next(e for e in read_manifest() if e.name == name)
 
 
-class GpuTorchSwapper:
-    """A torch generator for GPU timing: uint8 crops go up as is and are normalised on the GPU.
-
-    Autocast in fp16 or bf16; with torch.compile (optionally CUDA graphs, mode
-    "reduce-overhead") batches are padded to a power of two so the compiled graph sees few
-    shapes. The pipeline's TorchSwapper stays the reference row (fp16, CPU-side conversion).
-    """
-
-    def __init__(self, model, name: str, precision: str, compile: str) -> None:
-        import torch
-
-        self.name = name
-        self.resolution = int(model.config.resolution)
-        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        self.model = model.to("cuda").eval().to(memory_format=torch.channels_last)
-        self.pad = compile != "none"
-        if compile == "compile":
-            self.fn = torch.compile(self.model, dynamic=False)
-        elif compile == "cudagraphs":
-            self.fn = torch.compile(self.model, mode="reduce-overhead", dynamic=False)
-        else:
-            self.fn = self.model
-
-    def swap(self, crops: np.ndarray, identity: SourceIdentity, target_landmarks: np.ndarray | None = None) -> np.ndarray:
-        import torch
-
-        n = len(crops)
-        if n == 0:
-            return crops.copy()
-        m = 1 << (n - 1).bit_length() if self.pad else n
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(crops)).to("cuda")
-            if m > n:
-                x = torch.cat([x, x[-1:].expand(m - n, -1, -1, -1)])
-            x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
-            e = torch.as_tensor(np.asarray(identity.embedding, np.float32), device="cuda").expand(m, -1)
-            with torch.autocast("cuda", self.dtype):
-                y = self.fn(x, e)
-            y = ((y[:n].float() + 1.0) * 127.5 + 0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-            return y.cpu().numpy()
-
-
-def build_swapper(v: Variant) -> Swapper:
-    """Load one variant; learned weights are hash-checked like registry.load_swapper does."""
-    from slimswap.swap.registry import load_swapper
-
-    if v.backend == "numpy":
-        return load_swapper("classic", "cpu")
-    entry = _entry(v.entry)
-    if v.backend == "onnx":
-        from slimswap.swap.neural import OnnxSwapper
-        from slimswap.swap.weights import sha256_file
-
-        if sha256_file(entry.path) != entry.sha256:
-            raise UserError(f"model file {entry.path} is corrupted (sha256 mismatch); restore it with git")
-        return OnnxSwapper(entry.path, name=entry.name, device=v.device)
-    from slimswap.swap.neural import TorchSwapper
-    from slimswap.swap.weights import load_generator
-
-    model = load_generator(entry.path, expected_sha256=entry.sha256)
-    if v.device == "cpu" or (v.precision == "fp16" and v.compile == "none"):
-        return TorchSwapper(model, name=entry.name, device=v.device)
-    return GpuTorchSwapper(model, entry.name, v.precision, v.compile)
-
-
 # ----------------------------------------------------------------------------- timing
 
 
@@ -221,7 +189,9 @@ def time_calls(fn, warmup: int, repeats: int, budget_s: float, cuda: bool) -> np
         fn()
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < repeats and (len(times) < MIN_REPEATS or time.perf_counter() - start < budget_s):
+    while len(times) < repeats and (
+        len(times) < MIN_REPEATS or time.perf_counter() - start < budget_s
+    ):
         if cuda:
             import torch
 
@@ -266,13 +236,21 @@ def run_measured(cmd: list[str], timeout_s: float = 900.0) -> tuple[float, int, 
                 proc.kill()
                 os.wait4(proc.pid, 0)
                 proc.returncode = -9
-                raise UserError(f"benchmark child timed out after {timeout_s:.0f}s: {' '.join(cmd)}")
+                raise UserError(
+                    f"benchmark child timed out after {timeout_s:.0f}s: {' '.join(cmd)}"
+                )
             time.sleep(0.002)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return wall, proc.returncode, usage.ru_maxrss / 1024.0, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        return (
+            wall,
+            proc.returncode,
+            usage.ru_maxrss / 1024.0,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -282,6 +260,8 @@ class BenchInputs:
     """Real inputs for the latency runs: faces of the bundled clip and the source identity."""
 
     def __init__(self, source: Path, video: Path, n_frames: int) -> None:
+        from slimswap import media
+        from slimswap.face.analyser import FaceAnalyser
         from slimswap.pipeline import load_source_identity
 
         self.analyser = FaceAnalyser()
@@ -319,7 +299,7 @@ def bench_model(v: Variant, cfg: BenchConfig, inputs: BenchInputs) -> dict:
     loads = []
     for _ in range(plan["loads"]):
         t = time.perf_counter()
-        swapper = build_swapper(v)
+        swapper = v.load()
         loads.append(time.perf_counter() - t)
     identity = inputs.identity(swapper.resolution)
     batch = cfg.large_batch
@@ -337,7 +317,10 @@ def bench_model(v: Variant, cfg: BenchConfig, inputs: BenchInputs) -> dict:
     if v.entry:
         e = _entry(v.entry)
         row.update(params=e.params, file_mib=e.path.stat().st_size / 2**20)
-    for n, key, reps, budget in ((1, "b1", plan["repeats_1"], plan["budget_1"]), (batch, "batch", plan["repeats_b"], plan["budget_b"])):
+    for n, key, reps, budget in (
+        (1, "b1", plan["repeats_1"], plan["budget_1"]),
+        (batch, "batch", plan["repeats_b"], plan["budget_b"]),
+    ):
         t = time.perf_counter()
         call(n)()  # first call: lazy init, compilation, CUDA-graph capture
         row[f"{key}_first_call_s"] = time.perf_counter() - t
@@ -361,6 +344,8 @@ def bench_model(v: Variant, cfg: BenchConfig, inputs: BenchInputs) -> dict:
 
 def trim_video(src: Path, dst: Path, max_frames: int) -> Path:
     """The first max_frames frames of src as a new video (no audio), for quick runs."""
+    from slimswap import media
+
     info = media.probe_video(src)
     written = 0
     with media.VideoWriter(dst, info, None) as writer:
@@ -390,8 +375,17 @@ class GpuUtilSampler:
         except (ImportError, RuntimeError):  # no pynvml: ask nvidia-smi
             try:
                 out = subprocess.run(
-                    ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"],
-                    capture_output=True, text=True, timeout=5, check=True,
+                    [
+                        "nvidia-smi",
+                        "--query-gpu=utilization.gpu",
+                        "--format=csv,noheader,nounits",
+                        "-i",
+                        "0",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    check=True,
                 )
                 return float(out.stdout.strip().splitlines()[0])
             except (OSError, subprocess.SubprocessError, ValueError, IndexError):
@@ -413,21 +407,38 @@ class GpuUtilSampler:
         self._thread.join()
 
 
-def _warm(swapper: Swapper, identity: SourceIdentity, video: Path, analyser: FaceAnalyser, v: Variant, batch: int) -> None:
+def _warm(
+    swapper: Swapper,
+    identity: SourceIdentity,
+    video: Path,
+    analyser: FaceAnalyser,
+    v: Variant,
+    batch: int,
+) -> None:
     """Call the swapper on the batch sizes the pipeline will use (compiles, captures, allocates)."""
+    from slimswap import media
+
     frame = next(media.read_frames(video, 1))[0]
     faces = analyser.detect(frame)
     if not faces:
         return
     crop, affine = align(frame, faces[0].kps, swapper.resolution)
     lm = transform_points(faces[0].landmarks, affine).astype(np.float32)
-    sizes = [1, batch] if v.compile == "none" else [2**k for k in range(batch.bit_length()) if 2**k <= batch]
+    sizes = (
+        [1, batch]
+        if v.compile == "none"
+        else [2**k for k in range(batch.bit_length()) if 2**k <= batch]
+    )
     for n in sizes:
-        swapper.swap(np.repeat(crop[None], n, 0), identity, target_landmarks=np.repeat(lm[None], n, 0))
+        swapper.swap(
+            np.repeat(crop[None], n, 0), identity, target_landmarks=np.repeat(lm[None], n, 0)
+        )
 
 
 def e2e_in_process(spec: dict) -> dict:
     """One video through `swap_video` with one variant; run by the child process."""
+    from slimswap import media
+    from slimswap.face.analyser import FaceAnalyser
     from slimswap.pipeline import SwapOptions, load_source_identity, swap_video
 
     v = Variant(**spec["variant"])
@@ -435,7 +446,7 @@ def e2e_in_process(spec: dict) -> dict:
     batch = int(spec["video_batch"])
     cuda = v.device == "cuda" and v.backend != "numpy"
     analyser = FaceAnalyser()
-    swapper = build_swapper(v)
+    swapper = v.load()
     t = time.perf_counter()
     identity = load_source_identity(source, analyser, swapper.resolution)  # loads dlib's models too
     _warm(swapper, identity, video, analyser, v, batch)
@@ -444,7 +455,7 @@ def e2e_in_process(spec: dict) -> dict:
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    options = SwapOptions(progress=False, overwrite=True, batch_size=batch)
+    options = SwapOptions(overwrite=True, batch_size=batch)
     if cuda:
         with GpuUtilSampler() as sampler:
             rep = swap_video(source, video, out, swapper, options, analyser)
@@ -452,15 +463,25 @@ def e2e_in_process(spec: dict) -> dict:
         rep = swap_video(source, video, out, swapper, options, analyser)
     info = media.probe_video(video)
     # the seven stages always (0 when unused), then any stage the pipeline added since
-    stages = {s: rep.stage_seconds.get(s, 0.0) for s in [*STAGES, *sorted(set(rep.stage_seconds) - set(STAGES))]}
+    stages = {
+        s: rep.stage_seconds.get(s, 0.0)
+        for s in [*STAGES, *sorted(set(rep.stage_seconds) - set(STAGES))]
+    }
     staged = sum(stages.values())
     result = {
-        "video": spec["video_name"], "width": info.width, "height": info.height, "frames": rep.frames,
-        "frames_swapped": rep.frames_swapped, "seconds": rep.seconds, "fps": rep.fps,
+        "video": spec["video_name"],
+        "width": info.width,
+        "height": info.height,
+        "frames": rep.frames,
+        "frames_swapped": rep.frames_swapped,
+        "seconds": rep.seconds,
+        "fps": rep.fps,
         "fps_stages": rep.frames / staged if staged > 0 else 0.0,
         "stage_ms_per_frame": {s: 1000.0 * sec / max(rep.frames, 1) for s, sec in stages.items()},
         "other_ms_per_frame": 1000.0 * max(rep.seconds - staged, 0.0) / max(rep.frames, 1),
-        "bottleneck": max(stages, key=stages.get), "warmup_s": warmup_s, "peak_rss_mib": peak_rss_mib(),
+        "bottleneck": max(stages, key=stages.get),
+        "warmup_s": warmup_s,
+        "peak_rss_mib": peak_rss_mib(),
     }
     if cuda:
         import torch
@@ -474,13 +495,19 @@ def e2e_in_process(spec: dict) -> dict:
 def bench_video(v: Variant, video: Path, name: str, cfg: BenchConfig, tmp: Path) -> dict:
     """End to end in a fresh process, so peak memory and warm caches belong to this row only."""
     spec = {
-        "variant": asdict(v), "video": str(video), "video_name": name, "source": str(cfg.source),
-        "output": str(tmp / f"e2e_{abs(hash((v.name, name)))}.mp4"), "video_batch": cfg.video_batch,
+        "variant": asdict(v),
+        "video": str(video),
+        "video_name": name,
+        "source": str(cfg.source),
+        "output": str(tmp / f"e2e_{abs(hash((v.name, name)))}.mp4"),
+        "video_batch": cfg.video_batch,
     }
     cmd = [sys.executable, "-m", "slimswap.evaluate.bench", "e2e", json.dumps(spec)]
     _, rc, _, out, err = run_measured(cmd)
     if rc != 0:
-        raise UserError(f"end-to-end run of {v.name} on {name} failed (exit {rc}): {err.strip()[-800:]}")
+        raise UserError(
+            f"end-to-end run of {v.name} on {name} failed (exit {rc}): {err.strip()[-800:]}"
+        )
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -488,19 +515,38 @@ def cold_start(mode: str, cfg: BenchConfig, frame_png: Path, tmp: Path) -> dict:
     """Wall time of `slimswap swap` on one frame in a fresh process (start to PNG written)."""
     out_png = tmp / f"cold_{mode}.png"
     cmd = [
-        sys.executable, "-m", "slimswap.cli", "swap", "-s", str(cfg.source), "-t", str(frame_png),
-        "-o", str(out_png), "--mode", mode, "--device", cfg.device, "--overwrite",
+        sys.executable,
+        "-m",
+        "slimswap.cli",
+        "swap",
+        "-s",
+        str(cfg.source),
+        "-t",
+        str(frame_png),
+        "-o",
+        str(out_png),
+        "--mode",
+        mode,
+        "--device",
+        cfg.device,
+        "--overwrite",
     ]
     walls, rss = [], []
     for _ in range(cfg.plan["cold_runs"]):
         wall, rc, peak, _, err = run_measured(cmd)
         if rc != 0:
-            raise UserError(f"cold-start run `slimswap swap --mode {mode}` failed (exit {rc}): {err.strip()[-800:]}")
+            raise UserError(
+                f"cold-start run `slimswap swap --mode {mode}` failed (exit {rc}): {err.strip()[-800:]}"
+            )
         walls.append(wall)
         rss.append(peak)
     return {
-        "mode": mode, "device": cfg.device, "seconds_p50": float(np.median(walls)), "seconds_min": min(walls),
-        "runs": len(walls), "peak_rss_mib": max(rss),
+        "mode": mode,
+        "device": cfg.device,
+        "seconds_p50": float(np.median(walls)),
+        "seconds_min": min(walls),
+        "runs": len(walls),
+        "peak_rss_mib": max(rss),
     }
 
 
@@ -539,7 +585,10 @@ def run_bench(cfg: BenchConfig, command: str, progress=None) -> tuple[BenchResul
     with tempfile.TemporaryDirectory(prefix="slimswap-bench-") as tmp_name:
         tmp = Path(tmp_name)
         if cfg.max_frames:
-            videos = [(n, trim_video(p, tmp / f"trim_{i}.mp4", cfg.max_frames)) for i, (n, p) in enumerate(videos)]
+            videos = [
+                (n, trim_video(p, tmp / f"trim_{i}.mp4", cfg.max_frames))
+                for i, (n, p) in enumerate(videos)
+            ]
         inputs = BenchInputs(cfg.source, BUNDLED_CLIP, cfg.plan["crop_frames"])
         for v in rows:
             say(f"swap model: {v.name}")
@@ -550,6 +599,8 @@ def run_bench(cfg: BenchConfig, command: str, progress=None) -> tuple[BenchResul
                 row["videos"].append(bench_video(v, path, name, cfg, tmp))
             result.models.append(row)
         if cfg.cold_start:
+            from slimswap import media
+
             frame_png = tmp / "first_frame.png"
             media.write_image(frame_png, next(media.read_frames(BUNDLED_CLIP, 1))[0])
             for mode in dict.fromkeys(v.mode for v in rows):
@@ -577,11 +628,35 @@ def stage_names(result: BenchResult) -> list[str]:
 def markdown(result: BenchResult) -> str:
     cuda = result.environment["device"] == "cuda"
     batch = result.config["large_batch"]
-    head = ["model", "backend", "device", "precision", "compile", "load s", "1st call s",
-            "b1 p50 ms", "b1 p95 ms", f"b{batch} ms/face", f"faces/s @b{batch}", "peak RSS MiB"]
+    head = [
+        "model",
+        "backend",
+        "device",
+        "precision",
+        "compile",
+        "load s",
+        "1st call s",
+        "b1 p50 ms",
+        "b1 p95 ms",
+        f"b{batch} ms/face",
+        f"faces/s @b{batch}",
+        "peak RSS MiB",
+    ]
     rows = [
-        [m["name"], m["backend"], m["device"], m["precision"], m["compile"], m["load_s"], m["b1_first_call_s"],
-         m["b1_p50_ms"], m["b1_p95_ms"], m["batch_ms_per_face"], m["throughput_faces_s"], m["process_peak_rss_mib"]]
+        [
+            m["name"],
+            m["backend"],
+            m["device"],
+            m["precision"],
+            m["compile"],
+            m["load_s"],
+            m["b1_first_call_s"],
+            m["b1_p50_ms"],
+            m["b1_p95_ms"],
+            m["batch_ms_per_face"],
+            m["throughput_faces_s"],
+            m["process_peak_rss_mib"],
+        ]
         + ([m.get("cuda_max_allocated_mib", float("nan"))] if cuda else [])
         for m in result.models
     ]
@@ -589,32 +664,72 @@ def markdown(result: BenchResult) -> str:
         report.header("slimswap bench", result.environment, result.command),
         "## Swap model (per call, warm-up excluded)\n",
         report.markdown_table(head + (["GPU MiB"] if cuda else []), rows),
-        ("\nLatency is one `Swapper.swap` call on real aligned faces of the bundled clip, uint8 in and out "
-         "(host<->device copies included); p50/p95 over repeats after warm-up. peak RSS is this process's "
-         "peak so far (cumulative over rows).\n"),
+        (
+            "\nLatency is one `Swapper.swap` call on real aligned faces of the bundled clip, uint8 in and out "
+            "(host<->device copies included); p50/p95 over repeats after warm-up. peak RSS is this process's "
+            "peak so far (cumulative over rows).\n"
+        ),
         "## End to end video (decode -> encode, `pipeline.swap_video`, fresh process per row)\n",
     ]
     stages = stage_names(result)
-    vhead = ["model", "video", "frames", "fps", "fps (stages)", *[f"{s} ms/f" for s in stages], "other ms/f",
-             "bottleneck", "peak RSS MiB"] + (["GPU MiB", "GPU util %"] if cuda else [])
+    vhead = [
+        "model",
+        "video",
+        "frames",
+        "fps",
+        "fps (stages)",
+        *[f"{s} ms/f" for s in stages],
+        "other ms/f",
+        "bottleneck",
+        "peak RSS MiB",
+    ] + (["GPU MiB", "GPU util %"] if cuda else [])
     vrows = [
-        [m["name"], r["video"], r["frames"], r["fps"], r["fps_stages"], *[r["stage_ms_per_frame"].get(s, 0.0) for s in stages],
-         r["other_ms_per_frame"], r["bottleneck"], r["peak_rss_mib"]]
-        + ([r.get("cuda_max_allocated_mib", float("nan")), r.get("gpu_util_mean_pct", float("nan"))] if cuda else [])
-        for m in result.models for r in m["videos"]
+        [
+            m["name"],
+            r["video"],
+            r["frames"],
+            r["fps"],
+            r["fps_stages"],
+            *[r["stage_ms_per_frame"].get(s, 0.0) for s in stages],
+            r["other_ms_per_frame"],
+            r["bottleneck"],
+            r["peak_rss_mib"],
+        ]
+        + (
+            [
+                r.get("cuda_max_allocated_mib", float("nan")),
+                r.get("gpu_util_mean_pct", float("nan")),
+            ]
+            if cuda
+            else []
+        )
+        for m in result.models
+        for r in m["videos"]
     ]
     parts += [
         report.markdown_table(vhead, vrows),
-        ("\nfps = frames / wall time of `swap_video` (includes the source photo's analysis, not model "
-         "load or warm-up); fps (stages) = frames / sum of the timed stages; `other` = the rest "
-         "(the source photo's analysis, face selection, tracking).\n"),
+        (
+            "\nfps = frames / wall time of `swap_video` (includes the source photo's analysis, not model "
+            "load or warm-up); fps (stages) = frames / sum of the timed stages; `other` = the rest "
+            "(the source photo's analysis, face selection, tracking).\n"
+        ),
     ]
     if result.cold_start:
         parts += [
             "## Cold start (fresh `slimswap swap` process on one 512x512 frame, start to PNG written)\n",
             report.markdown_table(
                 ["mode", "device", "seconds p50", "seconds min", "runs", "peak RSS MiB"],
-                [[c["mode"], c["device"], c["seconds_p50"], c["seconds_min"], c["runs"], c["peak_rss_mib"]] for c in result.cold_start],
+                [
+                    [
+                        c["mode"],
+                        c["device"],
+                        c["seconds_p50"],
+                        c["seconds_min"],
+                        c["runs"],
+                        c["peak_rss_mib"],
+                    ]
+                    for c in result.cold_start
+                ],
             ),
             "",
         ]
@@ -626,10 +741,23 @@ def charts(result: BenchResult, path: Path, stages_path: Path) -> None:
     names = [m["name"] for m in result.models]
     e2e = [(f"{m['name']} / {r['video']}", r) for m in result.models for r in m["videos"]]
     fig, axes = plt.subplots(1, 3, figsize=(15, 2.0 + 0.45 * max(len(names), len(e2e))))
-    report.bar_panel(axes[0], names, [m["b1_p50_ms"] for m in result.models], "latency, batch 1 (p50)", "ms per face")
-    report.bar_panel(axes[1], names, [m["throughput_faces_s"] for m in result.models],
-                     f"throughput, batch {result.config['large_batch']}", "faces / s")
-    report.bar_panel(axes[2], [k for k, _ in e2e], [r["fps"] for _, r in e2e], "end to end video", "frames / s")
+    report.bar_panel(
+        axes[0],
+        names,
+        [m["b1_p50_ms"] for m in result.models],
+        "latency, batch 1 (p50)",
+        "ms per face",
+    )
+    report.bar_panel(
+        axes[1],
+        names,
+        [m["throughput_faces_s"] for m in result.models],
+        f"throughput, batch {result.config['large_batch']}",
+        "faces / s",
+    )
+    report.bar_panel(
+        axes[2], [k for k, _ in e2e], [r["fps"] for _, r in e2e], "end to end video", "frames / s"
+    )
     fig.suptitle(f"slimswap bench: {report.device_label(result.environment)}", fontsize=10)
     fig.tight_layout()
     report.save_figure(fig, path)
@@ -638,14 +766,24 @@ def charts(result: BenchResult, path: Path, stages_path: Path) -> None:
     left = np.zeros(len(e2e))
     colours = plt.get_cmap("tab10").colors
     for i, s in enumerate([*stage_names(result), "other"]):
-        vals = np.array([r["stage_ms_per_frame"].get(s, 0.0) if s != "other" else r["other_ms_per_frame"] for _, r in e2e])
+        vals = np.array(
+            [
+                r["stage_ms_per_frame"].get(s, 0.0) if s != "other" else r["other_ms_per_frame"]
+                for _, r in e2e
+            ]
+        )
         ax.barh(range(len(e2e)), vals, left=left, label=s, color=colours[i % len(colours)])
         left += vals
     ax.set_yticks(range(len(e2e)), [k for k, _ in e2e])
     ax.invert_yaxis()
     ax.set_xlabel("ms per frame")
     ax.set_title("where the time goes (end to end, per stage)")
-    ax.legend(ncol=8, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(e2e) < 3 else -0.12))
+    ax.legend(
+        ncol=8,
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.35 if len(e2e) < 3 else -0.12),
+    )
     report.save_figure(fig, stages_path)
 
 
@@ -653,10 +791,21 @@ def write_bench_report(result: BenchResult, cfg: BenchConfig) -> dict[str, Path]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = _tag(cfg)
-    paths = {k: out / f"{tag}{suffix}" for k, suffix in
-             (("json", ".json"), ("md", ".md"), ("png", ".png"), ("stages_png", "-stages.png"))}
+    paths = {
+        k: out / f"{tag}{suffix}"
+        for k, suffix in (
+            ("json", ".json"),
+            ("md", ".md"),
+            ("png", ".png"),
+            ("stages_png", "-stages.png"),
+        )
+    }
     report.write_json(paths["json"], result)
-    report.write_text(paths["md"], markdown(result) + f"\n![bench]({paths['png'].name})\n\n![stages]({paths['stages_png'].name})\n")
+    report.write_text(
+        paths["md"],
+        markdown(result)
+        + f"\n![bench]({paths['png'].name})\n\n![stages]({paths['stages_png'].name})\n",
+    )
     charts(result, paths["png"], paths["stages_png"])
     return paths
 

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import shlex
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from slimswap import __version__
+from slimswap.files import atomic_write
 
 VERSIONED = ("torch", "onnxruntime", "dlib-bin", "numpy", "opencv-python-headless", "av")
 
@@ -43,6 +43,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# what decides how INT8 models run on x86: VNNI accumulates u8 x s8 in int32, AVX2 alone in a
+# saturating int16 (see compress/quantize.py)
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_features() -> dict[str, bool]:
+    """Which of CPU_FEATURES this CPU has (from /proc/cpuinfo; all False where unreadable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return dict.fromkeys(CPU_FEATURES, False)
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
+    )
+    return {f: f in flags for f in CPU_FEATURES}
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "slimswap": __version__}
     for dist in VERSIONED:
@@ -58,6 +75,7 @@ def environment(device: str) -> dict:
     env = {
         "device": device,
         "cpu": cpu_name(),
+        "cpu_features": [f for f, on in cpu_features().items() if on],
         "cpu_cores": os.cpu_count() or 0,
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -101,7 +119,11 @@ def jsonable(obj):
 def missing_fields(obj, prefix: str = "") -> list[str]:
     """Paths of fields that are null or not a finite number (after `jsonable`)."""
     if isinstance(obj, Mapping):
-        return [p for k, v in obj.items() for p in missing_fields(v, f"{prefix}.{k}" if prefix else str(k))]
+        return [
+            p
+            for k, v in obj.items()
+            for p in missing_fields(v, f"{prefix}.{k}" if prefix else str(k))
+        ]
     if isinstance(obj, list):
         return [p for i, v in enumerate(obj) for p in missing_fields(v, f"{prefix}[{i}]")]
     if obj is None or (isinstance(obj, float) and not math.isfinite(obj)):
@@ -109,19 +131,10 @@ def missing_fields(obj, prefix: str = "") -> list[str]:
     return []
 
 
-def _atomic_path(path: Path) -> Path:
-    # keeps the suffix: matplotlib picks the format from it
-    return path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
-
-
 def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -157,13 +170,11 @@ def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(path)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:  # keeps the suffix: matplotlib picks the format from it
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 

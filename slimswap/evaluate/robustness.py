@@ -29,7 +29,7 @@ from slimswap.evaluate import metrics, report
 from slimswap.evaluate.swap_eval import _face_box, _load_rgb, _resize, match_face
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser, embedding_distance, kps_from_landmarks
-from slimswap.pipeline import StageTimer, SwapOptions, swap_faces_in_frames
+from slimswap.pipeline import swap_frames
 from slimswap.swap.base import SourceIdentity, Swapper
 
 SUBSETS = ("clean", "occlusion_rect", "occlusion_hand", "profile", "low_light", "small")
@@ -66,8 +66,8 @@ class FaceSet:
 
 
 def face_set_from_shard(shard_path: Path, data_root: Path) -> FaceSet:
-    """A test shard (slimswap.train.data) and the photos it was cut from (under data_root)."""
-    from slimswap.train.data import load_shard
+    """A test shard (slimswap.train.shards) and the photos it was cut from (under data_root)."""
+    from slimswap.train.shards import load_shard
 
     shard = load_shard(shard_path)
     return FaceSet(
@@ -303,13 +303,12 @@ class PairScore:
 def score_swap(
     swapper: Swapper, frame: np.ndarray, face: Face, ref: Face, identity: SourceIdentity,
     source_emb: np.ndarray, target_emb: np.ndarray, analyser: FaceAnalyser, upsample: int,
-    options: SwapOptions, timer: StageTimer,
 ) -> PairScore:
     """swap_eval's per-pair protocol on any frame: swap `face`, re-detect, embed, compare.
 
     NME is against `ref` (the clean photo's landmarks mapped into this frame).
     """
-    (out,) = swap_faces_in_frames([frame], [[face]], swapper, identity, options, timer)
+    (out,) = swap_frames([frame], [[face]], swapper, identity)
     best = match_face(analyser.detect(out, upsample=upsample), face.bbox)
     if best is None:
         best = match_face(analyser.detect(out, upsample=upsample + 1), face.bbox)
@@ -373,7 +372,6 @@ def evaluate_robustness(
 
     analyser = analyser or FaceAnalyser(upsample=upsample)
     clean = _CleanFaces(faces, analyser)
-    options, timer = SwapOptions(progress=False, upsample=upsample), StageTimer()
     cases = plan_cases(faces, n, seed, subsets)
     done = {s: 0 for s in subsets}
     skipped = {s: 0 for s in subsets}
@@ -401,7 +399,7 @@ def evaluate_robustness(
             t0 = time.perf_counter()
             score = score_swap(
                 sw, frame, case.face, case.ref, _identity(faces, case.source, sw.resolution),
-                faces.embeddings[case.source], faces.embeddings[case.target], analyser, upsample, options, timer,
+                faces.embeddings[case.source], faces.embeddings[case.target], analyser, upsample,
             )
             spent[key] = spent.get(key, 0.0) + time.perf_counter() - t0
             st["swap_det"].append(score.swap_detected)

@@ -20,7 +20,7 @@ import numpy as np
 from slimswap.errors import UserError
 from slimswap.evaluate import metrics
 from slimswap.face.analyser import FaceAnalyser, embedding_distance
-from slimswap.pipeline import StageTimer, SwapOptions, swap_faces_in_frames
+from slimswap.pipeline import swap_frames
 from slimswap.swap.base import SourceIdentity, Swapper
 
 MAX_SIDE = 800  # large deepface photos are shrunk before analysis (seconds otherwise)
@@ -111,8 +111,6 @@ def evaluate_swapper(
     shard = load_shard(shard_path)
     analyser = analyser or FaceAnalyser()
     result = EvalResult(model=swapper.name, test_set=Path(shard_path).stem)
-    options = SwapOptions(progress=False)
-    timer = StageTimer()
     # gallery for retrieval: mean dlib descriptor per identity of the test set
     keep = unseen_mask(shard, exclude_seen)
     result.identities = int(len(np.unique(shard.labels[keep])))
@@ -138,7 +136,7 @@ def evaluate_swapper(
             crop=_resize(src_crop, swapper.resolution),
             landmarks=shard.landmarks[s].astype(np.float32) * swapper.resolution / shard.size,
         )
-        (out,) = swap_faces_in_frames([frame], [[face]], swapper, identity, options, timer)
+        (out,) = swap_frames([frame], [[face]], swapper, identity)
         result.pairs += 1
         best = match_face(analyser.detect(out), face.bbox)
         if best is None:

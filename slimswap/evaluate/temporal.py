@@ -22,12 +22,13 @@ import numpy as np
 from slimswap import media
 from slimswap.errors import UserError
 from slimswap.evaluate import report
-from slimswap.face.analyser import Face, FaceAnalyser, embedding_distance, kps_from_landmarks
-from slimswap.face.select import box_from_landmarks, iou
+from slimswap.face.analyser import FaceAnalyser, embedding_distance
+from slimswap.face.select import iou
+from slimswap.face.track import VideoFaces
 from slimswap.swap.base import Swapper
 
 TARGET_RATIO = 1.5
-DETECT_EVERY = 5  # re-detect the original's face every k frames, follow landmarks between
+DETECT_EVERY = 5  # the pipeline's default: re-detect every k frames, follow landmarks between
 
 
 def face_region(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
@@ -66,20 +67,17 @@ class OriginalTrack:
 
 
 def track_original(video: Path, analyser: FaceAnalyser, every: int) -> OriginalTrack:
-    """Largest face, detected every DETECT_EVERY frames and re-landmarked in between."""
+    """The face the pipeline swaps ("one": the largest face's track), followed the way the
+    pipeline follows it: detected every DETECT_EVERY frames, re-landmarked in between."""
     lms: list[np.ndarray | None] = []
     boxes: list[np.ndarray | None] = []
     diffs: list[float] = []
     embs: dict[int, np.ndarray] = {}
     prev = None
+    faces_in = VideoFaces(analyser, "one", detect_every=DETECT_EVERY)
     for t, frame in enumerate(_frames(video)):
-        lm = lms[-1] if lms else None
-        if t % DETECT_EVERY == 0 or lm is None:
-            faces = analyser.detect(frame)
-            face = max(faces, key=lambda f: f.area) if faces else None
-        else:
-            new = analyser.landmarks(frame, box_from_landmarks(lm))
-            face = Face(box_from_landmarks(new), new, kps_from_landmarks(new), 0.0)
+        chosen = faces_in(t, frame)
+        face = chosen[0] if chosen else None
         lms.append(None if face is None else face.landmarks)
         boxes.append(None if face is None else face.bbox)
         if t % every == 0 and face is not None:
@@ -190,7 +188,8 @@ def evaluate_temporal(
             start = time.perf_counter()
             src_emb = load_source_identity(Path(source), analyser, sw.resolution).embedding
             out = tmp / f"swapped_{len(results)}.mp4"
-            rep = swap_video(Path(source), target, out, sw, SwapOptions(progress=False, overwrite=True), analyser)
+            options = SwapOptions(overwrite=True, detect_every=DETECT_EVERY)
+            rep = swap_video(Path(source), target, out, sw, options, analyser)
             results.append(evaluate_swapped(
                 sw.name, Path(video).name, original, out, src_emb, analyser, every, rep.fps, time.perf_counter() - start,
             ))

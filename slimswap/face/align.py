@@ -23,6 +23,8 @@ TEMPLATE_5 = np.array(
     dtype=np.float64,
 )
 DEFAULT_SIZE = 128
+# How models/MANIFEST names this template: a model trained on another one is refused.
+TEMPLATE_NAME = "slimswap 5-point (dlib chip frame, padding 0.25), see slimswap/face/align.py"
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -62,7 +64,9 @@ def estimate_affine(kps5: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     return similarity_transform(kps5, template(size))
 
 
-def align(frame: np.ndarray, kps5: np.ndarray, size: int = DEFAULT_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def align(
+    frame: np.ndarray, kps5: np.ndarray, size: int = DEFAULT_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut the face at `kps5` out of `frame` as a size x size crop; return (crop, affine).
 
     `affine` maps frame pixels to crop pixels; `paste_back` uses its exact inverse.

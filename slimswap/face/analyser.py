@@ -35,7 +35,7 @@ class Face:
     score: float
     embedding: np.ndarray | None = field(default=None, compare=False)
 
-    def with_embedding(self, embedding: np.ndarray) -> "Face":
+    def with_embedding(self, embedding: np.ndarray) -> Face:
         return replace(self, embedding=np.asarray(embedding, np.float32))
 
     @property

@@ -1,4 +1,4 @@
-"""Which faces to swap (one / many / reference) and keeping that choice across video frames.
+"""Which faces to swap: one, many, or the one who looks like a reference photo.
 
 Selection policy, decided here once:
 - "one": the largest face by box area. HOG scores are not calibrated across face sizes (a
@@ -10,14 +10,13 @@ Selection policy, decided here once:
   swapped: swapping a stranger is worse than swapping nobody.
 
 Embeddings cost about 0.1 s a face on a CPU, so "reference" takes a callable that computes
-them only when a face lacks one, and the tracker carries them from frame to frame.
+them only when a face lacks one, and the video tracker (face/track.py) carries them from frame
+to frame.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -26,7 +25,7 @@ from slimswap.errors import UserError
 from slimswap.face.analyser import Face, embedding_distance
 
 Mode = Literal["one", "many", "reference"]
-MODES = ("one", "many", "reference")
+SELECTORS = ("one", "many", "reference")
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,8 +53,8 @@ def select_faces(
     only for faces without one, and only in "reference" mode. Faces returned in that mode
     carry their embedding, so a caller can cache it.
     """
-    if mode not in MODES:
-        raise UserError(f"face selection mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in SELECTORS:
+        raise UserError(f"face selection mode must be one of {', '.join(SELECTORS)}, got {mode!r}")
     if not faces:
         return []
     if mode == "many":
@@ -74,132 +73,3 @@ def select_faces(
     distances = [embedding_distance(f.embedding, reference_embedding) for f in embedded]
     best = int(np.argmin(distances))
     return [embedded[best]] if distances[best] <= max_distance else []
-
-
-# box_from_landmarks constants: least-squares fit of dlib HOG boxes to their own 68 landmarks
-# on 224 faces (deepface_testset + 150 LFW); median IoU with the detector's box 0.84.
-BOX_SIDE_PER_WIDTH = 0.467
-BOX_SIDE_PER_HEIGHT = 0.592
-BOX_CENTRE_SHIFT = (0.016, -0.032)  # box centre minus landmark mean, in box sides
-
-
-def box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    """A HOG-detector-like square box (x0, y0, x1, y1) re-derived from 68 landmarks.
-
-    dlib's shape predictor was trained on its HOG detector's boxes, so a tracked face must be
-    re-landmarked inside a box of that kind, not inside the landmarks' own extent (taller,
-    brow to chin): feeding the predictor a box of the wrong scale makes landmarks drift.
-    """
-    lm = np.asarray(landmarks, np.float64)
-    width, height = lm.max(0) - lm.min(0)
-    side = BOX_SIDE_PER_WIDTH * width + BOX_SIDE_PER_HEIGHT * height
-    cx, cy = lm.mean(0) + np.array(BOX_CENTRE_SHIFT) * side
-    half = side / 2
-    return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)
-
-
-@dataclass
-class Track:
-    """One person followed across frames.
-
-    id: stable for the track's life. face: the latest face matched to it. missed: frames in
-    a row without a match. velocity: box motion per frame (x0, y0, x1, y1), used to predict
-    where the face is next so two faces crossing keep their ids. embedding: the identity
-    descriptor once computed, kept so "reference" mode embeds each person once, not every
-    frame.
-    """
-
-    id: int
-    face: Face
-    hits: int = 1
-    missed: int = 0
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
-    embedding: np.ndarray | None = None
-
-    def predicted_box(self) -> np.ndarray:
-        return (self.face.bbox + self.velocity * (self.missed + 1)).astype(np.float32)
-
-
-class FaceTracker:
-    """Links faces across frames by the IoU of their boxes with each track's predicted box.
-
-    Greedy matching (highest IoU first) is enough for the handful of faces in a video frame;
-    a constant-velocity prediction keeps ids through crossings. A track unmatched for more
-    than `max_missed` frames ends; a face matching no track starts a new id.
-    """
-
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 5, smoothing: float = 0.5) -> None:
-        self.min_iou = min_iou
-        self.max_missed = max_missed
-        self.smoothing = smoothing
-        self.tracks: list[Track] = []
-        self._ids = itertools.count()
-
-    def update(self, faces: Sequence[Face]) -> list[Track]:
-        """Match this frame's faces to tracks; returns one Track per face, in input order."""
-        pairs = [
-            (iou(track.predicted_box(), face.bbox), ti, fi)
-            for ti, track in enumerate(self.tracks)
-            for fi, face in enumerate(faces)
-        ]
-        pairs.sort(key=lambda p: -p[0])
-        track_of_face: dict[int, Track] = {}
-        used_tracks: set[int] = set()
-        for overlap, ti, fi in pairs:
-            if overlap < self.min_iou:
-                break
-            if ti in used_tracks or fi in track_of_face:
-                continue
-            used_tracks.add(ti)
-            track_of_face[fi] = self._advance(self.tracks[ti], faces[fi])
-        for ti, track in enumerate(self.tracks):
-            if ti not in used_tracks:
-                track.missed += 1
-        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
-        for fi, face in enumerate(faces):
-            if fi not in track_of_face:
-                track = Track(id=next(self._ids), face=face, embedding=face.embedding)
-                self.tracks.append(track)
-                track_of_face[fi] = track
-        return [track_of_face[fi] for fi in range(len(faces))]
-
-    def _advance(self, track: Track, face: Face) -> Track:
-        steps = track.missed + 1
-        motion = (face.bbox - track.face.bbox) / steps
-        track.velocity = (self.smoothing * track.velocity + (1 - self.smoothing) * motion).astype(
-            np.float32
-        )
-        track.face = face
-        track.hits += 1
-        track.missed = 0
-        if face.embedding is not None:
-            track.embedding = face.embedding
-        return track
-
-    def active(self) -> list[Track]:
-        """Tracks matched in the latest frame (the ones whose boxes a non-detect frame reuses)."""
-        return [t for t in self.tracks if t.missed == 0]
-
-
-@dataclass
-class DetectionSchedule:
-    """Run the (slow) detector every `every` frames; landmarks alone in between.
-
-    On the other frames the pipeline re-runs landmarks inside each active track's
-    predicted box and re-derives the box with `box_from_landmarks`. It also detects whenever
-    no track is active (no face yet, or the face was lost); a new face entering beside a
-    tracked one is found at the next scheduled detection, at most `every - 1` frames late.
-    """
-
-    every: int = 5
-
-    def __post_init__(self) -> None:
-        if self.every < 1:
-            raise UserError(f"detect-every must be at least 1 frame, got {self.every}")
-
-    def should_detect(self, frame_index: int, tracker: FaceTracker) -> bool:
-        return frame_index % self.every == 0 or not tracker.active()
-
-    def boxes_to_follow(self, tracker: FaceTracker) -> list[tuple[Track, np.ndarray]]:
-        """(track, box) pairs for a non-detect frame: where to look for each face."""
-        return [(t, t.predicted_box()) for t in tracker.active()]

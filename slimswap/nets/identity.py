@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimswap.errors import UserError
+from slimswap.files import atomic_write
 from slimswap.paths import dlib_model_path
 
 DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
@@ -380,12 +380,6 @@ class DlibResNet(nn.Module):
 # Weight I/O and export
 
 
-def _atomic_target(path: Path) -> Path:
-    """A temporary name beside `path` (same filesystem, so the final rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def save_safetensors(
     model: DlibResNet, path: str | os.PathLike, dtype: torch.dtype = torch.float16
 ) -> Path:
@@ -401,15 +395,12 @@ def save_safetensors(
         for k, v in model.state_dict().items()
     }
     meta = {"model": "dlib_face_recognition_resnet_model_v1", "dtype": str(dtype)}
-    tmp = _atomic_target(path)
-    try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # safetensors creates files 0600; give normal permissions
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -422,26 +413,22 @@ def export_onnx(model: DlibResNet, path: str | os.PathLike, size: int = 128) -> 
     path = Path(path)
     net = copy.deepcopy(model).float().eval().to(memory_format=torch.contiguous_format)
     dummy = torch.rand(2, 3, size, size)
-    tmp = _atomic_target(path)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # Expected noise: shape checks traced as constants (shapes are static but the
-            # batch), Slice folding in the Pad lowering, and the legacy-exporter notice.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", message="Constant folding")
-            warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
-            warnings.filterwarnings("ignore", message="The feature will be removed")
-            torch.onnx.export(
-                net,
-                (dummy,),
-                str(tmp),
-                dynamo=False,
-                input_names=["crops"],
-                output_names=["embedding"],
-                dynamic_axes={"crops": {0: "batch"}, "embedding": {0: "batch"}},
-                opset_version=17,
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # Expected noise: shape checks traced as constants (shapes are static but the
+        # batch), Slice folding in the Pad lowering, and the legacy-exporter notice.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Constant folding")
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
+        warnings.filterwarnings("ignore", message="The feature will be removed")
+        torch.onnx.export(
+            net,
+            (dummy,),
+            str(tmp),
+            dynamo=False,
+            input_names=["crops"],
+            output_names=["embedding"],
+            dynamic_axes={"crops": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=17,
+        )
     return path

@@ -7,6 +7,8 @@ then judges whether a swap kept the target's landmarks.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -19,7 +21,7 @@ class LandmarkNet(nn.Module):
         w = width
         chans = [3, w, 2 * w, 4 * w, 8 * w, 8 * w]
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
+        for cin, cout in itertools.pairwise(chans):
             layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4))
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * w * 16, 512), nn.ReLU(inplace=True), nn.Linear(512, 136))

@@ -29,7 +29,13 @@ class SourceIdentity:
 
 @runtime_checkable
 class Swapper(Protocol):
-    """swap(crops[N,H,W,3] uint8, identity) -> crops[N,H,W,3] uint8, same shape and dtype."""
+    """swap(crops[N,H,W,3] uint8, identity) -> crops[N,H,W,3] uint8, same shape and dtype.
+
+    A swapper returns its swapped crops as they are; masking, colour matching and paste-back
+    happen once, in pipeline.swap_frames. One whose output is good only in part of the crop
+    (the classic warp) may also define `blend_masks(target_landmarks, size) -> (N, S, S)`
+    float masks, which narrow the pipeline's.
+    """
 
     name: str
     resolution: int

@@ -1,10 +1,12 @@
 """Landmark-warp face swap: no learned weights, the CPU fallback and the baseline row.
 
 For each target crop the source face is cut into triangles (Delaunay over the target's 68
-landmarks, a raised-brow forehead row and the crop border), each triangle is warped
-affinely onto the target's, and the result is colour-matched and feathered into the
-target's face area. The target keeps its pose, expression, jaw line and open mouth; the
-source brings its skin, eyes, brows, nose and lips.
+landmarks, a raised-brow forehead row and the crop border) and each triangle is warped
+affinely onto the target's. `swap` returns that raw warp; like every swapper's output it is
+masked, colour-matched and pasted back once, by the pipeline, which narrows its mask with
+`blend_masks`: the face outline pulled in and the target's open mouth left alone. The
+target keeps its pose, expression, jaw line and open mouth; the source brings its skin,
+eyes, brows, nose and lips.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from slimswap.face.blend import color_transfer
 from slimswap.face.mask import area_mask, combine_masks, face_hull_points
 from slimswap.swap.base import SourceIdentity
 
@@ -110,7 +111,7 @@ class ClassicSwapper:
     """Delaunay piecewise-affine swap of the source face onto each target crop.
 
     forehead: how far the brow row is raised (fraction of chin-to-brow distance).
-    blur_ratio: feather width of the face-area mask (fraction of the face size).
+    blur_ratio: feather width of the blend mask (fraction of the face size).
     keep_mouth: leave the target's open-mouth interior (teeth, tongue) in place.
     shrink: pull the mask's outline this fraction towards the nose tip. The face outline is
     where the source's hair, ears or background creep in and where the target turns away
@@ -139,7 +140,7 @@ class ClassicSwapper:
         identity: SourceIdentity,
         target_landmarks: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Swapped crops, same shape and dtype as `crops` (N, S, S, 3) uint8."""
+        """The source warped onto each target's landmarks, same shape and dtype as `crops`."""
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[3] != 3 or crops.shape[1] != crops.shape[2]:
             raise ValueError(f"crops must be (N, S, S, 3), got {crops.shape}")
@@ -156,42 +157,29 @@ class ClassicSwapper:
         src_crop, src_landmarks = _source_at(identity, size)
         src_points = control_points(src_landmarks, size, self.forehead)
         out = np.empty_like(crops)
-        for i, (crop, landmarks) in enumerate(zip(crops, target_landmarks)):
-            out[i] = self._swap_one(crop, landmarks, src_crop, src_points)
+        for i, landmarks in enumerate(target_landmarks):
+            dst_points = control_points(landmarks, size, self.forehead)
+            out[i] = piecewise_affine_warp(src_crop, src_points, dst_points, delaunay(dst_points))
         return out
 
-    def _swap_one(
-        self, crop: np.ndarray, landmarks: np.ndarray, src_crop: np.ndarray, src_points: np.ndarray
-    ) -> np.ndarray:
-        size = crop.shape[0]
-        dst_points = control_points(landmarks, size, self.forehead)
-        warped = piecewise_affine_warp(src_crop, src_points, dst_points, delaunay(dst_points))
-        mask = area_mask(_shrunk(landmarks, self.shrink), size, self.forehead, self.blur_ratio)
-        if self.keep_mouth:
-            mask = combine_masks(mask, 1.0 - inner_mouth_mask(landmarks, size))
-        warped = color_transfer(warped, crop, combine_masks(mask, _upper_face(landmarks, size)))
-        alpha = mask[..., None]
-        base = crop.astype(np.float32)
-        mixed = base + alpha * (warped.astype(np.float32) - base)
-        return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+    def blend_masks(self, target_landmarks: np.ndarray, size: int) -> np.ndarray:
+        """(N, S, S) float: where the warp may replace the target (the pipeline's paste-back
+        mask is narrowed to it): the face area with its outline pulled in, minus the target's
+        open mouth."""
+        masks = []
+        for landmarks in np.asarray(target_landmarks, np.float32):
+            shrunk = _shrunk(landmarks, self.shrink)
+            mask = area_mask(shrunk, size, self.forehead, self.blur_ratio)
+            if self.keep_mouth:
+                mask = combine_masks(mask, 1.0 - inner_mouth_mask(landmarks, size))
+            masks.append(mask)
+        return np.stack(masks) if masks else np.zeros((0, size, size), np.float32)
 
 
 def _shrunk(landmarks: np.ndarray, fraction: float) -> np.ndarray:
     """Landmarks pulled `fraction` of the way towards the nose tip (landmark 30)."""
     lm = np.asarray(landmarks, np.float32)
     return lm + fraction * (lm[30] - lm)
-
-
-def _upper_face(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """1 above the bottom of the nose, 0 below: where skin-colour statistics are taken.
-
-    Beards, stubble and lipstick sit below the nose and would drag the transferred skin
-    tone towards them; the cheeks, nose and forehead are mostly bare skin.
-    """
-    lm = np.asarray(landmarks, np.float32)
-    nose_bottom = float(lm[33, 1])
-    rows = (np.arange(size, dtype=np.float32) <= nose_bottom).astype(np.float32)
-    return np.repeat(rows[:, None], size, axis=1)
 
 
 def _source_at(identity: SourceIdentity, size: int) -> tuple[np.ndarray, np.ndarray]:

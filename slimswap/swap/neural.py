@@ -1,13 +1,19 @@
 """Learned swappers behind the Swapper protocol: a torch backend and an ONNX Runtime backend.
 
 Both take uint8 crops and the source's dlib descriptor, so the pipeline cannot tell them (or
-the classic swapper) apart. The torch backend runs fp16 on CUDA; ONNX Runtime runs the INT8
-lite model on CPU.
+the classic swapper) apart. The torch backend uploads uint8 crops and normalises them on the
+device (a quarter of the bytes of float input over PCIe), computes in fp32, fp16 or bf16 and
+can run a torch.compile'd graph (optionally with CUDA graphs); ONNX Runtime runs the exported
+files (the INT8 lite model on a CPU). `to_model_input` / `from_model_output` are the one place
+pixels become model values and back, for both backends and for the compression tools.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import torch
@@ -16,55 +22,164 @@ from slimswap.errors import UserError
 from slimswap.swap.base import SourceIdentity
 
 
-def to_model_input(crops: np.ndarray) -> np.ndarray:
-    """uint8 NHWC RGB -> float32 NCHW in [-1, 1]."""
-    return (crops.astype(np.float32).transpose(0, 3, 1, 2) / 127.5) - 1.0
+@dataclass(frozen=True)
+class Normalisation:
+    """How RGB uint8 pixels map to model values: value = pixel / scale - shift."""
+
+    name: str  # as models/MANIFEST writes it (its text up to the first ';')
+    scale: float
+    shift: float
 
 
-def from_model_output(out: np.ndarray) -> np.ndarray:
-    """float NCHW in [-1, 1] -> uint8 NHWC RGB."""
-    return np.clip((out.transpose(0, 2, 3, 1) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+PM1 = Normalisation("RGB in [-1, 1]", 127.5, 1.0)
+NORMALISATIONS = {n.name: n for n in (PM1,)}
 
 
-def _check_crops(crops: np.ndarray, resolution: int) -> None:
-    if crops.ndim != 4 or crops.shape[1:] != (resolution, resolution, 3) or crops.dtype != np.uint8:
-        raise ValueError(f"expected uint8 crops (N, {resolution}, {resolution}, 3), got {crops.dtype} {crops.shape}")
+@overload
+def to_model_input(crops: np.ndarray, norm: Normalisation = PM1) -> np.ndarray: ...
+@overload
+def to_model_input(crops: torch.Tensor, norm: Normalisation = PM1) -> torch.Tensor: ...
+def to_model_input(crops, norm=PM1):
+    """uint8 NHWC RGB -> float32 NCHW model values (numpy in, numpy out).
+
+    A tensor stays on its device, so a GPU normalises what was uploaded as uint8; the NCHW
+    view of NHWC memory is channels_last, which is what the GPU convolutions want.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(crops)) if isinstance(crops, np.ndarray) else crops
+    y = x.permute(0, 3, 1, 2).float().div(norm.scale).sub(norm.shift)
+    return y.numpy() if isinstance(crops, np.ndarray) else y
 
 
-class TorchSwapper:
-    """A generator module run by PyTorch; fp16 autocast on CUDA, fp32 on CPU."""
+@overload
+def from_model_output(out: np.ndarray, norm: Normalisation = PM1) -> np.ndarray: ...
+@overload
+def from_model_output(out: torch.Tensor, norm: Normalisation = PM1) -> torch.Tensor: ...
+def from_model_output(out, norm=PM1):
+    """float NCHW model values -> uint8 NHWC RGB, rounded to the nearest grey level."""
+    y = torch.from_numpy(out) if isinstance(out, np.ndarray) else out
+    pixels = ((y.float() + norm.shift) * norm.scale + 0.5).clamp(0, 255).to(torch.uint8)
+    pixels = pixels.permute(0, 2, 3, 1).contiguous()
+    return pixels.numpy() if isinstance(out, np.ndarray) else pixels
 
-    def __init__(self, model: torch.nn.Module, name: str, device: str = "cpu", batch_size: int = 64) -> None:
-        if device == "cuda" and not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+
+TORCH_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+COMPILE_MODES = {"none": None, "compile": "default", "cudagraphs": "reduce-overhead"}
+
+
+def check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
+        )
+
+
+class LearnedSwapper:
+    """What both backends share: the crop checks, the empty batch and the descriptor."""
+
+    name: str
+    resolution: int
+
+    def swap(
+        self,
+        crops: np.ndarray,
+        identity: SourceIdentity,
+        target_landmarks: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Swapped crops, same shape and dtype; learned models need no landmarks."""
+        res = self.resolution
+        if crops.ndim != 4 or crops.shape[1:] != (res, res, 3) or crops.dtype != np.uint8:
+            raise ValueError(
+                f"expected uint8 crops (N, {res}, {res}, 3), got {crops.dtype} {crops.shape}"
+            )
+        if len(crops) == 0:
+            return crops.copy()
+        return self._run(crops, np.asarray(identity.embedding, np.float32))
+
+    def _run(self, crops: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchSwapper(LearnedSwapper):
+    """A generator module run by PyTorch.
+
+    precision: fp32, or fp16/bf16 autocast. compile: "none", "compile" (torch.compile) or
+    "cudagraphs" (torch.compile mode "reduce-overhead"); a compiled model sees batches padded
+    to a power of two, so it is compiled for a handful of shapes rather than one per size.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        name: str,
+        device: str = "cpu",
+        precision: str = "fp32",
+        compile: str = "none",
+        batch_size: int = 64,
+        norm: Normalisation = PM1,
+    ) -> None:
+        check_device(device)
+        if precision not in TORCH_DTYPES:
+            raise UserError(
+                f"precision must be one of {', '.join(TORCH_DTYPES)}, got {precision!r}"
+            )
+        if compile not in COMPILE_MODES:
+            raise UserError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
         self.name = name
         self.device = torch.device(device)
+        self.precision = precision
+        self.dtype = TORCH_DTYPES[precision]
+        self.norm = norm
         self.model = model.to(self.device).eval()
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.resolution = int(model.config.resolution)
         self.batch_size = batch_size
+        self.pad = compile != "none"
+        mode = COMPILE_MODES[compile]
+        self.forward = (
+            self.model if mode is None else torch.compile(self.model, mode=mode, dynamic=False)
+        )
 
     @torch.inference_mode()
-    def swap(self, crops: np.ndarray, identity: SourceIdentity, target_landmarks: np.ndarray | None = None) -> np.ndarray:
-        _check_crops(crops, self.resolution)
+    def _run(self, crops: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        emb = torch.as_tensor(embedding, device=self.device)
         outs = []
-        emb = torch.from_numpy(np.asarray(identity.embedding, np.float32)).to(self.device)
         for i in range(0, len(crops), self.batch_size):
-            x = torch.from_numpy(to_model_input(crops[i : i + self.batch_size])).to(self.device)
-            e = emb.expand(len(x), -1)
-            with torch.autocast(self.device.type, torch.float16, enabled=self.device.type == "cuda"):
-                y = self.model(x, e)
-            outs.append(y.float().cpu().numpy())
-        return from_model_output(np.concatenate(outs)) if outs else crops.copy()
+            outs.append(self._swap_batch(crops[i : i + self.batch_size], emb))
+        return np.concatenate(outs)
+
+    def _swap_batch(self, crops: np.ndarray, emb: torch.Tensor) -> np.ndarray:
+        n = len(crops)
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
+        m = 1 << (n - 1).bit_length() if self.pad else n
+        if m > n:
+            x = torch.cat([x, x[-1:].expand(m - n, -1, -1, -1)])
+        x = to_model_input(x, self.norm)
+        autocast = (
+            nullcontext() if self.dtype is None else torch.autocast(self.device.type, self.dtype)
+        )
+        with autocast:
+            y = self.forward(x, emb.expand(m, -1))
+        return from_model_output(y[:n], self.norm).cpu().numpy()
 
 
-class OnnxSwapper:
+class OnnxSwapper(LearnedSwapper):
     """A generator exported to ONNX (inputs `target`, `identity`; output `swap`)."""
 
-    def __init__(self, path: str | Path, name: str, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        name: str,
+        device: str = "cpu",
+        threads: int | None = None,
+        norm: Normalisation = PM1,
+    ) -> None:
         import onnxruntime as ort
 
+        if device not in ("cpu", "cuda"):
+            raise UserError(f"--device must be cpu or cuda, got {device!r}")
         path = Path(path)
         if not path.is_file():
             raise UserError(f"model file not found: {path}")
@@ -75,21 +190,19 @@ class OnnxSwapper:
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise UserError("onnxruntime here has no CUDA provider; use --device cpu or the torch backend")
+                raise UserError(
+                    "onnxruntime here has no CUDA provider; use --device cpu or the torch backend"
+                )
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own types for a bad file)
             raise UserError(f"cannot load ONNX model {path}: {exc}") from None
         self.name = name
-        shape = self.session.get_inputs()[0].shape
-        self.resolution = int(shape[-1])
+        self.norm = norm
+        self.resolution = int(self.session.get_inputs()[0].shape[-1])
 
-    def swap(self, crops: np.ndarray, identity: SourceIdentity, target_landmarks: np.ndarray | None = None) -> np.ndarray:
-        _check_crops(crops, self.resolution)
-        if len(crops) == 0:
-            return crops.copy()
-        x = to_model_input(crops)
-        e = np.repeat(np.asarray(identity.embedding, np.float32)[None], len(crops), axis=0)
-        (y,) = self.session.run(None, {"target": x, "identity": e})
-        return from_model_output(y)
+    def _run(self, crops: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        e = np.repeat(embedding[None], len(crops), axis=0)
+        (y,) = self.session.run(None, {"target": to_model_input(crops, self.norm), "identity": e})
+        return from_model_output(y, self.norm)

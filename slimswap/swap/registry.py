@@ -1,41 +1,118 @@
-"""Which swappers exist and how to load them: a plain dict plus models/MANIFEST.
+"""The only way to build a swapper: `load_swapper`, over a plain table and models/MANIFEST.
 
-models/MANIFEST is JSON: {"models": [{name, file, sha256, mode, backend, resolution, params,
-macs, template, normalisation, provenance, metrics, ...}]}. Every learned model is listed
-there with its full sha256, which is checked before the weights are read.
+models/MANIFEST is JSON: {"models": [{name, file, sha256, mode, backend, resolution,
+precision, template, normalisation, params, macs, bytes, provenance, metrics}]}. Each entry
+becomes a typed `ModelEntry`, and loading uses and checks what it says: the full sha256
+before the weights are read, the alignment template (the pipeline's crops must be the ones
+the model was trained on), the pixel normalisation (fed to the backend), the resolution and
+the stored precision (compared with the file itself). A manifest that disagrees with its
+files is a UserError naming both, never a silently wrong swap.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from slimswap.errors import UserError
-from slimswap.paths import MODELS_DIR
+from slimswap.face.align import TEMPLATE_NAME
+from slimswap.files import atomic_write, verify_sha256
+from slimswap.paths import models_dir
 from slimswap.swap.base import Swapper
 
-MODES = ("auto", "quality", "lite", "classic")
+SWAP_MODES = ("auto", "quality", "lite", "classic")
+BACKENDS = ("torch", "onnx")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
+# which exported file a device prefers when several of one mode are listed
+ONNX_ORDER = {"cpu": ("int8", "fp32", "fp16"), "cuda": ("fp16", "fp32", "int8")}
+REQUIRED = (
+    "name",
+    "file",
+    "sha256",
+    "mode",
+    "backend",
+    "resolution",
+    "precision",
+    "template",
+    "normalisation",
+)
 
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """One released model as models/MANIFEST lists it.
+
+    precision: what the file holds (torch: the stored weight dtype, computed in fp32/fp16/bf16
+    as asked; ONNX: fp32, fp16 or int8, run as exported). template / normalisation: the
+    alignment the crops need and how pixels become model input; both are checked on load.
+    """
+
     name: str
     file: str
     sha256: str
     mode: str  # quality | lite
     backend: str  # torch | onnx
     resolution: int
-    params: int
-    raw: dict
+    precision: str
+    template: str
+    normalisation: str
+    params: int = 0
+    macs: int = 0
+    bytes: int = 0
+    provenance: dict = field(default_factory=dict, compare=False)
+    metrics: dict = field(default_factory=dict, compare=False)
+    folder: Path = field(default_factory=models_dir, compare=False)
 
     @property
     def path(self) -> Path:
-        return MODELS_DIR / self.file
+        return self.folder / self.file
+
+    @classmethod
+    def from_json(cls, data: dict, folder: Path) -> ModelEntry:
+        missing = [k for k in REQUIRED if k not in data]
+        name = data.get("name", "?")
+        if missing:
+            raise UserError(
+                f"models/MANIFEST entry {name!r} lacks {', '.join(missing)}; "
+                "restore the manifest with git or re-release the model"
+            )
+        if data["backend"] not in BACKENDS:
+            raise UserError(
+                f"models/MANIFEST entry {name!r} has unknown backend {data['backend']!r}"
+            )
+        known = {f for f in cls.__dataclass_fields__ if f != "folder"}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("resolution", "params", "macs", "bytes"):
+            values[key] = int(values.get(key) or 0)
+        return cls(**values, folder=Path(folder))
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "folder"}
+
+    def normalisation_spec(self):
+        """The backend's `Normalisation` for this model, or UserError if this code lacks it."""
+        from slimswap.swap.neural import NORMALISATIONS
+
+        key = self.normalisation.split(";")[0].strip()
+        if key not in NORMALISATIONS:
+            raise UserError(
+                f"model {self.name} expects input {key!r}, which this slimswap cannot feed "
+                f"(known: {', '.join(NORMALISATIONS)}); update slimswap"
+            )
+        return NORMALISATIONS[key]
+
+    def check_template(self) -> None:
+        if self.template != TEMPLATE_NAME:
+            raise UserError(
+                f"model {self.name} was trained on crops aligned to {self.template!r}; this "
+                f"slimswap aligns to {TEMPLATE_NAME!r}; update slimswap"
+            )
 
 
 def manifest_path() -> Path:
-    return MODELS_DIR / "MANIFEST"
+    return models_dir() / "MANIFEST"
 
 
 def read_manifest() -> list[ModelEntry]:
@@ -45,11 +122,10 @@ def read_manifest() -> list[ModelEntry]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); restore it with `git checkout -- {path}`") from None
-    return [
-        ModelEntry(e["name"], e["file"], e["sha256"], e["mode"], e["backend"], int(e["resolution"]), int(e.get("params", 0)), e)
-        for e in data.get("models", [])
-    ]
+        raise UserError(
+            f"{path} is not valid JSON ({exc}); restore it with `git checkout -- {path}`"
+        ) from None
+    return [ModelEntry.from_json(e, path.parent) for e in data.get("models", [])]
 
 
 def write_manifest_entry(entry: dict) -> None:
@@ -57,19 +133,19 @@ def write_manifest_entry(entry: dict) -> None:
     path = manifest_path()
     data = json.loads(path.read_text()) if path.is_file() else {"models": []}
     data["models"] = [e for e in data["models"] if e["name"] != entry["name"]] + [entry]
-    tmp = path.with_name("MANIFEST.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def available_modes() -> list[str]:
+    """Learned modes with a model file present."""
     return sorted({e.mode for e in read_manifest() if e.path.is_file()})
 
 
 def resolve_mode(mode: str, device: str) -> str:
     """`auto` means lite where it exists (fast everywhere), else quality, else classic."""
-    if mode not in MODES:
-        raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode not in SWAP_MODES:
+        raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(SWAP_MODES)}")
     if mode != "auto":
         return mode
     have = available_modes()
@@ -79,36 +155,190 @@ def resolve_mode(mode: str, device: str) -> str:
     return "classic"
 
 
-def _entry_for(mode: str, device: str) -> ModelEntry:
+def runs_at(entry: ModelEntry, precision: str) -> bool:
+    """Whether the entry can run at a requested precision (ONNX files run as exported)."""
+    if precision == "auto":
+        return True
+    return (
+        precision in TORCH_PRECISIONS if entry.backend == "torch" else entry.precision == precision
+    )
+
+
+def pick_entry(mode: str, device: str, precision: str = "auto") -> ModelEntry:
+    """The listed model a mode runs on this device: lite on a CPU runs an ONNX file (INT8
+    first), everything else prefers torch weights."""
     entries = [e for e in read_manifest() if e.mode == mode]
     if not entries:
         raise UserError(f"no {mode} model is listed in {manifest_path()}; use --mode classic")
-    # lite on CPU runs the ONNX (INT8) file; everything else prefers torch weights.
+    usable = [e for e in entries if runs_at(e, precision)]
+    if not usable:
+        listed = ", ".join(f"{e.name} ({e.backend} {e.precision})" for e in entries)
+        raise UserError(f"no {mode} model runs at precision {precision}; listed: {listed}")
     prefer = "onnx" if (mode == "lite" and device == "cpu") else "torch"
-    entries.sort(key=lambda e: e.backend != prefer)
-    return entries[0]
+    order = ONNX_ORDER[device]
+
+    def rank(e: ModelEntry) -> tuple:
+        onnx_rank = order.index(e.precision) if e.precision in order else len(order)
+        return (e.backend != prefer, onnx_rank if e.backend == "onnx" else 0, e.name)
+
+    return min(usable, key=rank)
 
 
-def load_swapper(mode: str = "auto", device: str = "cpu") -> Swapper:
-    """Build the swapper for a mode; learned weights are hash-checked first."""
-    mode = resolve_mode(mode, device)
-    if mode == "classic":
-        from slimswap.swap.classic import ClassicSwapper
+def _compile_mode(compile: bool | str) -> str:
+    from slimswap.swap.neural import COMPILE_MODES
 
-        return ClassicSwapper()
-    entry = _entry_for(mode, device)
+    mode = ("compile" if compile else "none") if isinstance(compile, bool) else compile
+    if mode not in COMPILE_MODES:
+        raise UserError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
+    return mode
+
+
+def _load_classic(entry: ModelEntry | None, device: str, precision: str, compile: str) -> Swapper:
+    from slimswap.swap.classic import ClassicSwapper
+
+    if precision not in ("auto", "fp32") or compile != "none":
+        raise UserError("the classic swapper runs in numpy: no --precision or --compile")
+    return ClassicSwapper()
+
+
+def _load_torch(entry: ModelEntry, device: str, precision: str, compile: str) -> Swapper:
+    from slimswap.swap.neural import TorchSwapper, check_device
+    from slimswap.swap.weights import load_generator, stored_precision
+
+    check_device(device)
+    if precision not in ("auto", *TORCH_PRECISIONS):
+        raise UserError(
+            f"{entry.name} is a torch model: precision fp32, fp16 or bf16, not {precision}"
+        )
+    norm = entry.normalisation_spec()
+    model = load_generator(entry.path, expected_sha256=entry.sha256 or None)
+    stored = stored_precision(entry.path)
+    if stored != entry.precision:
+        raise UserError(
+            f"{entry.path} holds {stored} weights but models/MANIFEST says {entry.precision}"
+        )
+    if int(model.config.resolution) != entry.resolution:
+        raise UserError(
+            f"{entry.path} is a {model.config.resolution} px model but models/MANIFEST says "
+            f"{entry.resolution}"
+        )
+    if precision == "auto":
+        precision = "fp16" if device == "cuda" else "fp32"
+    return TorchSwapper(model, entry.name, device, precision, compile, norm=norm)
+
+
+def _load_onnx(entry: ModelEntry, device: str, precision: str, compile: str) -> Swapper:
+    from slimswap.swap.neural import OnnxSwapper
+
+    if compile != "none":
+        raise UserError(f"{entry.name} is an ONNX file: --compile applies to torch models only")
+    if not runs_at(entry, precision):
+        raise UserError(
+            f"{entry.name} is exported in {entry.precision}; it cannot run in {precision}"
+        )
+    norm = entry.normalisation_spec()
+    if entry.sha256:
+        verify_sha256(entry.path, entry.sha256)
+    swapper = OnnxSwapper(entry.path, name=entry.name, device=device, norm=norm)
+    if swapper.resolution != entry.resolution:
+        raise UserError(
+            f"{entry.path} is a {swapper.resolution} px model but models/MANIFEST says "
+            f"{entry.resolution}"
+        )
+    return swapper
+
+
+# the one table from a backend name to its factory
+SWAPPERS = {"classic": _load_classic, "torch": _load_torch, "onnx": _load_onnx}
+
+
+def _unlisted_entry(path: Path) -> ModelEntry:
+    """An entry for a model file the manifest does not list (e.g. a pruned export to
+    evaluate): nothing to check its hash against, so the file is taken as it is."""
+    from slimswap.swap.neural import PM1
+    from slimswap.swap.weights import read_metadata, stored_precision
+
+    if not path.is_file():
+        raise UserError(f"model file not found: {path}")
+    backend = {".onnx": "onnx", ".safetensors": "torch"}.get(path.suffix.lower())
+    if backend is None:
+        raise UserError(
+            f"unknown model file type {path.suffix!r}: {path}; use .onnx or .safetensors"
+        )
+    if backend == "torch":
+        resolution = int(read_metadata(path).get("config", {}).get("resolution", 0))
+        precision = stored_precision(path)
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        resolution, precision = int(session.get_inputs()[0].shape[-1]), "unknown"
+    return ModelEntry(
+        name=path.stem,
+        file=path.name,
+        sha256="",
+        mode="file",
+        backend=backend,
+        resolution=resolution,
+        precision=precision,
+        template=TEMPLATE_NAME,
+        normalisation=PM1.name,
+        folder=path.parent,
+    )
+
+
+def find_entry(
+    model: str | Path, device: str = "cpu", precision: str = "auto"
+) -> ModelEntry | None:
+    """What `model` names: None for classic, else the ModelEntry to load.
+
+    `model` is a mode (auto, quality, lite, classic), a models/MANIFEST name, or a file.
+    """
+    text = str(model)
+    if text in SWAP_MODES:
+        mode = resolve_mode(text, device)
+        return None if mode == "classic" else pick_entry(mode, device, precision)
+    entries = read_manifest()
+    for e in entries:
+        if e.name == text:
+            return e
+    path = Path(text)
+    if path.suffix.lower() in (".onnx", ".safetensors") or path.is_file():
+        for e in entries:
+            if path.is_file() and e.path.is_file() and e.path.resolve() == path.resolve():
+                return e
+        return _unlisted_entry(path)
+    raise UserError(
+        f"unknown mode {text!r}; choose one of {', '.join(SWAP_MODES)}, a model listed by "
+        "`slimswap models`, or a .onnx/.safetensors file"
+    )
+
+
+def load_swapper(
+    model: str | Path = "auto",
+    device: str = "cpu",
+    precision: str = "auto",
+    compile: bool | str = False,
+) -> Swapper:
+    """Build a swapper: the classic one, or a learned model checked against its manifest entry.
+
+    model: a mode (auto, quality, lite, classic), a models/MANIFEST name or a model file.
+    precision: auto (fp16 on CUDA, fp32 on CPU for torch; ONNX files as exported), fp32,
+    fp16, bf16 or int8 (which picks the matching exported file). compile: torch models only;
+    True or "compile" for torch.compile, "cudagraphs" for CUDA graphs too.
+    """
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu or cuda, got {device!r}")
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    mode = _compile_mode(compile)
+    entry = find_entry(model, device, precision)
+    if entry is None:
+        return SWAPPERS["classic"](None, device, precision, mode)
     if not entry.path.is_file():
-        raise UserError(f"model file missing: {entry.path} (listed in models/MANIFEST); restore it with git")
-    from slimswap.swap.weights import sha256_file
-
-    if entry.backend == "onnx":
-        if sha256_file(entry.path) != entry.sha256:
-            raise UserError(f"model file {entry.path} is corrupted (sha256 mismatch); restore it with git")
-        from slimswap.swap.neural import OnnxSwapper
-
-        return OnnxSwapper(entry.path, name=entry.name, device=device)
-    from slimswap.swap.neural import TorchSwapper
-    from slimswap.swap.weights import load_generator
-
-    model = load_generator(entry.path, expected_sha256=entry.sha256)
-    return TorchSwapper(model, name=entry.name, device=device)
+        raise UserError(
+            f"model file missing: {entry.path} (listed in models/MANIFEST); restore it with git"
+        )
+    if entry.sha256:
+        entry.check_template()
+    return SWAPPERS[entry.backend](entry, device, precision, mode)

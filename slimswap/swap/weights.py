@@ -7,9 +7,7 @@ checked before anything is deserialised.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -17,28 +15,25 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from slimswap.errors import UserError
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from slimswap.files import atomic_write, verify_sha256
 
 
 def _arch_of(model: torch.nn.Module) -> str:
     return getattr(model, "arch", type(model).__name__)
 
 
-def save_generator(model: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+def save_generator(
+    model: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16
+) -> Path:
     """Write weights (cast to dtype) + {arch, config} metadata atomically."""
     path = Path(path)
-    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in model.state_dict().items()
+    }
     meta = {"arch": _arch_of(model), "config": model.config.to_json()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 
@@ -55,23 +50,20 @@ def build_generator(arch: str, config_json: str) -> torch.nn.Module:
     raise UserError(f"unknown generator architecture {arch!r} in weight file")
 
 
-def load_generator(path: str | Path, expected_sha256: str | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_generator(
+    path: str | Path, expected_sha256: str | None = None, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
     """Load a generator saved by save_generator; refuse a file whose hash does not match."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model file not found: {path}")
     if expected_sha256 is not None:
-        actual = sha256_file(path)
-        if actual != expected_sha256:
-            raise UserError(
-                f"model file {path} is corrupted or not the released one (sha256 {actual[:12]}..., "
-                f"expected {expected_sha256[:12]}...); restore it with `git checkout -- {path}`"
-            )
+        verify_sha256(path, expected_sha256)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:  # safetensors raises several types for a damaged header
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:  # noqa: BLE001 (safetensors raises several types for a damaged header)
         raise UserError(f"cannot read model file {path}: {exc}") from None
     if "arch" not in meta or "config" not in meta:
         raise UserError(f"model file {path} lacks its arch/config metadata")
@@ -79,6 +71,17 @@ def load_generator(path: str | Path, expected_sha256: str | None = None, device:
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+SAFETENSORS_PRECISION = {"F32": "fp32", "F16": "fp16", "BF16": "bf16"}
+
+
+def stored_precision(path: str | Path) -> str:
+    """The dtype the floating-point weights are stored in (fp32, fp16 or bf16)."""
+    with safe_open(str(path), framework="pt", device="cpu") as fh:
+        dtypes = {fh.get_slice(k).get_dtype() for k in fh.keys()}  # noqa: SIM118 (not a dict)
+    floats = sorted(SAFETENSORS_PRECISION[d] for d in dtypes if d in SAFETENSORS_PRECISION)
+    return "+".join(floats) or "none"
 
 
 def read_metadata(path: str | Path) -> dict:

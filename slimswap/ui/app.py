@@ -30,8 +30,9 @@ import gradio as gr
 from slimswap import media
 from slimswap.errors import UserError
 from slimswap.face.analyser import FaceAnalyser
+from slimswap.options import BLENDS, MASKS, SwapOptions
 from slimswap.paths import EXAMPLES_DIR
-from slimswap.pipeline import BLENDS, MASKS, SwapOptions, swap_image, swap_video
+from slimswap.pipeline import swap_image, swap_video
 from slimswap.provenance import verify_file
 from slimswap.swap.registry import available_modes, load_swapper, resolve_mode
 
@@ -91,41 +92,6 @@ class Engine:
         path = self.workdir / f"{time.time_ns()}"
         path.mkdir(parents=True)
         return path
-
-
-class _FrameProgress:
-    """A FaceAnalyser stand-in that counts the video frames it is shown.
-
-    swap_video looks at every frame once, through `detect_boxes` (detection frames) or
-    `landmarks` (tracked frames); counting distinct frames there gives progress without the
-    pipeline knowing about the page. Everything else goes to the shared analyser, so source
-    and reference photos (which go through `detect`) are not counted.
-    """
-
-    def __init__(self, analyser: FaceAnalyser, total: int, report) -> None:
-        self._analyser = analyser
-        self._total = max(1, total)
-        self._report = report
-        self._last: int | None = None
-        self.frames = 0
-
-    def _seen(self, frame: np.ndarray) -> None:
-        if id(frame) != self._last:
-            self._last = id(frame)
-            self.frames += 1
-            if self.frames % 5 == 0 or self.frames == self._total:
-                self._report(min(self.frames, self._total), self._total)
-
-    def detect_boxes(self, frame: np.ndarray, upsample: int | None = None):
-        self._seen(frame)
-        return self._analyser.detect_boxes(frame, upsample)
-
-    def landmarks(self, frame: np.ndarray, bbox: np.ndarray) -> np.ndarray:
-        self._seen(frame)
-        return self._analyser.landmarks(frame, bbox)
-
-    def __getattr__(self, name: str):
-        return getattr(self._analyser, name)
 
 
 def readable_errors(handler):
@@ -198,15 +164,14 @@ def _crop_around(frame: np.ndarray, box: np.ndarray, margin: float) -> np.ndarra
     return frame[t:b, l:r]
 
 
-def reference_photo(frame: np.ndarray, box: np.ndarray, out: Path) -> Path:
+def reference_picture(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
     """The picked face with context, upscaled so the detector finds it again: the pipeline's
-    `reference` selector wants a photo of the person, and this is one."""
+    `reference` selector wants a picture of the person, and this is one."""
     crop = _crop_around(frame, box, margin=0.8)
     scale = max(1.0, 300 / max(1, min(crop.shape[:2])))
     if scale > 1:
         crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-    media.write_image(out, np.ascontiguousarray(crop))
-    return out
+    return np.ascontiguousarray(crop)
 
 
 def output_path(folder: Path, source: Path, target: Path) -> Path:
@@ -232,7 +197,7 @@ def _paths(files) -> list[Path]:
 def build_app(engine: Engine) -> gr.Blocks:
     modes = ui_modes()
 
-    def _options(selector, masks, blend, color, label, state, folder: Path) -> SwapOptions:
+    def _options(selector, masks, blend, color, label, state) -> SwapOptions:
         reference = None
         if selector == "reference":
             if not state or state.get("picked") is None:
@@ -240,9 +205,7 @@ def build_app(engine: Engine) -> gr.Blocks:
                     "face selector 'reference': click the face to replace under 'Faces in the target'"
                 )
             frame = read_frame(state["target"], state["frame"])
-            reference = reference_photo(
-                frame, np.array(state["boxes"][state["picked"]]), folder / "reference.png"
-            )
+            reference = reference_picture(frame, np.array(state["boxes"][state["picked"]]))
         options = SwapOptions(
             face_selector=selector,
             reference=reference,
@@ -250,7 +213,6 @@ def build_app(engine: Engine) -> gr.Blocks:
             blend=blend,
             color_correction=bool(color),
             label=bool(label),
-            progress=False,
         )
         options.check()
         return options
@@ -319,13 +281,13 @@ def build_app(engine: Engine) -> gr.Blocks:
     def on_preview(sources, target, state, selector, mode, masks, blend, color, label, frame_index):
         source_paths, target_path = _inputs(sources, target)
         folder = engine.request_dir()
-        options = _options(selector, masks, blend, color, label, state, folder)
-        if media.is_video(target_path):
-            still = folder / f"{target_path.stem}_frame{int(frame_index)}.png"
-            media.write_image(still, read_frame(target_path, int(frame_index)))
+        options = _options(selector, masks, blend, color, label, state)
+        if media.is_video(target_path):  # the chosen frame, swapped as an image
+            still = read_frame(target_path, int(frame_index))
+            named = target_path.with_name(f"{target_path.stem}_frame{int(frame_index)}.png")
         else:
-            still = target_path
-        out = output_path(folder, source_paths[0], still)
+            still = named = target_path
+        out = output_path(folder, source_paths[0], named)
         out = out.with_name("preview_" + out.name)
         report = swap_image(
             source_paths[0], still, out, engine.swapper(mode), options, engine.analyser
@@ -354,7 +316,7 @@ def build_app(engine: Engine) -> gr.Blocks:
         runs = int(runs or 0) + 1
         source_paths, target_path = _inputs(sources, target)
         folder = engine.request_dir()
-        options = _options(selector, masks, blend, color, label, state, folder)
+        options = _options(selector, masks, blend, color, label, state)
         swapper = engine.swapper(mode)
         outputs: list[Path] = []
         lines = []
@@ -362,17 +324,15 @@ def build_app(engine: Engine) -> gr.Blocks:
         for n, source in enumerate(source_paths):
             out = output_path(folder, source, target_path)
             if media.is_video(target_path):
-                total = media.probe_video(target_path).frame_count
                 prefix = f"source {n + 1}/{len(source_paths)}: " if len(source_paths) > 1 else ""
-                counter = _FrameProgress(
-                    engine.analyser,
-                    total,
-                    lambda done, all_, desc=f"{prefix}frames": progress(
-                        (done, all_), desc=desc, unit="frames"
-                    ),
+
+                def frames_done(done: int, total: int, desc: str = f"{prefix}frames") -> None:
+                    progress((done, total), desc=desc, unit="frames")
+
+                frames_done(0, media.probe_video(target_path).frame_count)
+                report = swap_video(
+                    source, target_path, out, swapper, options, engine.analyser, frames_done
                 )
-                progress((0, total), desc=f"{prefix}frames", unit="frames")
-                report = swap_video(source, target_path, out, swapper, options, counter)
                 lines.append(
                     f"{source.name}: swapped {report.frames_swapped}/{report.frames} frames with {report.swapper} "
                     f"in {report.seconds:.1f} s ({report.fps:.1f} fps)."

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from slimswap.compress import export, quantize
 from slimswap.paths import EXAMPLES_DIR, MODELS_DIR
+from slimswap.swap.neural import to_model_input
 from slimswap.swap.weights import load_generator
 
 LITE = MODELS_DIR / "lite_128.safetensors"
@@ -21,14 +21,17 @@ def real_inputs(analyser):
     from slimswap import media
     from slimswap.face.align import align
 
-    frames = [media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"), media.read_image(EXAMPLES_DIR / "astronaut.png")]
+    frames = [
+        media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"),
+        media.read_image(EXAMPLES_DIR / "astronaut.png"),
+    ]
     frames += [f for b in media.read_frames(EXAMPLES_DIR / "clip.mp4", 8) for f in b][::15]
     crops, embs = [], []
     for frame in frames:
         face = analyser.embed(frame, max(analyser.detect(frame), key=lambda f: f.area))
         crops.append(align(frame, face.kps, 128)[0])
         embs.append(face.embedding)
-    x = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1
+    x = to_model_input(np.stack(crops))
     e = np.roll(np.stack(embs).astype(np.float32), 1, axis=0)
     return x, e
 
@@ -51,8 +54,10 @@ def test_int8_graph_keeps_attention_norm_identity_skip_float():
     graph = onnx.load(str(INT8)).graph
     float_types = {"MatMul", "Softmax", "InstanceNormalization", "Gemm"}
     sensitive = [
-        n.name for n in graph.node
-        if n.op_type in float_types or (n.op_type == "Conv" and any(p in n.name + "/" for p in quantize.SENSITIVE_CONV_PARTS))
+        n.name
+        for n in graph.node
+        if n.op_type in float_types
+        or (n.op_type == "Conv" and any(p in n.name + "/" for p in quantize.SENSITIVE_CONV_PARTS))
     ]
     kinds = {n.op_type for n in graph.node if n.name in sensitive}
     assert {"MatMul", "Softmax", "InstanceNormalization"} <= kinds
@@ -71,4 +76,32 @@ def test_lite_is_a_fraction_of_the_teacher():
     teacher, lite = by_name["teacher_128"], by_name["lite_128"]
     teacher_fp32_bytes = teacher.params * 4
     assert INT8.stat().st_size <= 0.10 * teacher_fp32_bytes
-    assert lite.raw["macs"] <= 0.25 * teacher.raw["macs"]
+    assert lite.macs <= 0.25 * teacher.macs
+
+
+def test_released_exports_are_listed_and_load(tmp_path, monkeypatch):
+    """`compress export --release`: the three files go into the manifest with their hash,
+    precision and the torch model's provenance, and the registry loads them."""
+    import json
+    import shutil
+
+    from slimswap.compress.release import release_exports
+    from slimswap.swap.registry import load_swapper, read_manifest
+
+    shutil.copytree(MODELS_DIR, tmp_path / "models")
+    monkeypatch.setenv("SLIMSWAP_MODELS", str(tmp_path / "models"))
+    data = json.loads((tmp_path / "models" / "MANIFEST").read_text())
+    data["models"] = [e for e in data["models"] if e["backend"] == "torch"]
+    (tmp_path / "models" / "MANIFEST").write_text(json.dumps(data))
+    report = json.loads((MODELS_DIR / "lite_128_export.json").read_text())
+    report["int8"]["psnr_vs_onnx_fp32_db"] = 40.0
+    release_exports(
+        tmp_path / "models" / "lite_128.safetensors", "lite_128", report, "slimswap compress export"
+    )
+    by_name = {e.name: e for e in read_manifest()}
+    for precision in ("fp32", "fp16", "int8"):
+        entry = by_name[f"lite_128_{precision}"]
+        assert (entry.backend, entry.precision, entry.mode) == ("onnx", precision, "lite")
+        assert entry.provenance["steps"] == by_name["lite_128"].provenance["steps"]
+        assert load_swapper(entry.name).resolution == 128
+    assert "reduce_range" in by_name["lite_128_int8"].provenance["quantization"]

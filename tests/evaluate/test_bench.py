@@ -19,16 +19,26 @@ from onnx import TensorProto, helper
 
 from slimswap.errors import UserError
 from slimswap.evaluate import bench, report
+from slimswap.face.align import TEMPLATE_NAME
+from slimswap.files import sha256_file
 from slimswap.swap import registry
-from slimswap.swap.weights import sha256_file
+from slimswap.swap.neural import PM1, from_model_output, to_model_input
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slimswap.cli", *map(str, args)], capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_quick_bench_cli_fills_every_field_with_finite_numbers(tmp_path):
-    proc = run_cli("bench", "--quick", "--mode", "classic", "--max-frames", 12, "--batch", 4, "--out", tmp_path)
+    proc = run_cli(
+        "bench", "--quick", "--mode", "classic", "--max-frames", 12, "--batch", 4, "--out", tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "bench-cpu-quick.json").read_text())
     assert report.missing_fields(data) == []
@@ -44,7 +54,9 @@ def test_quick_bench_cli_fills_every_field_with_finite_numbers(tmp_path):
     assert row["throughput_faces_s"] == pytest.approx(4000.0 / row["batch_p50_ms"])
     (video,) = row["videos"]
     assert video["video"] == "clip.mp4" and (video["width"], video["height"]) == (512, 512)
-    assert video["frames"] == 12 and video["frames_swapped"] == 12  # one face on every frame of the clip
+    assert (
+        video["frames"] == 12 and video["frames_swapped"] == 12
+    )  # one face on every frame of the clip
     stages = video["stage_ms_per_frame"]
     assert set(bench.STAGES) <= set(stages)
     assert all(stages[s] > 0 for s in bench.STAGES)
@@ -67,16 +79,30 @@ def test_bench_refuses_cuda_without_a_gpu(tmp_path):
         pytest.skip("this machine has a GPU")
     proc = run_cli("bench", "--quick", "--device", "cuda", "--out", tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error:") and "no CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.startswith("error:")
+        and "no CUDA GPU" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
 
 
 def _tiny_onnx(path, resolution: int = 128) -> None:
     """A stand-in generator with the real I/O contract: swap = 0.5 * target."""
-    target = helper.make_tensor_value_info("target", TensorProto.FLOAT, ["N", 3, resolution, resolution])
+    target = helper.make_tensor_value_info(
+        "target", TensorProto.FLOAT, ["N", 3, resolution, resolution]
+    )
     identity = helper.make_tensor_value_info("identity", TensorProto.FLOAT, ["N", 128])
-    swap = helper.make_tensor_value_info("swap", TensorProto.FLOAT, ["N", 3, resolution, resolution])
+    swap = helper.make_tensor_value_info(
+        "swap", TensorProto.FLOAT, ["N", 3, resolution, resolution]
+    )
     half = helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])
-    graph = helper.make_graph([helper.make_node("Mul", ["target", "half"], ["swap"])], "tiny", [target, identity], [swap], [half])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["target", "half"], ["swap"])],
+        "tiny",
+        [target, identity],
+        [swap],
+        [half],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -84,58 +110,88 @@ def _tiny_onnx(path, resolution: int = 128) -> None:
 
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(registry, "MODELS_DIR", tmp_path)
+    monkeypatch.setenv("SLIMSWAP_MODELS", str(tmp_path))
     return tmp_path
 
 
-def test_manifest_onnx_model_gets_a_measured_row(models_dir):
+def _tiny_entry(models_dir, sha256: str | None = None) -> dict:
     _tiny_onnx(models_dir / "tiny.onnx")
-    registry.write_manifest_entry({
-        "name": "tiny", "file": "tiny.onnx", "sha256": sha256_file(models_dir / "tiny.onnx"),
-        "mode": "lite", "backend": "onnx", "resolution": 128, "params": 1, "precision": "fp32",
-    })
+    return {
+        "name": "tiny",
+        "file": "tiny.onnx",
+        "sha256": sha256 or sha256_file(models_dir / "tiny.onnx"),
+        "mode": "lite",
+        "backend": "onnx",
+        "resolution": 128,
+        "params": 1,
+        "precision": "fp32",
+        "template": TEMPLATE_NAME,
+        "normalisation": PM1.name,
+    }
+
+
+def test_manifest_onnx_model_gets_a_measured_row(models_dir):
+    registry.write_manifest_entry(_tiny_entry(models_dir))
     cfg = bench.BenchConfig(modes=("lite",), quick=True, batch=3)
     (variant,) = bench.variants(cfg)
-    assert (variant.name, variant.backend, variant.device, variant.entry) == ("tiny onnx cpu", "onnx", "cpu", "tiny")
+    assert (variant.name, variant.backend, variant.device, variant.entry) == (
+        "tiny onnx cpu",
+        "onnx",
+        "cpu",
+        "tiny",
+    )
     # classic is a row only when asked for (or when no --mode is given)
-    assert [v.name for v in bench.variants(bench.BenchConfig(quick=True))] == ["classic", "tiny onnx cpu"]
+    assert [v.name for v in bench.variants(bench.BenchConfig(quick=True))] == [
+        "classic",
+        "tiny onnx cpu",
+    ]
 
-    swapper = bench.build_swapper(variant)
+    swapper = variant.load()
     inputs = bench.BenchInputs(bench.DEFAULT_SOURCE, bench.BUNDLED_CLIP, 2)
     crops, _ = inputs.crops(128, 2)
     out = swapper.swap(crops, inputs.identity(128))
-    from slimswap.swap.neural import from_model_output, to_model_input
-
-    assert np.array_equal(out, from_model_output(0.5 * to_model_input(crops)))  # the graph really ran
+    assert np.array_equal(
+        out, from_model_output(0.5 * to_model_input(crops))
+    )  # the graph really ran
 
     row = bench.bench_model(variant, cfg, inputs)
-    numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numbers = {
+        k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     assert all(math.isfinite(v) for v in numbers.values())
-    assert row["resolution"] == 128 and row["params"] == 1 and row["file_mib"] > 0 and row["batch"] == 3
+    assert (
+        row["resolution"] == 128
+        and row["params"] == 1
+        and row["file_mib"] > 0
+        and row["batch"] == 3
+    )
 
 
 def test_missing_or_corrupted_models_are_user_errors(models_dir):
     with pytest.raises(UserError, match="no quality model"):
         bench.variants(bench.BenchConfig(modes=("quality",)))
-    _tiny_onnx(models_dir / "tiny.onnx")
-    registry.write_manifest_entry({
-        "name": "tiny", "file": "tiny.onnx", "sha256": "0" * 64, "mode": "lite", "backend": "onnx", "resolution": 128,
-    })
+    registry.write_manifest_entry(_tiny_entry(models_dir, sha256="0" * 64))
     (variant,) = bench.variants(bench.BenchConfig(modes=("lite",)))
-    with pytest.raises(UserError, match="sha256 mismatch"):
-        bench.build_swapper(variant)
+    with pytest.raises(UserError, match="corrupted"):
+        variant.load()
 
 
 def test_time_calls_keeps_minimum_repeats_and_percentiles_are_in_ms():
     calls = []
-    times = bench.time_calls(lambda: calls.append(1), warmup=2, repeats=50, budget_s=0.0, cuda=False)
+    times = bench.time_calls(
+        lambda: calls.append(1), warmup=2, repeats=50, budget_s=0.0, cuda=False
+    )
     assert len(times) == bench.MIN_REPEATS and len(calls) == 2 + bench.MIN_REPEATS
     p50, p95 = bench.percentiles_ms(np.arange(1, 101) / 1000.0)
     assert p50 == pytest.approx(50.5) and p95 == pytest.approx(95.05)
 
 
 def test_json_writer_turns_non_finite_numbers_into_reported_nulls(tmp_path):
-    data = {"a": np.float32(1.5), "b": [1, float("nan")], "c": {"d": float("inf"), "e": np.int64(3)}}
+    data = {
+        "a": np.float32(1.5),
+        "b": [1, float("nan")],
+        "c": {"d": float("inf"), "e": np.int64(3)},
+    }
     report.write_json(tmp_path / "x.json", data)
     back = json.loads((tmp_path / "x.json").read_text())
     assert back == {"a": 1.5, "b": [1, None], "c": {"d": None, "e": 3}}

@@ -10,14 +10,12 @@ import pytest
 from slimswap.errors import UserError
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import embedding_distance
-from slimswap.paths import MODELS_DIR
-from slimswap.pipeline import StageTimer, SwapOptions, swap_faces_in_frames
-from slimswap.swap.base import SourceIdentity, Swapper
+from slimswap.pipeline import swap_frames
+from slimswap.swap.base import SourceIdentity
 from slimswap.swap.registry import load_swapper, read_manifest
 from slimswap.swap.weights import load_generator
 
 ENTRIES = read_manifest()
-MODES = ["classic"] + sorted({e.mode for e in ENTRIES})
 
 
 def test_manifest_lists_quality_and_lite_models():
@@ -27,22 +25,6 @@ def test_manifest_lists_quality_and_lite_models():
         assert e.path.is_file(), e.path
         assert e.path.stat().st_size <= 16 * 2**20
         assert len(e.sha256) == 64
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_swap_keeps_batch_shape_and_dtype(mode, analyser, load_rgb):
-    from slimswap.paths import EXAMPLES_DIR
-
-    swapper: Swapper = load_swapper(mode, "cpu")
-    frame = load_rgb(EXAMPLES_DIR / "astronaut.png")
-    face = max(analyser.detect(frame), key=lambda f: f.area)
-    crop, affine = align(frame, face.kps, swapper.resolution)
-    lms = transform_points(face.landmarks, affine)[None].astype(np.float32)
-    ident = SourceIdentity(np.zeros(128, np.float32) + 0.05, crop, lms[0])
-    crops = np.stack([crop, crop[:, ::-1].copy(), crop])
-    out = swapper.swap(crops, ident, target_landmarks=np.concatenate([lms] * 3))
-    assert out.shape == crops.shape and out.dtype == np.uint8
-    assert swapper.swap(crops[:0], ident, target_landmarks=lms[:0]).shape == crops[:0].shape
 
 
 def test_corrupted_weight_file_is_refused(tmp_path):
@@ -59,7 +41,7 @@ def test_corrupted_weight_file_is_refused(tmp_path):
 
 def _pairs(shared_data, n):
     folders = sorted(p for p in (shared_data / "deepface_testset").glob("id*") if p.is_dir())
-    imgs = [sorted(f.glob("*.jpg"))[0] for f in folders]
+    imgs = [min(f.glob("*.jpg")) for f in folders]
     return [(imgs[i], imgs[(i + 3) % len(imgs)]) for i in range(n)]
 
 
@@ -78,8 +60,10 @@ def test_learned_swap_moves_identity_and_keeps_landmarks(mode, shared_data, anal
         sface = analyser.embed(src, max(analyser.detect(src), key=lambda f: f.area))
         tface = analyser.embed(tgt, max(analyser.detect(tgt), key=lambda f: f.area))
         crop, affine = align(src, sface.kps, swapper.resolution)
-        ident = SourceIdentity(sface.embedding, crop, transform_points(sface.landmarks, affine).astype(np.float32))
-        (out,) = swap_faces_in_frames([tgt], [[tface]], swapper, ident, SwapOptions(progress=False), StageTimer())
+        ident = SourceIdentity(
+            sface.embedding, crop, transform_points(sface.landmarks, affine).astype(np.float32)
+        )
+        (out,) = swap_frames([tgt], [[tface]], swapper, ident)
         found = [f for f in analyser.detect(out) if iou(f.bbox, tface.bbox) > 0.3]
         assert found, f"no face in the swap of {tgt_path.name}"
         res = analyser.embed(out, found[0])
@@ -89,7 +73,9 @@ def test_learned_swap_moves_identity_and_keeps_landmarks(mode, shared_data, anal
         after.append(d_after)
         closer += d_after < d_before
         nmes.append(landmark_nme(res.landmarks, tface.landmarks))
-    print(f"{mode}: distance to source {np.mean(before):.3f} -> {np.mean(after):.3f}, NME {np.mean(nmes):.4f}")
+    print(
+        f"{mode}: distance to source {np.mean(before):.3f} -> {np.mean(after):.3f}, NME {np.mean(nmes):.4f}"
+    )
     assert closer >= 0.75 * len(pairs)
     assert np.mean(after) < np.mean(before) - 0.1
     assert np.mean(nmes) <= 0.05

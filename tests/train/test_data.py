@@ -12,20 +12,22 @@ import cv2
 import numpy as np
 import pytest
 
+from slimswap.files import sha256_file
 from slimswap.paths import shared_data_dir
-from slimswap.train.data import (
-    BuildConfig,
-    build_dataset,
-    load_shard,
-    sha256_file,
-    split_identities,
-)
+from slimswap.train.build import BuildConfig, build_dataset, split_identities
+from slimswap.train.shards import load_shard
 
 pytestmark = pytest.mark.shared
 
 LFW_PEOPLE = [  # 3-4 images each
-    "Aaron_Peirsol", "Abdoulaye_Wade", "Abdullah", "Abdullah_al-Attiyah",
-    "Abel_Pacheco", "Adam_Sandler", "Adel_Al-Jubeir", "Akbar_Hashemi_Rafsanjani",
+    "Aaron_Peirsol",
+    "Abdoulaye_Wade",
+    "Abdullah",
+    "Abdullah_al-Attiyah",
+    "Abel_Pacheco",
+    "Adam_Sandler",
+    "Adel_Al-Jubeir",
+    "Akbar_Hashemi_Rafsanjani",
     "Matt_Damon",  # also deepface's id11: must not train
 ]
 CELEBA_PEOPLE = ["07201", "07202"]  # in-the-wild photos, some faces big enough for 256 px
@@ -47,7 +49,7 @@ def folders(tmp_path_factory) -> tuple[Path, Path, Path]:
     ):
         for person in people:
             shutil.copytree(src / person, dst / person)
-    good = sorted((lfw / "Abdullah").glob("*.jpg"))[0].read_bytes()
+    good = min((lfw / "Abdullah").glob("*.jpg")).read_bytes()
     (lfw / "Abdullah" / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (lfw / "Abdullah" / "notes.jpg").write_text("not an image\n")
     from skimage import data as skdata
@@ -203,7 +205,7 @@ def test_embeddings_and_crops_belong_to_the_labelled_person(built):
 def test_load_shard_needs_no_dlib(built):
     code = (
         "import sys; sys.modules['dlib'] = None; sys.modules['PIL'] = None\n"
-        "from slimswap.train.data import load_shard\n"
+        "from slimswap.train.shards import load_shard\n"
         f"s = load_shard({str(built.out_dir / 'train_128.npz')!r})\n"
         "print(s.decode().shape)"
     )
@@ -220,3 +222,79 @@ def test_split_depends_on_names_not_order():
     assert len(a["test"]) == 20 and all(counts[n] >= 3 for n in a["test"])
     assert len(a["val"]) == 10 and all(counts[n] >= 2 for n in a["val"])
     assert sorted(a["train"] + a["val"] + a["test"]) == sorted(counts)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    """Two short talking-head clips: one to train on, one the data build holds out (d10)."""
+    from slimswap.evaluate.bench import trim_video
+    from slimswap.paths import EXAMPLES_DIR
+
+    folder = tmp_path_factory.mktemp("clips")
+    trim_video(EXAMPLES_DIR / "clip.mp4", folder / "liveportrait_driving_d10.mp4", 6)
+    data = shared_data_dir()
+    trim_video(data / "videos" / "liveportrait_driving_d3.mp4", folder / "talker.mp4", 6)
+    return folder
+
+
+@pytest.mark.slow
+def test_data_build_command_on_real_faces_broken_files_and_clips(folders, clips, tmp_path):
+    """`slimswap data build` as a user runs it: exit 0, counts that match the files, every
+    identity in exactly one split, broken files listed, clips as frame folders."""
+    lfw, celeba, deepface = folders
+    out = tmp_path / "shards"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slimswap.cli",
+            "data",
+            "build",
+            str(lfw),
+            str(celeba),
+            "--extra-test",
+            f"deepface={deepface}",
+            "--videos",
+            str(clips),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--test-identities",
+            "2",
+            "--val-identities",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == str(out)
+    m = json.loads((out / "manifest.json").read_text())
+    ids = m["identities"]
+    assert set(ids) == {"train", "val", "test", "deepface", "videos"}
+    assert ids["videos"] == ["video_held_out/liveportrait_driving_d10"]
+    assert "video_train/talker" in ids["train"] + ids["val"] + ids["test"]
+    split_of: dict[str, str] = {}
+    for split, names in ids.items():
+        for name in names:
+            assert name not in split_of, f"{name} in {split_of[name]} and {split}"
+            split_of[name] = split
+    faces = 0
+    for name, info in m["shards"].items():
+        shard = load_shard(out / name)
+        assert (
+            len(shard)
+            == info["images"]
+            == m["splits"][info["split"]]["images_per_size"][str(info["size"])]
+        )
+        assert sha256_file(out / name) == info["sha256"]
+        assert {split_of[str(n)] for n in shard.identities} == {info["split"]}
+        faces += len(shard) if info["size"] == 128 else 0
+    assert faces == m["totals"]["faces"] == m["totals"]["images"] - len(m["failures"])
+    reasons = {f["source"]: f["reason"] for f in m["failures"]}
+    assert reasons["lfw/Abdullah/truncated.jpg"].startswith("unreadable")
+    assert reasons["lfw/No_Face/coffee.jpg"] == "no face"
+    assert m["inputs"][-1]["images"] == 6  # every frame of the 6-frame held-out clip

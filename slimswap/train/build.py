@@ -1,0 +1,614 @@
+"""Building the training shards: face analysis (dlib), the identity split and the leak guard.
+
+`build_dataset` reads `<identity>/<image>` folders, detects, landmarks and embeds each face,
+splits identities into train/val/test (plus extra test sets), keeps anyone who looks like a
+held-out person out of training, and writes shards (train/shards.py) and manifest.json.
+dlib, Pillow and rich are imported inside the functions that use them.
+
+Layout of `out_dir`:
+  cache/analysis_<key>.npz  detection, landmarks and embedding per input chunk; an interrupted
+                            build resumes from here, and re-encoding at another quality is quick
+  <split>_<size>.npz        one shard per split and crop size (see train/shards.py)
+  manifest.json             counts, split lists, sha256 of each shard, parameters, failures
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from slimswap.errors import UserError
+from slimswap.face.align import TEMPLATE_5, align, transform_points
+from slimswap.files import atomic_write, sha256_file
+from slimswap.paths import REPO_ROOT, shared_data_dir
+from slimswap.train.shards import FORMAT_VERSION, shard_arrays, write_npz
+
+log = logging.getLogger(__name__)
+
+# Bump when detection, landmarks or embedding change: it is part of every cache key.
+ANALYSIS_VERSION = 1
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+DEFAULT_OUT_DIR = REPO_ROOT / "data" / "shards"
+# Inter-ocular distance of the template in units of the crop side (about 0.35).
+TEMPLATE_EYE_GAP = float(TEMPLATE_5[1, 0] - TEMPLATE_5[0, 0])
+MAIN = "main"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Parameters of one shard build; all of them are recorded in manifest.json."""
+
+    sizes: tuple[int, ...] = (128, 256)  # crop sides; the first gets every face
+    codec: str = "webp"  # "webp" or "jpg" (both decode with plain opencv)
+    quality: int = 88  # WebP; train_128 on LFW + CelebA subset: 39.2 MB (q90: 43.3, q80 lower)
+    # A crop larger than sizes[0] is made only when the source inter-ocular distance is at
+    # least size * TEMPLATE_EYE_GAP * min_iod_factor px, so upsampling stays mild.
+    min_iod_factor: float = 0.8
+    test_identities: int = 120  # held out, drawn from identities with >= test_min_images faces
+    test_min_images: int = 3
+    val_identities: int = 50  # drawn from identities with >= val_min_images faces
+    val_min_images: int = 2
+    split_salt: str = "slimswap-split-v1"  # the sha256 of salt:identity orders identities
+    # Identities whose mean embedding lies this close to a held-out identity's are moved to
+    # test (the same person filed under two names, e.g. LFW and the deepface test set).
+    # Measured: known duplicates 0.26-0.35 apart; at 0.5 some 900 look-alikes moved.
+    leak_threshold: float = 0.36
+    detect_max_side: int = 1024  # larger frames are detected on a downscaled copy
+    upsample_retry_max_side: int = 800  # no face found: retry with 2x upsampling up to this size
+    workers: int = 2
+    chunk_images: int = 256  # images per cache file
+    max_train_mb: float = 45.0  # train_<sizes[0]> must travel to the GPU machine with the code
+
+    def __post_init__(self) -> None:
+        if self.codec not in ("webp", "jpg"):
+            raise UserError(f"codec must be 'webp' or 'jpg', got {self.codec!r}")
+        if not 1 <= self.quality <= 100:
+            raise UserError(f"quality must be in 1..100, got {self.quality}")
+        if not self.sizes or any(s < 16 for s in self.sizes):
+            raise UserError(f"sizes must be crop sides >= 16, got {self.sizes}")
+        if self.workers < 1 or self.chunk_images < 1:
+            raise UserError("workers and chunk_images must be >= 1")
+
+    def min_iod(self, size: int) -> float:
+        """Source inter-ocular distance (px) needed for a crop of this size (0 for sizes[0])."""
+        return 0.0 if size == self.sizes[0] else size * TEMPLATE_EYE_GAP * self.min_iod_factor
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: Path
+    manifest: dict
+    seconds: float
+    analysed: int  # images run through the face analyser in this call
+    cached: int  # images whose analysis came from the cache
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class _Item:
+    path: Path
+    source: str  # "<root name>/<identity>/<file>": recorded in shards and manifest
+    identity: str  # "<root name>/<identity>"
+    group: str  # MAIN, or the name of an extra test set
+
+
+def list_images(root: Path) -> list[tuple[str, Path]]:
+    """(identity folder, image path) for every image file under root/<identity>/.
+
+    Folders starting with '_' or '.' are skipped (deepface_testset/_unlabeled_multi_face);
+    files at the top level (README, label lists) are not images of anyone.
+    """
+    out = []
+    for person in sorted(p for p in root.iterdir() if p.is_dir() and p.name[0] not in "_."):
+        for f in sorted(person.iterdir()):
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                out.append((person.name, f))
+    return out
+
+
+def _collect(inputs: Sequence[Path], extra_tests: Mapping[str, Path]) -> list[_Item]:
+    roots = [(Path(r), MAIN) for r in inputs] + [(Path(r), g) for g, r in extra_tests.items()]
+    names = [r.name for r, _ in roots]
+    if len(set(names)) != len(names):
+        raise UserError(f"input folders must have distinct names (they prefix identities): {names}")
+    if not inputs:
+        raise UserError("no training input folders given")
+    items = []
+    for root, group in roots:
+        if not root.is_dir():
+            raise UserError(f"input folder not found: {root} (expected <identity>/<image> folders)")
+        found = list_images(root)
+        if not found:
+            raise UserError(f"no images in {root} (expected <identity>/<image> folders)")
+        for person, f in found:
+            items.append(_Item(f, f"{root.name}/{person}/{f.name}", f"{root.name}/{person}", group))
+    return items
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+class _BadImage(Exception):
+    pass
+
+
+def read_rgb_strict(path: Path) -> np.ndarray:
+    """Decode an image file to RGB uint8, refusing truncated files.
+
+    Pillow raises on a truncated JPEG where OpenCV silently returns a grey-padded picture;
+    EXIF orientation is applied as cv2.imread would.
+    """
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        msg = str(exc).replace(str(path), "<file>")
+        raise _BadImage(f"unreadable: {type(exc).__name__}: {msg}") from exc
+
+
+def pick_face(faces: Sequence, shape: tuple[int, ...]):
+    """The labelled face: the largest, discounted by up to half for sitting at the border.
+
+    LFW photos sometimes hold several people; the labelled one is centred and usually largest.
+    """
+    h, w = shape[:2]
+    centre = np.array([w / 2, h / 2])
+    half_diag = float(np.hypot(w, h) / 2)
+
+    def weight(face) -> float:
+        c = (face.bbox[:2] + face.bbox[2:]) / 2
+        off = min(1.0, float(np.linalg.norm(c - centre)) / half_diag)
+        return face.area * (1.0 - 0.5 * off)
+
+    return max(faces, key=weight)
+
+
+_worker: dict = {}
+
+
+def _init_worker(detect_max_side: int, retry_max_side: int) -> None:
+    cv2.setNumThreads(1)  # the pool already uses the cores
+    _worker.update(detect_max_side=detect_max_side, retry_max_side=retry_max_side, analyser=None)
+
+
+def _analyser():
+    if _worker.get("analyser") is None:
+        from slimswap.face.analyser import FaceAnalyser  # dlib: only where faces are analysed
+
+        _worker["analyser"] = FaceAnalyser()
+    return _worker["analyser"]
+
+
+def _detect(frame: np.ndarray) -> list:
+    fa = _analyser()
+    h, w = frame.shape[:2]
+    scale = min(1.0, _worker["detect_max_side"] / max(h, w))
+    small = frame
+    if scale < 1.0:
+        size = (round(w * scale), round(h * scale))
+        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    boxes = fa.detect_boxes(small)
+    if not boxes and max(h, w) <= _worker["retry_max_side"]:
+        boxes = fa.detect_boxes(small, upsample=1)
+    return [fa.face_from_box(frame, box / scale, score) for box, score in boxes]
+
+
+def _analyse(path: str) -> dict:
+    """Detect, pick, landmark and embed the face of one image; failures become a reason."""
+    try:
+        frame = read_rgb_strict(Path(path))
+    except _BadImage as exc:
+        return {"reason": str(exc)}
+    try:
+        faces = _detect(frame)
+        if not faces:
+            return {"reason": "no face"}
+        face = _analyser().embed(frame, pick_face(faces, frame.shape))
+    except Exception as exc:  # one odd image must not end a long build; it is listed instead
+        log.exception("analysis failed on %s", path)
+        return {"reason": f"analysis error: {type(exc).__name__}: {exc}"}
+    return {
+        "reason": "",
+        "bbox": face.bbox,
+        "landmarks": face.landmarks,
+        "embedding": face.embedding,
+        "score": face.score,
+        "n_faces": len(faces),
+        "image_size": (frame.shape[1], frame.shape[0]),
+    }
+
+
+def _pack_chunk(items: Sequence[_Item], results: Sequence[dict]) -> dict[str, np.ndarray]:
+    n = len(items)
+    out = {
+        "sources": np.array([it.source for it in items]),
+        "reasons": np.array([r["reason"] for r in results]),
+        "bbox": np.zeros((n, 4), np.float32),
+        "landmarks": np.zeros((n, 68, 2), np.float32),
+        "embeddings": np.zeros((n, 128), np.float32),
+        "scores": np.zeros(n, np.float32),
+        "n_faces": np.zeros(n, np.int32),
+        "image_size": np.zeros((n, 2), np.int32),
+    }
+    for i, r in enumerate(results):
+        if not r["reason"]:
+            out["bbox"][i] = r["bbox"]
+            out["landmarks"][i] = r["landmarks"]
+            out["embeddings"][i] = r["embedding"]
+            out["scores"][i] = r["score"]
+            out["n_faces"][i] = r["n_faces"]
+            out["image_size"][i] = r["image_size"]
+    return out
+
+
+def _chunk_key(items: Sequence[_Item], cfg: BuildConfig) -> str:
+    stats = [(it.source, it.path.stat().st_size, it.path.stat().st_mtime_ns) for it in items]
+    blob = json.dumps([ANALYSIS_VERSION, cfg.detect_max_side, cfg.upsample_retry_max_side, stats])
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _imap(pool, fn, args: Iterable, chunksize: int = 4) -> Iterator:
+    return pool.map(fn, args, chunksize=chunksize) if pool is not None else map(fn, args)
+
+
+def _analyse_all(
+    items: list[_Item], cache_dir: Path, cfg: BuildConfig, pool, bar
+) -> tuple[dict, int]:
+    """Analysis table aligned with items; chunks already in the cache are not recomputed."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    chunks = [items[i : i + cfg.chunk_images] for i in range(0, len(items), cfg.chunk_images)]
+    paths = [cache_dir / f"analysis_{_chunk_key(c, cfg)}.npz" for c in chunks]
+    pending = [i for i, p in enumerate(paths) if not p.is_file()]
+    todo = [it for i in pending for it in chunks[i]]
+    task = bar.add_task("analysing faces", total=len(items), completed=len(items) - len(todo))
+    results = _imap(pool, _analyse, [str(it.path) for it in todo])
+    start = time.perf_counter()
+    done = 0
+    for k, ci in enumerate(pending):
+        chunk_results = []
+        for _ in chunks[ci]:
+            chunk_results.append(next(results))
+            bar.advance(task)
+        write_npz(paths[ci], _pack_chunk(chunks[ci], chunk_results))
+        done += len(chunks[ci])
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        log.info(
+            "analysed chunk %d/%d (%d/%d new images, %.1f img/s, about %.0f s left)",
+            k + 1,
+            len(pending),
+            done,
+            len(todo),
+            rate,
+            (len(todo) - done) / rate,
+        )
+    table: dict[str, list[np.ndarray]] = defaultdict(list)
+    for p in paths:
+        with np.load(p, allow_pickle=False) as z:
+            for name in z.files:
+                table[name].append(z[name])
+    merged = {name: np.concatenate(parts) for name, parts in table.items()}
+    if list(merged["sources"]) != [it.source for it in items]:
+        raise UserError(
+            f"analysis cache in {cache_dir} does not match the inputs: delete it and rebuild"
+        )
+    return merged, len(items) - len(todo)
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def _rank(name: str, salt: str) -> str:
+    return hashlib.sha256(f"{salt}:{name}".encode()).hexdigest()
+
+
+def split_identities(face_counts: Mapping[str, int], cfg: BuildConfig) -> dict[str, list[str]]:
+    """Deterministic identity split: hashes of the names order the identities.
+
+    Test takes the first `test_identities` with >= test_min_images faces (so evaluation has
+    pairs and triplets of unseen people); val the first `val_identities` of the rest with
+    >= val_min_images in a second hash order (one order for both would leave val only the
+    identities with exactly val_min_images faces); every other identity trains. Depends only
+    on names and counts, not on the order of inputs.
+    """
+    test_order = sorted(face_counts, key=lambda n: (_rank(n, cfg.split_salt), n))
+    test = [n for n in test_order if face_counts[n] >= cfg.test_min_images]
+    test = test[: cfg.test_identities]
+    val_order = sorted(face_counts, key=lambda n: (_rank(n, cfg.split_salt + ":val"), n))
+    held = set(test)
+    val = [n for n in val_order if n not in held and face_counts[n] >= cfg.val_min_images]
+    val = val[: cfg.val_identities]
+    taken = set(test) | set(val)
+    train = [n for n in test_order if n not in taken]
+    if not train:
+        raise UserError(
+            f"no identity left for training ({len(face_counts)} identities, "
+            f"{cfg.test_identities} test + {cfg.val_identities} val requested): lower them"
+        )
+    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+
+
+def _centroids(identities: np.ndarray, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+    sums: dict[str, np.ndarray] = {}
+    counts: Counter = Counter()
+    for name, emb in zip(identities, embeddings.astype(np.float64)):
+        sums[name] = sums.get(name, 0) + emb
+        counts[name] += 1
+    return {n: sums[n] / counts[n] for n in sums}
+
+
+def guard_leaks(
+    splits: dict[str, list[str]],
+    centroids: Mapping[str, np.ndarray],
+    held_out: Sequence[str],
+    threshold: float,
+) -> list[dict]:
+    """Move train/val identities that look like a held-out person into test (in place).
+
+    The same person can be filed under two names (LFW's Angelina_Jolie is deepface's id01,
+    LFW's Mireya_Moscoso is also Mireya_Elisa_Moscoso_Rodriguez). On the full build the mean
+    embeddings of such pairs lay 0.26-0.35 apart. dlib also crowds some different people that
+    close (several East Asian politicians in LFW), so a few look-alikes move too: harmless,
+    they only leave training. Duplicates with a single photo on one side are mostly missed.
+    """
+    held = [n for n in held_out if n in centroids]
+    if not held:
+        return []
+    held_mat = np.stack([centroids[n] for n in held])
+    moved = []
+    for split in ("train", "val"):
+        keep = []
+        for name in splits[split]:
+            d = np.linalg.norm(held_mat - centroids[name], axis=1)
+            j = int(np.argmin(d))
+            if d[j] < threshold:
+                dist = round(float(d[j]), 4)
+                moved.append(
+                    {"identity": name, "from": split, "nearest": held[j], "distance": dist}
+                )
+            else:
+                keep.append(name)
+        splits[split] = keep
+    splits["test"] = sorted(set(splits["test"]) | {m["identity"] for m in moved})
+    return moved
+
+
+# ----------------------------------------------------------------------------- crops
+
+
+def _crop(job: tuple) -> list[tuple[int, bytes, np.ndarray]]:
+    """Align one source face at each requested size; (size, encoded crop, crop landmarks)."""
+    from slimswap.face.analyser import kps_from_landmarks
+
+    path, landmarks, sizes, codec, quality = job
+    frame = read_rgb_strict(Path(path))
+    kps = kps_from_landmarks(landmarks)
+    flag = cv2.IMWRITE_WEBP_QUALITY if codec == "webp" else cv2.IMWRITE_JPEG_QUALITY
+    out = []
+    for size in sizes:
+        crop, affine = align(frame, kps, size)
+        ok, buf = cv2.imencode(f".{codec}", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [flag, quality])
+        if not ok:
+            raise RuntimeError(f"opencv could not encode a {codec} crop")
+        out.append((size, buf.tobytes(), transform_points(landmarks, affine).astype(np.float32)))
+    return out
+
+
+# ----------------------------------------------------------------------------- build
+
+
+def default_inputs() -> tuple[list[Path], dict[str, Path]]:
+    """LFW + CelebA subset for training, deepface_testset as the extra test set."""
+    data = shared_data_dir()
+    if data is None:
+        raise UserError(
+            "../shared/data not found: pass input folders explicitly or set SLIMSWAP_SHARED"
+        )
+    train = [data / "lfw_deepfunneled", data / "celeba_wild_subset"]
+    return train, {"deepface": data / "deepface_testset"}
+
+
+def build_dataset(
+    inputs: Sequence[str | Path] | None = None,
+    out_dir: str | Path | None = None,
+    extra_tests: Mapping[str, str | Path] | None = None,
+    config: BuildConfig | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    """Build the training shards and manifest.json from `<identity>/<image>` folders.
+
+    `inputs` are split by identity into train/val/test; each folder in `extra_tests`
+    (name -> folder) becomes a test shard of its own. With no inputs at all, the shared LFW,
+    CelebA subset and deepface test set are used. Re-running reuses the analysis cache.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.1f} img/s" if task.speed else "- img/s")
+
+    cfg = config or BuildConfig()
+    if inputs is None and extra_tests is None:
+        inputs, extra_tests = default_inputs()
+    extra = {str(k): Path(v) for k, v in (extra_tests or {}).items()}
+    if MAIN in extra or any(k in extra for k in ("train", "val", "test")):
+        raise UserError(f"extra test set names must differ from train/val/test/main: {list(extra)}")
+    out = Path(out_dir) if out_dir is not None else DEFAULT_OUT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    items = _collect([Path(p) for p in inputs or []], extra)
+    log.info("%d images in %d identities", len(items), len({it.identity for it in items}))
+
+    pool = None
+    init_args = (cfg.detect_max_side, cfg.upsample_retry_max_side)
+    if cfg.workers > 1:
+        # spawn, not fork: forked workers hung at 0 % CPU once the parent had used OpenCV
+        # (its thread pool does not survive fork). An executor, not multiprocessing.Pool,
+        # because it fails when a worker dies where a Pool would restart it forever.
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(cfg.workers, ctx, _init_worker, init_args)
+    else:
+        _init_worker(*init_args)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, disable=not progress) as bar:
+            table, cached = _analyse_all(items, out / "cache", cfg, pool, bar)
+            manifest = _write_shards(items, table, out, cfg, pool, bar)
+    except BrokenProcessPool as exc:
+        raise UserError(
+            "a worker process died (crash, out of memory, or a script that calls build_dataset "
+            "outside `if __name__ == '__main__':`, which spawned workers re-run); finished "
+            f"chunks stay cached in {out / 'cache'}"
+        ) from exc
+    finally:  # on Ctrl-C too: finished chunks stay cached, queued work is dropped
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    seconds = time.perf_counter() - start
+    log.info("built %s in %.0f s", out, seconds)
+    return BuildResult(out, manifest, seconds, analysed=len(items) - cached, cached=cached)
+
+
+def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, pool, bar) -> dict:
+    from slimswap.face.analyser import kps_from_landmarks
+
+    ok = table["reasons"] == ""
+    failures = [
+        {"source": it.source, "reason": str(r)}
+        for it, r, good in zip(items, table["reasons"], ok)
+        if not good
+    ]
+    identities = np.array([it.identity for it in items])
+    main = np.array([it.group == MAIN for it in items]) & ok
+    face_counts = Counter(identities[main].tolist())
+    splits = split_identities(face_counts, cfg)
+    groups = sorted({it.group for it in items} - {MAIN})
+    for g in groups:
+        splits[g] = sorted({it.identity for it, good in zip(items, ok) if it.group == g and good})
+    centroids = _centroids(identities[ok], table["embeddings"][ok])
+    held_out = splits["test"] + [n for g in groups for n in splits[g]]
+    moved = guard_leaks(splits, centroids, held_out, cfg.leak_threshold)
+    split_of = {n: s for s, names in splits.items() for n in names}
+
+    # which sizes each good face gets; jobs in source order so shards are deterministic
+    jobs, owners = [], []
+    for i in np.flatnonzero(ok):
+        kps = kps_from_landmarks(table["landmarks"][i])
+        iod = float(np.linalg.norm(kps[1] - kps[0]))
+        sizes = tuple(s for s in cfg.sizes if iod >= cfg.min_iod(s))
+        jobs.append((str(items[i].path), table["landmarks"][i], sizes, cfg.codec, cfg.quality))
+        owners.append(i)
+    task = bar.add_task("cropping", total=len(jobs))
+    rows: dict[tuple[str, int], list] = defaultdict(list)
+    for i, crops in zip(owners, _imap(pool, _crop, jobs, chunksize=16)):
+        it = items[i]
+        for size, data, lm in crops:
+            row = (it.source, it.identity, table["embeddings"][i], data, lm)
+            rows[(split_of[it.identity], size)].append(row)
+        bar.advance(task)
+
+    split_names = ["train", "val", "test", *groups]
+    shards = {}
+    for split in split_names:
+        for size in cfg.sizes:
+            r = rows.get((split, size))
+            if not r:
+                continue
+            name = f"{split}_{size}.npz"
+            arrays = shard_arrays(size, sorted(r, key=lambda row: row[0]))
+            write_npz(out / name, arrays, stored=("images",))
+            mb = (out / name).stat().st_size / 1e6
+            if split == "train" and size == cfg.sizes[0] and mb > cfg.max_train_mb:
+                (out / name).unlink()
+                raise UserError(
+                    f"{name} came out at {mb:.1f} MB, over the {cfg.max_train_mb} MB limit: "
+                    f"lower the quality (now {cfg.quality})"
+                )
+            shards[name] = {
+                "split": split,
+                "size": size,
+                "images": len(r),
+                "identities": len(arrays["identities"]),
+                "bytes": (out / name).stat().st_size,
+                "sha256": sha256_file(out / name),
+            }
+
+    split_info = {}
+    for split in split_names:
+        names = splits[split]
+        counts = Counter(identities[ok & np.isin(identities, names)].tolist())
+        split_info[split] = {
+            "identities": len(names),
+            "images": int(sum(counts.values())),
+            f"identities_with_{cfg.test_min_images}plus": sum(
+                c >= cfg.test_min_images for c in counts.values()
+            ),
+            "images_per_size": {str(s): len(rows.get((split, s), [])) for s in cfg.sizes},
+        }
+    manifest = {
+        "version": FORMAT_VERSION,
+        "params": {
+            **{k: v for k, v in asdict(cfg).items() if k not in ("workers", "chunk_images")},
+            "min_iod_px": {str(s): round(cfg.min_iod(s), 2) for s in cfg.sizes},
+            "template_5": TEMPLATE_5.tolist(),
+            "alignment": "slimswap.face.align.align: similarity to TEMPLATE_5, bilinear, reflect",
+            "analysis_version": ANALYSIS_VERSION,
+            "embedding": "dlib_face_recognition_resnet_model_v1 on the source image",
+        },
+        "inputs": _input_summary(items),
+        "totals": {"images": len(items), "faces": int(ok.sum()), "failures": len(failures)},
+        "splits": split_info,
+        "shards": shards,
+        "identities": splits,
+        "leak_guard": {"threshold": cfg.leak_threshold, "moved_to_test": moved},
+        "failure_counts": dict(Counter(f["reason"].split(":")[0] for f in failures)),
+        "failures": failures,
+    }
+    text = json.dumps(manifest, indent=1) + "\n"
+    with atomic_write(out / "manifest.json") as tmp:
+        tmp.write_text(text)
+    return json.loads(text)  # tuples become lists: the same object a reader of the file gets
+
+
+def _input_summary(items: list[_Item]) -> list[dict]:
+    roots: dict[str, dict] = {}
+    for it in items:
+        root = it.source.split("/", 1)[0]
+        entry = roots.setdefault(
+            root, {"name": root, "group": it.group, "images": 0, "identities": set()}
+        )
+        entry["images"] += 1
+        entry["identities"].add(it.identity)
+    return [{**e, "identities": len(e["identities"])} for e in roots.values()]

@@ -1,0 +1,139 @@
+"""Every backend the registry offers keeps the Swapper contract, on real faces.
+
+The list is read from models/MANIFEST (plus the classic swapper), so a new or replaced model
+is tested without new test code, and a manifest that disagrees with its files is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from slimswap import media
+from slimswap.errors import UserError
+from slimswap.face.align import align, transform_points
+from slimswap.face.analyser import embedding_distance
+from slimswap.face.select import iou
+from slimswap.paths import EXAMPLES_DIR, MODELS_DIR
+from slimswap.pipeline import load_source_identity, swap_frames
+from slimswap.swap.base import Swapper
+from slimswap.swap.registry import load_swapper, pick_entry, read_manifest
+
+BACKENDS = ["classic", *(e.name for e in read_manifest() if e.path.is_file())]
+SOURCE = EXAMPLES_DIR / "grace_hopper.jpg"
+
+
+@pytest.fixture(scope="module")
+def targets(analyser):
+    """Real target faces: the astronaut photo and four frames of the bundled clip."""
+    frames = [media.read_image(EXAMPLES_DIR / "astronaut.png")]
+    clip = [f for b in media.read_frames(EXAMPLES_DIR / "clip.mp4", 16) for f in b]
+    frames += clip[::30]
+    faces = [analyser.embed(f, max(analyser.detect(f), key=lambda x: x.area)) for f in frames]
+    return frames, faces
+
+
+def _crops(frames, faces, resolution: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    crops, lms = [], []
+    for k in range(n):
+        frame, face = frames[k % len(frames)], faces[k % len(faces)]
+        crop, affine = align(frame, face.kps, resolution)
+        crops.append(crop if k < len(frames) else np.ascontiguousarray(crop[:, ::-1]))
+        lm = transform_points(face.landmarks, affine).astype(np.float32)
+        lms.append(lm if k < len(frames) else lm * [-1, 1] + [resolution - 1, 0])
+    return np.stack(crops), np.stack(lms)
+
+
+@pytest.mark.parametrize("model", BACKENDS)
+def test_swap_keeps_batch_shape_and_dtype(model, targets, analyser):
+    swapper: Swapper = load_swapper(model, "cpu")
+    assert isinstance(swapper, Swapper) and swapper.name == model
+    identity = load_source_identity(SOURCE, analyser, swapper.resolution)
+    crops, lms = _crops(*targets, swapper.resolution, 8)
+    one = swapper.swap(crops[:1], identity, target_landmarks=lms[:1])
+    eight = swapper.swap(crops, identity, target_landmarks=lms)
+    assert one.shape == crops[:1].shape and eight.shape == crops.shape
+    assert one.dtype == eight.dtype == np.uint8
+    assert swapper.swap(crops[:0], identity, target_landmarks=lms[:0]).shape == crops[:0].shape
+    # a face's swap does not depend on what else is in the batch
+    assert np.abs(one[0].astype(int) - eight[0]).max() <= 1
+    assert np.abs(eight.astype(int) - crops).mean() > 3  # and it is a swap, not a copy
+
+
+@pytest.mark.parametrize("model", BACKENDS)
+def test_swap_moves_identity_towards_the_source(model, targets, analyser):
+    swapper = load_swapper(model, "cpu")
+    identity = load_source_identity(SOURCE, analyser, swapper.resolution)
+    frames, faces = targets
+    swapped = swap_frames(frames, [[f] for f in faces], swapper, identity)
+    before, after = [], []
+    for out, face in zip(swapped, faces):
+        found = [f for f in analyser.detect(out) if iou(f.bbox, face.bbox) > 0.3]
+        assert found, f"{model}: no face left where it swapped"
+        result = analyser.embed(out, found[0])
+        before.append(embedding_distance(face.embedding, identity.embedding))
+        after.append(embedding_distance(result.embedding, identity.embedding))
+    closer = sum(a < b for a, b in zip(after, before))
+    print(f"\n{model}: ID distance to source {np.mean(before):.3f} -> {np.mean(after):.3f}")
+    assert closer >= 4 and np.mean(after) < np.mean(before) - 0.05
+
+
+def test_lite_on_a_cpu_runs_int8_and_precision_picks_the_file():
+    lite = [e for e in read_manifest() if e.mode == "lite"]
+    if not any(e.backend == "onnx" for e in lite):
+        pytest.skip("no exported lite model listed")
+    assert pick_entry("lite", "cpu").backend == "onnx"
+    assert pick_entry("lite", "cuda").backend == "torch"
+    for e in lite:
+        if e.backend == "onnx":
+            assert pick_entry("lite", "cpu", e.precision).name == e.name
+    with pytest.raises(UserError, match="cannot run in fp32"):
+        load_swapper(next(e.name for e in lite if e.precision == "int8"), "cpu", "fp32")
+
+
+@pytest.fixture
+def models_copy(tmp_path, monkeypatch):
+    """A copy of models/ that the registry reads instead (SLIMSWAP_MODELS)."""
+    shutil.copytree(MODELS_DIR, tmp_path / "models")
+    monkeypatch.setenv("SLIMSWAP_MODELS", str(tmp_path / "models"))
+    return tmp_path / "models"
+
+
+def _edit_entry(models, name: str, **changes) -> None:
+    path = models / "MANIFEST"
+    data = json.loads(path.read_text())
+    for e in data["models"]:
+        if e["name"] == name:
+            e.update(changes)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"template": "insightface arcface_112_v2"}, "aligned to"),
+        ({"normalisation": "RGB in [0, 1]"}, "expects input"),
+        ({"resolution": 256}, "256"),
+        ({"sha256": "0" * 64}, "corrupted"),
+    ],
+)
+def test_manifest_fields_are_checked_against_the_files(models_copy, change, message):
+    for entry in read_manifest():
+        _edit_entry(models_copy, entry.name, **change)
+        with pytest.raises(UserError, match=message):
+            load_swapper(entry.name, "cpu")
+
+
+def test_wrong_precision_or_missing_field_is_refused(models_copy):
+    torch_entry = next(e for e in read_manifest() if e.backend == "torch")
+    _edit_entry(models_copy, torch_entry.name, precision="fp32")
+    with pytest.raises(UserError, match="holds fp16 weights"):
+        load_swapper(torch_entry.name, "cpu")
+    data = json.loads((models_copy / "MANIFEST").read_text())
+    del data["models"][0]["template"]
+    (models_copy / "MANIFEST").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="lacks template"):
+        read_manifest()
