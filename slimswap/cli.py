@@ -35,6 +35,10 @@ app.add_typer(eval_app, name="eval")
 console = Console(stderr=True)
 
 
+C2PA_CERT_HELP = "C2PA signing certificate chain (PEM); default $SLIMSWAP_C2PA_CERT, else a local self-signed one."
+C2PA_KEY_HELP = "Private key (PEM) of --c2pa-cert; default $SLIMSWAP_C2PA_KEY, else the local one."
+
+
 def fail(message: str) -> None:
     """One line on stderr, exit code 2: the contract for every user-fixable problem."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -70,7 +74,9 @@ def swap(
     upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces (1 = ~4x slower, finds ~40 px faces)."),
     no_color: bool = typer.Option(False, "--no-color-correction", help="Keep the swap's own colours."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
-    no_label: bool = typer.Option(False, "--no-label", help="Leave out the metadata label (the invisible watermark stays)."),
+    no_label: bool = typer.Option(False, "--no-label", help="Leave out the metadata label (the C2PA credentials and the invisible watermark stay)."),
+    c2pa_cert: Optional[Path] = typer.Option(None, "--c2pa-cert", help=C2PA_CERT_HELP),
+    c2pa_key: Optional[Path] = typer.Option(None, "--c2pa-key", help=C2PA_KEY_HELP),
 ) -> None:
     """Swap the face from SOURCE into TARGET and write OUTPUT."""
     from slimswap.pipeline import SwapOptions, swap_file
@@ -83,6 +89,7 @@ def swap(
             face_selector=face_selector, reference=reference, masks=tuple(m.strip() for m in mask.split(",") if m.strip()),
             blend=blend, color_correction=not no_color, upsample=upsample, detect_every=detect_every,
             overwrite=overwrite, progress=sys.stderr.isatty(), label=not no_label,
+            c2pa_cert=c2pa_cert, c2pa_key=c2pa_key,
         )
         options.check()
         chosen = load_swapper(swapper or mode, device)
@@ -529,10 +536,11 @@ app.add_typer(job_app, name="job")
 def verify(
     file: Path = typer.Argument(..., help="Image or video to check."),
     frames: int = typer.Option(12, "--frames", help="Video: how many evenly spaced frames to check."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Report whether FILE carries slimswap's metadata label and invisible watermark.
+    """Report FILE's C2PA credentials, slimswap metadata label and invisible watermark.
 
-    Exit code 0 whether or not they are found (read the report); 2 if FILE cannot be read.
+    Exit code 0 when any synthetic label is found, 1 when none is, 2 if FILE cannot be read.
     """
     from slimswap.provenance import verify_file
 
@@ -542,7 +550,35 @@ def verify(
         report = verify_file(file, frames=frames)
     except UserError as err:
         fail(str(err))
-    print("\n".join(report.lines()))
+    print(json.dumps(report.to_json(), indent=1) if as_json else "\n".join(report.lines()))
+    raise typer.Exit(0 if report.labelled else 1)
+
+
+@eval_app.command("watermark")
+def eval_watermark(
+    photos: int = typer.Option(200, "--photos", help="Marked CelebA photos to attack."),
+    negatives: int = typer.Option(1000, "--negatives", help="Unmarked real photos (LFW + CelebA) for the false-positive rate."),
+    attacks: list[str] = typer.Option([], "--attack", help="Attacks to run (repeat); default: all."),
+    out: Path = typer.Option(Path("benchmarks/eval"), "--out", help="Folder for watermark.{json,md}."),
+) -> None:
+    """What the invisible marks survive (JPEG, resize, crop, rotation, H.264, ...), false positives, PSNR, cost."""
+    from slimswap.evaluate import watermark
+    from slimswap.evaluate.report import command_line, environment
+    from slimswap.paths import shared_data_dir
+
+    try:
+        root = shared_data_dir()
+        if root is None:
+            raise UserError("the photos live in ../shared/data (or set SLIMSWAP_SHARED)")
+        result = watermark.evaluate_watermark(
+            root, photos, negatives, attacks or tuple(watermark.ATTACKS),
+            progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+        )
+        paths = watermark.save_watermark_report(result, out, command_line(), environment("cpu"))
+    except UserError as err:
+        fail(str(err))
+    print(watermark.markdown(result))
+    print(paths["md"])
 
 
 def _job_settings(mode, device, face_selector, reference, mask, blend, detect_every, upsample, no_color, no_label, overwrite):
@@ -594,8 +630,10 @@ def batch(
     detect_every: int = typer.Option(5, "--detect-every", help="Video: detector every N frames."),
     upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces."),
     no_color: bool = typer.Option(False, "--no-color-correction", help="Keep the swap's own colours."),
-    no_label: bool = typer.Option(False, "--no-label", help="Leave out the metadata label (the invisible watermark stays)."),
+    no_label: bool = typer.Option(False, "--no-label", help="Leave out the metadata label (the C2PA credentials and the invisible watermark stay)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
+    c2pa_cert: Optional[Path] = typer.Option(None, "--c2pa-cert", help=C2PA_CERT_HELP),
+    c2pa_key: Optional[Path] = typer.Option(None, "--c2pa-key", help=C2PA_KEY_HELP),
 ) -> None:
     """Swap every SOURCE into every TARGET as a resumable queue of jobs.
 
@@ -606,6 +644,8 @@ def batch(
 
     try:
         settings = _job_settings(mode, device, face_selector, reference, mask, blend, detect_every, upsample, no_color, no_label, overwrite)
+        settings.c2pa_cert = str(c2pa_cert.resolve()) if c2pa_cert else None
+        settings.c2pa_key = str(c2pa_key.resolve()) if c2pa_key else None
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--out-dir {out_dir} is a file; give a folder")
         queue = JobQueue(out_dir / JOBS_DIRNAME)

@@ -57,6 +57,8 @@ class JobSettings:
     batch_size: int = 16
     overwrite: bool = False
     label: bool = True
+    c2pa_cert: str | None = None  # absolute paths; None: environment or the local signer
+    c2pa_key: str | None = None
 
     def options(self) -> SwapOptions:
         return SwapOptions(
@@ -71,6 +73,8 @@ class JobSettings:
             overwrite=self.overwrite,
             progress=False,
             label=self.label,
+            c2pa_cert=Path(self.c2pa_cert) if self.c2pa_cert else None,
+            c2pa_key=Path(self.c2pa_key) if self.c2pa_key else None,
         )
 
     @classmethod

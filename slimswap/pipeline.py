@@ -22,7 +22,13 @@ from slimswap.face.analyser import Face, FaceAnalyser, kps_from_landmarks
 from slimswap.face.blend import color_transfer, paste_back
 from slimswap.face.mask import area_mask, box_mask, combine_masks
 from slimswap.face.select import DetectionSchedule, FaceTracker, box_from_landmarks, select_faces
-from slimswap.provenance import embed_watermark, label_metadata
+from slimswap.provenance import (
+    WATERMARK_IDS,
+    OutputSigner,
+    embed_watermark,
+    label_metadata,
+    output_signer,
+)
 from slimswap.swap.base import SourceIdentity, Swapper
 
 MASKS = ("box", "area")
@@ -41,7 +47,9 @@ class SwapOptions:
     batch_size: int = 16  # video frames per swapper call
     overwrite: bool = False
     progress: bool = True
-    label: bool = True  # metadata label; the invisible watermark is always embedded
+    label: bool = True  # metadata label; the C2PA manifest and the watermark are always added
+    c2pa_cert: Path | None = None  # C2PA signing certificate chain (PEM); None: env or local
+    c2pa_key: Path | None = None
 
     def check(self) -> None:
         if self.face_selector not in ("one", "many", "reference"):
@@ -94,6 +102,11 @@ class StageTimer:
 def provenance_metadata(swapper: Swapper) -> dict[str, str]:
     """Metadata label written into every output: the face in it was swapped by a machine."""
     return label_metadata(swapper.name)
+
+
+def provenance_signer(output: Path, swapper: Swapper, options: SwapOptions) -> OutputSigner | None:
+    """The C2PA signer of one output (loads the credentials now, before any work)."""
+    return output_signer(output, swapper.name, options.c2pa_cert, options.c2pa_key, WATERMARK_IDS)
 
 
 # ------------------------------------------------------------------ source identity
@@ -194,6 +207,7 @@ def swap_image(
     """Swap the selected face(s) of one image; raises UserError when the target has no face."""
     start = time.perf_counter()
     _prepare(source, target, output, options)
+    signer = provenance_signer(output, swapper, options)
     analyser = analyser or FaceAnalyser(upsample=options.upsample)
     timer = StageTimer()
     frame = media.read_image(target)
@@ -208,9 +222,12 @@ def swap_image(
         raise UserError(f"no face in {target} matches the reference {options.reference} (distance >= 0.6)")
     (result,) = swap_faces_in_frames([frame], [chosen], swapper, identity, options, timer)
     with timer("watermark"):
-        result = embed_watermark(result)
+        result = embed_watermark(result, [f.kps for f in chosen])
     with timer("encode"):
-        media.write_image(output, result, metadata=provenance_metadata(swapper) if options.label else None)
+        media.write_image(
+            output, result, metadata=provenance_metadata(swapper) if options.label else None,
+            sign=signer.sign_bytes if signer else None,
+        )
     return SwapReport(
         output=output, kind="image", frames=1, frames_swapped=1, faces_swapped=len(chosen),
         seconds=time.perf_counter() - start, stage_seconds=dict(timer.seconds), swapper=swapper.name,
@@ -297,6 +314,7 @@ def swap_video(
     """Swap faces through a whole video; frames without a (selected) face pass unchanged."""
     start = time.perf_counter()
     _prepare(source, target, output, options)
+    signer = provenance_signer(output, swapper, options)
     analyser = analyser or FaceAnalyser(upsample=options.upsample)
     info = media.probe_video(target)
     identity = load_source_identity(source, analyser, swapper.resolution)
@@ -311,7 +329,8 @@ def swap_video(
         TextColumn("{task.fields[fps]:.1f} fps"), TimeRemainingColumn(),
     ]
     with Progress(*columns, disable=not options.progress, transient=False) as bar, media.VideoWriter(
-        output, info, target, metadata=provenance_metadata(swapper) if options.label else None
+        output, info, target, metadata=provenance_metadata(swapper) if options.label else None,
+        sign=signer.sign_file if signer else None,
     ) as writer:
         task = bar.add_task("swap", total=info.frame_count or None, fps=0.0)
         frames_iter = media.read_frames(target, options.batch_size)
@@ -323,7 +342,7 @@ def swap_video(
             faces_per_frame = [selector.faces(report.frames + i, f, timer) for i, f in enumerate(frames)]
             out = swap_faces_in_frames(frames, faces_per_frame, swapper, identity, options, timer)
             with timer("watermark"):
-                out = [embed_watermark(f) for f in out]
+                out = [embed_watermark(f, [x.kps for x in fs]) for f, fs in zip(out, faces_per_frame)]
             with timer("encode"):
                 writer.write(out)
             report.frames += len(frames)

@@ -84,12 +84,12 @@ def _keyed(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
     return _BIT_INDEX[iy][:, ix], _DITHER[iy][:, ix]
 
 
-def embed_watermark(rgb: np.ndarray) -> np.ndarray:
+def embed_frame_mark(rgb: np.ndarray) -> np.ndarray:
     """A copy of an RGB uint8 frame carrying the signature (~2 ms for 512x512 on one core)."""
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(
-            f"embed_watermark expects RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}"
+            f"embed_frame_mark expects RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}"
         )
     blocks, (h, w) = _ll_blocks(rgb)
     ny, nx = blocks.shape[:2]
@@ -112,7 +112,7 @@ def embed_watermark(rgb: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class WatermarkReading:
+class FrameMarkReading:
     bit_errors: int  # Hamming distance of the decoded bits to SIGNATURE (0..64)
     votes: int  # coefficients read; below MIN_VOTES the image is too small to judge
 
@@ -125,17 +125,17 @@ class WatermarkReading:
         return self.readable and self.bit_errors <= MAX_BIT_ERRORS
 
 
-def read_watermark(rgb: np.ndarray) -> WatermarkReading:
+def read_frame_mark(rgb: np.ndarray) -> FrameMarkReading:
     """Decode the 64 bits by soft voting and compare them with the signature."""
     blocks, _ = _ll_blocks(np.asarray(rgb))
     ny, nx = blocks.shape[:2]
     if ny == 0 or nx == 0:
-        return WatermarkReading(bit_errors=N_BITS, votes=0)
+        return FrameMarkReading(bit_errors=N_BITS, votes=0)
     coef = _coefficients(blocks)
     bit_index, dither = _keyed(ny, nx)
     soft = np.cos(2 * np.pi * (coef - dither) / DELTA)  # +1 at a "0" lattice point, -1 at "1"
     score = np.bincount(bit_index.ravel(), weights=soft.ravel(), minlength=N_BITS)
     bits = (score < 0).astype(np.uint8)
-    return WatermarkReading(
+    return FrameMarkReading(
         bit_errors=int(np.count_nonzero(bits != SIGNATURE)), votes=int(coef.size)
     )

@@ -7,7 +7,7 @@ invisible watermark and the C2PA manifest travel with it.
 from __future__ import annotations
 
 from slimswap import __version__
-from slimswap.provenance.frame_mark import WATERMARK_ID
+from slimswap.provenance.watermark import WATERMARK_IDS
 
 LABEL_KEY = "slimswap:synthetic"
 
@@ -20,5 +20,5 @@ def label_metadata(model: str) -> dict[str, str]:
         "slimswap:notice": "face swapped by slimswap (synthetic media)",
         "slimswap:model": model,
         "slimswap:version": __version__,
-        "slimswap:watermark": WATERMARK_ID,
+        "slimswap:watermark": ",".join(WATERMARK_IDS),
     }
