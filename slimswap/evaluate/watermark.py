@@ -96,6 +96,7 @@ ATTACKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "screenshot": _screenshot,
 }
 KEY_ATTACKS = ("resize_50", "crop_10", "rotate_2")  # what the mark must survive (issue 15)
+SMALL_EYE_PX = 50.0  # faces below this lose the mark when halved (too few pixels left)
 SCHEMES = ("frame", "both")
 
 
@@ -123,6 +124,7 @@ class AttackRow:
     by_frame_mark: int = 0
     no_face: int = 0  # the detector found no face in the transformed copy
     bit_errors: list[int] = field(default_factory=list)  # fewest per photo
+    hits: list[bool] = field(default_factory=list)  # per photo, in WatermarkEval.eye_px order
 
     @property
     def rate(self) -> float:
@@ -146,6 +148,8 @@ class WatermarkEval:
     psnr_db: dict[str, dict[str, float]]  # scheme -> median / p5 / min
     embed_ms: dict[str, float]  # scheme -> median per frame
     read_ms: dict[str, float]  # scheme -> median per frame (detection included)
+    eye_px: list[float] = field(default_factory=list)  # eye distance of each marked face
+    hd_ms: dict[str, float] = field(default_factory=dict)  # embed / read of a 1280x720 frame
     config: dict = field(default_factory=dict)
 
 
@@ -171,6 +175,40 @@ def _read(
     return reading.detected, by_face, reading.frame.detected, reading.bit_errors, len(reading.faces)
 
 
+def _time_hd_frame(root: Path, analyser: FaceAnalyser, repeats: int = 10) -> dict[str, float]:
+    """Median ms to mark (both marks, one face) and to read a 1280x720 video-sized frame."""
+    for path in marked_photos(root):
+        rgb = media.read_image(path)
+        h, w = rgb.shape[:2]
+        scale = min(1280 / w, 720 / h)
+        frame = np.zeros((720, 1280, 3), np.uint8)
+        small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+        frame[: small.shape[0], : small.shape[1]] = small
+        faces = find_faces(frame, analyser)
+        if faces:
+            break
+    else:
+        return {}
+    embed, read, detect = [], [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        marked = embed_watermark(frame, faces[:1])
+        embed.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        found = find_faces(marked, analyser)
+        detect.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        frame_mark.read_frame_mark(marked)
+        for kps in found:
+            face_mark.read_face_mark(marked, kps)
+        read.append(time.perf_counter() - t)
+    return {
+        "embed": 1000 * float(np.median(embed)),
+        "detect": 1000 * float(np.median(detect)),
+        "read": 1000 * float(np.median(read)),
+    }
+
+
 def evaluate_watermark(
     root: Path,
     photos: int = 200,
@@ -190,6 +228,7 @@ def evaluate_watermark(
     embed_s: dict[str, list[float]] = {s: [] for s in schemes}
     read_s: dict[str, list[float]] = {s: [] for s in schemes}
     used = 0
+    eye_px: list[float] = []
     for path in marked_photos(root):
         if used >= photos:
             break
@@ -198,6 +237,7 @@ def evaluate_watermark(
         if not faces:
             continue
         used += 1
+        eye_px.append(float(np.linalg.norm(faces[0][0] - faces[0][1])))
         for scheme in schemes:
             t = time.perf_counter()
             marked = _embed(scheme, rgb, faces[0])
@@ -217,6 +257,7 @@ def evaluate_watermark(
                 row.by_frame_mark += by_frame
                 row.no_face += scheme != "frame" and n_faces == 0
                 row.bit_errors.append(errors)
+                row.hits.append(bool(detected))
         if progress and used % 10 == 0:
             progress(f"marked photos: {used}/{photos}")
     if used < photos:
@@ -242,6 +283,8 @@ def evaluate_watermark(
                 progress(f"negatives ({scheme}): {i + 1}/{len(negative_paths)}")
         negative_rows.append(neg)
 
+    hd_ms = _time_hd_frame(root, analyser) if "both" in schemes else {}
+
     def stats(values: list[float]) -> dict[str, float]:
         v = np.asarray(values, np.float64)
         return {
@@ -256,6 +299,8 @@ def evaluate_watermark(
         psnr_db={s: stats(psnr[s]) for s in schemes},
         embed_ms={s: 1000 * float(np.median(embed_s[s])) for s in schemes},
         read_ms={s: 1000 * float(np.median(read_s[s])) for s in schemes if read_s[s]},
+        eye_px=eye_px,
+        hd_ms=hd_ms,
         config={
             "photos": photos,
             "negatives": negatives,
@@ -322,10 +367,39 @@ def markdown(result: WatermarkEval) -> str:
             for s in schemes
         ],
     )
+    eye = np.asarray(result.eye_px)
+    by_size = []
+    for attack in ("resize_50", "resize_25"):
+        if ("both", attack) in by:
+            hits = np.asarray(by["both", attack].hits)
+            by_size.append(
+                [attack]
+                + [
+                    f"{int(hits[m].sum())}/{int(m.sum())}"
+                    for m in (eye < SMALL_EYE_PX, eye >= SMALL_EYE_PX)
+                ]
+            )
+    size_md = (
+        "\n\nBy face size (both marks; eye distance in the original photo):\n\n"
+        + report.markdown_table(
+            ["attack", f"eyes < {SMALL_EYE_PX:.0f} px apart", f"eyes >= {SMALL_EYE_PX:.0f} px"],
+            by_size,
+        )
+        if by_size
+        else ""
+    )
+    hd = result.hd_ms
+    hd_md = (
+        f"\n\nA 1280x720 frame with one face: embed {hd['embed']:.1f} ms, verify "
+        f"{hd['detect'] + hd['read']:.0f} ms ({hd['detect']:.0f} ms of it dlib face detection)."
+        if hd
+        else ""
+    )
     fm = result.config["face_mark"]
     return (
-        f"{attacks_md}\n\nFalse positives (unmarked real photos):\n\n{neg_md}\n\n"
-        f"PSNR (marked vs unmarked, whole photo) and cost on one CPU core:\n\n{cost_md}\n\n"
+        f"{attacks_md}{size_md}\n\nFalse positives (unmarked real photos):\n\n{neg_md}\n\n"
+        f"PSNR (marked vs unmarked, whole photo) and cost on one CPU core (medians over the "
+        f"photos, read includes face detection):\n\n{cost_md}{hd_md}\n\n"
         f"Face mark rule: <= {fm['max_bit_errors']} of 64 bits wrong at the best of "
         f"{fm['alignments_searched']} alignments; union bound on a false positive "
         f"{fm['false_positive_bound_per_face']:.1e} per face. Frame mark rule: <= "
