@@ -560,11 +560,12 @@ def eval_watermark(
     negatives: int = typer.Option(1000, "--negatives", help="Unmarked real photos (LFW + CelebA) for the false-positive rate."),
     attacks: list[str] = typer.Option([], "--attack", help="Attacks to run (repeat); default: all."),
     out: Path = typer.Option(Path("benchmarks/eval"), "--out", help="Folder for watermark.{json,md}."),
+    video: bool = typer.Option(True, "--video/--no-video", help="Also swap the bundled clip and re-encode it (crf 23, 28, half size)."),
 ) -> None:
     """What the invisible marks survive (JPEG, resize, crop, rotation, H.264, ...), false positives, PSNR, cost."""
     from slimswap.evaluate import watermark
     from slimswap.evaluate.report import command_line, environment
-    from slimswap.paths import shared_data_dir
+    from slimswap.paths import EXAMPLES_DIR, shared_data_dir
 
     try:
         root = shared_data_dir()
@@ -572,7 +573,7 @@ def eval_watermark(
             raise UserError("the photos live in ../shared/data (or set SLIMSWAP_SHARED)")
         result = watermark.evaluate_watermark(
             root, photos, negatives, attacks or tuple(watermark.ATTACKS),
-            progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+            progress=lambda msg: console.print(f"[dim]{msg}[/]"), video=EXAMPLES_DIR / "clip.mp4" if video else None,
         )
         paths = watermark.save_watermark_report(result, out, command_line(), environment("cpu"))
     except UserError as err:
@@ -646,6 +647,9 @@ def batch(
         settings = _job_settings(mode, device, face_selector, reference, mask, blend, detect_every, upsample, no_color, no_label, overwrite)
         settings.c2pa_cert = str(c2pa_cert.resolve()) if c2pa_cert else None
         settings.c2pa_key = str(c2pa_key.resolve()) if c2pa_key else None
+        from slimswap.provenance.credentials import load_credentials
+
+        load_credentials(c2pa_cert, c2pa_key)  # a bad key fails the batch now, not every job
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--out-dir {out_dir} is a file; give a folder")
         queue = JobQueue(out_dir / JOBS_DIRNAME)

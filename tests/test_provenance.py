@@ -324,7 +324,7 @@ def test_robustness_table_command_key_rows(shared_data, tmp_path):
     """The command behind benchmarks/RESULTS.md, on a CI-sized sample (full run: 200/1,000)."""
     attacks = ["none", "resize_50", "crop_10", "rotate_2"]
     proc = run_cli(
-        "eval", "watermark", "--photos", "10", "--negatives", "100",
+        "eval", "watermark", "--photos", "10", "--negatives", "100", "--no-video",
         *[arg for a in attacks for arg in ("--attack", a)], "--out", tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
