@@ -13,7 +13,8 @@ Scheme (written by hand on numpy and OpenCV; no maintained library does face-anc
   mark (12 coefficients per bit, which bit and the dither from a keyed table), by dithered
   QIM with step `DELTA`;
 - the coefficients are measured in units of the crop's own contrast (luma std of its inner
-  part scaled to `REFERENCE_STD`), so a brightness/contrast change moves nothing;
+  part scaled to `REFERENCE_STD`), so a brightness/contrast change moves nothing (up to
+  a contrast of `MAX_STD`);
 - embedding computes the change in the crop, warps it back into the frame with the inverse
   transform, and repeats `ITERATIONS` times on the result, so interpolation and rounding
   losses of the round trip are corrected; R, G and B move together (luma only);
@@ -31,7 +32,10 @@ Decision rule: the reading at the best alignment is "marked" when at most `MAX_B
 of its 64 bits differ from the signature. On an unmarked face every alignment decodes to
 random bits (binomial(64, 1/2) errors), and the best of `N_ALIGNMENTS` alignments is below
 the threshold with probability at most N_ALIGNMENTS * P(binomial <= MAX_BIT_ERRORS)
-(`FALSE_POSITIVE_BOUND`, union bound), about 1e-7 per face.
+(`FALSE_POSITIVE_BOUND`, union bound), 3.6e-8 per face. Measured (`slimswap eval
+watermark`, benchmarks/RESULTS.md): 0 of 998 faces in 1,000 real unswapped photos read as
+marked (fewest errors 11); marked photos still decode after halving (93 %; 99 % of faces with
+eyes >= 50 px apart), 10 % crops (98 %) and 2 degree rotations (98 %); PSNR >= 40 dB.
 """
 
 from __future__ import annotations
