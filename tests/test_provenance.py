@@ -380,3 +380,10 @@ def test_half_size_jpeg_copy_is_still_reported_as_labelled(tmp_path, analyser):
     proc = run_cli("verify", small)
     assert proc.returncode == 0, proc.stdout
     assert "C2PA: absent" in proc.stdout and "watermark: present" in proc.stdout
+
+
+def test_mkv_outputs_get_no_c2pa_but_say_so(caplog):
+    with caplog.at_level("WARNING"):
+        assert credentials.output_signer(Path("out.mkv"), "classic") is None
+    assert "cannot be embedded in .mkv" in caplog.text
+    assert credentials.output_signer(Path("out.MP4"), "classic") is not None
