@@ -951,10 +951,11 @@ def verify(
     frames: int = typer.Option(
         12, "--frames", help="Video: how many evenly spaced frames to check."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Report whether FILE carries slimswap's metadata label and invisible watermark.
+    """Report FILE's C2PA credentials, slimswap metadata label and invisible watermark.
 
-    Exit code 0 whether or not they are found (read the report); 2 if FILE cannot be read.
+    Exit code 0 when any synthetic label is found, 1 when none is, 2 if FILE cannot be read.
     """
     from slimswap.provenance import verify_file
 
@@ -964,7 +965,50 @@ def verify(
         report = verify_file(file, frames=frames)
     except UserError as err:
         fail(str(err))
-    print("\n".join(report.lines()))
+    print(json.dumps(report.to_json(), indent=1) if as_json else "\n".join(report.lines()))
+    raise typer.Exit(0 if report.labelled else 1)
+
+
+@eval_app.command("watermark")
+def eval_watermark(
+    photos: int = typer.Option(200, "--photos", help="Marked CelebA photos to attack."),
+    negatives: int = typer.Option(
+        1000, "--negatives", help="Unmarked real photos (LFW + CelebA) for the false-positive rate."
+    ),
+    attacks: list[str] = typer.Option(
+        [], "--attack", help="Attacks to run (repeat); default: all."
+    ),
+    out: Path = typer.Option(
+        Path("benchmarks/eval"), "--out", help="Folder for watermark.{json,md}."
+    ),
+    video: bool = typer.Option(
+        True,
+        "--video/--no-video",
+        help="Also swap the bundled clip and re-encode it (crf 23, 28, half size).",
+    ),
+) -> None:
+    """What the invisible marks survive (JPEG, resize, crop, rotation, H.264, ...), false positives, PSNR, cost."""
+    from slimswap.evaluate import watermark
+    from slimswap.evaluate.report import command_line, environment
+    from slimswap.paths import EXAMPLES_DIR, shared_data_dir
+
+    try:
+        root = shared_data_dir()
+        if root is None:
+            raise UserError("the photos live in ../shared/data (or set SLIMSWAP_SHARED)")
+        result = watermark.evaluate_watermark(
+            root,
+            photos,
+            negatives,
+            attacks or tuple(watermark.ATTACKS),
+            progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+            video=EXAMPLES_DIR / "clip.mp4" if video else None,
+        )
+        paths = watermark.save_watermark_report(result, out, command_line(), environment("cpu"))
+    except UserError as err:
+        fail(str(err))
+    print(watermark.markdown(result))
+    print(paths["md"])
 
 
 def _print_job(job) -> None:
@@ -1039,6 +1083,9 @@ def batch(
         if settings.reference is not None:  # the job files outlive the current directory
             settings.reference = settings.reference.resolve()
         settings.check()
+        from slimswap.provenance.credentials import load_credentials
+
+        load_credentials(settings.c2pa_cert, settings.c2pa_key)  # a bad key fails now, not per job
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--out-dir {out_dir} is a file; give a folder")
         queue = JobQueue(out_dir / JOBS_DIRNAME)

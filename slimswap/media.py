@@ -14,7 +14,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -146,8 +146,16 @@ def _encode_image(suffix: str, rgb: np.ndarray, metadata: dict[str, str] | None)
     return buf.getvalue()
 
 
-def write_image(path: PathLike, rgb: np.ndarray, metadata: dict[str, str] | None = None) -> None:
-    """Write atomically: encode in memory, write a temp file beside the target, rename."""
+def write_image(
+    path: PathLike,
+    rgb: np.ndarray,
+    metadata: dict[str, str] | None = None,
+    sign: Callable[[bytes, str], bytes] | None = None,
+) -> None:
+    """Write atomically: encode in memory, write a temp file beside the target, rename.
+
+    `sign(encoded, suffix)` returns the final bytes (the C2PA manifest binds exactly them).
+    """
     out = Path(path)
     suffix = out.suffix.lower()
     if suffix not in IMAGE_EXTS:
@@ -158,6 +166,8 @@ def write_image(path: PathLike, rgb: np.ndarray, metadata: dict[str, str] | None
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"write_image expects RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
     data = _encode_image(suffix, np.ascontiguousarray(rgb), metadata)
+    if sign is not None:
+        data = sign(data, suffix)
     try:
         with atomic_write(out) as tmp:
             tmp.write_bytes(data)
@@ -314,7 +324,8 @@ class VideoWriter:
     libx264 with yuv420p needs even sizes, so an odd width or height is cropped by one pixel
     (the last column/row): `writer.width`/`writer.height` give the written size. Audio
     packets of the first audio stream are copied unchanged (other streams are dropped).
-    Colour is written as BT.709 limited range and tagged as such.
+    Colour is written as BT.709 limited range and tagged as such. `sign(finished, signed)`
+    writes a signed copy of the finished temp file (C2PA), which is what gets renamed.
     """
 
     def __init__(
@@ -325,8 +336,10 @@ class VideoWriter:
         metadata: dict[str, str] | None = None,
         crf: int = 18,
         preset: str = "veryfast",
+        sign: Callable[[Path, Path], None] | None = None,
     ) -> None:
         self.out_path = Path(out_path)
+        self.sign = sign
         self.info = info
         self.source_path = Path(source_path) if source_path is not None else None
         self.metadata = dict(metadata or {})
@@ -447,6 +460,13 @@ class VideoWriter:
         if self._src is not None:
             self._src.close()
             self._src = None
+        if self.sign is not None:  # C2PA binds the finished bytes: sign into a second temp
+            signed = temp_path(self.out_path)
+            try:
+                self.sign(self._file.path, signed)
+                os.replace(signed, self._file.path)
+            finally:
+                signed.unlink(missing_ok=True)
         self._file.commit()
 
     # -- writing

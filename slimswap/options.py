@@ -117,6 +117,21 @@ class SwapOptions(PasteOptions):
     overwrite: bool = field(
         default=False, metadata=cli("--overwrite", help="Replace the output if it exists.")
     )
+    c2pa_cert: Path | None = field(
+        default=None,
+        metadata=cli(
+            "--c2pa-cert",
+            cli_type=Path | None,
+            help="PEM certificate chain for the C2PA content credentials (default: "
+            "SLIMSWAP_C2PA_CERT, else a local self-signed pair made on first use).",
+        ),
+    )
+    c2pa_key: Path | None = field(
+        default=None,
+        metadata=cli(
+            "--c2pa-key", cli_type=Path | None, help="PEM private key matching --c2pa-cert."
+        ),
+    )
     batch_size: int = 16  # video frames per swapper call
 
     def check(self) -> None:
@@ -170,6 +185,9 @@ class JobSettings(SwapOptions):
         data = asdict(self)
         data["masks"] = list(self.masks)
         data["reference"] = None if self.reference is None else str(self.reference)
+        for key in ("c2pa_cert", "c2pa_key"):  # absolute, so a retry from elsewhere finds them
+            value = getattr(self, key)
+            data[key] = None if value is None else str(Path(value).resolve())
         return data
 
     @classmethod
@@ -178,6 +196,7 @@ class JobSettings(SwapOptions):
         values = {k: v for k, v in data.items() if k in known}
         if "masks" in values:
             values["masks"] = tuple(values["masks"])
-        if values.get("reference") is not None:
-            values["reference"] = Path(values["reference"])
+        for key in ("reference", "c2pa_cert", "c2pa_key"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
         return cls(**values)

@@ -28,7 +28,13 @@ from slimswap.face.mask import area_mask, box_mask, combine_masks
 from slimswap.face.select import select_faces
 from slimswap.face.track import Timer, VideoFaces, no_timer
 from slimswap.options import PasteOptions, Picture, SwapOptions
-from slimswap.provenance import embed_watermark, label_metadata
+from slimswap.provenance import (
+    WATERMARK_IDS,
+    OutputSigner,
+    embed_watermark,
+    label_metadata,
+    output_signer,
+)
 from slimswap.swap.base import SourceIdentity, Swapper
 
 # on_progress(done, total): frames swapped so far and the frame count (0 if unknown)
@@ -177,6 +183,11 @@ def reference_embedding(reference: Picture, analyser: FaceAnalyser) -> np.ndarra
     return face.embedding
 
 
+def provenance_signer(output: Path, swapper: Swapper, options: SwapOptions) -> OutputSigner | None:
+    """The C2PA signer of one output (loads the credentials now, before any work)."""
+    return output_signer(output, swapper.name, options.c2pa_cert, options.c2pa_key, WATERMARK_IDS)
+
+
 def provenance_metadata(swapper: Swapper) -> dict[str, str]:
     """Metadata label written into every output: the face in it was swapped by a machine."""
     return label_metadata(swapper.name)
@@ -225,6 +236,7 @@ def swap_image(
     """Swap the selected face(s) of one image; raises UserError when the target has no face."""
     start, timer = time.perf_counter(), StageTimer()
     output = _prepare(source, target, output, options)
+    signer = provenance_signer(output, swapper, options)
     frame = _read(target)
     analyser, identity, ref = _who(source, swapper, options, analyser)
     with timer("detect"):
@@ -243,10 +255,12 @@ def swap_image(
         )
     (result,) = swap_frames([frame], [chosen], swapper, identity, options, timer)
     with timer("watermark"):
-        result = embed_watermark(result)
+        result = embed_watermark(result, [f.kps for f in chosen])
     with timer("encode"):
         metadata = provenance_metadata(swapper) if options.label else None
-        media.write_image(output, result, metadata=metadata)
+        media.write_image(
+            output, result, metadata=metadata, sign=signer.sign_bytes if signer else None
+        )
     if on_progress is not None:
         on_progress(1, 1)
     return SwapReport(
@@ -280,7 +294,7 @@ def swapped_batches(
         index += len(frames)
         out = swap_frames(frames, faces, swapper, identity, paste, timer)
         with timer("watermark"):
-            out = [embed_watermark(f) for f in out]
+            out = [embed_watermark(f, [x.kps for x in fs]) for f, fs in zip(out, faces)]
         yield out, faces
 
 
@@ -296,13 +310,15 @@ def swap_video(
     """Swap faces through a whole video; frames without a (selected) face pass unchanged."""
     start, timer = time.perf_counter(), StageTimer()
     output = _prepare(source, target, output, options)
+    signer = provenance_signer(output, swapper, options)
     info = media.probe_video(target)
     analyser, identity, ref = _who(source, swapper, options, analyser)
     faces_in = VideoFaces(analyser, options.face_selector, ref, options.detect_every)
     report = SwapReport(output=output, kind="video", swapper=swapper.name)
     metadata = provenance_metadata(swapper) if options.label else None
     batches = media.read_frames(target, options.batch_size)
-    with media.VideoWriter(output, info, target, metadata=metadata) as writer:
+    sign = signer.sign_file if signer else None
+    with media.VideoWriter(output, info, target, metadata=metadata, sign=sign) as writer:
         for out, faces in swapped_batches(batches, faces_in, swapper, identity, options, timer):
             with timer("encode"):
                 writer.write(out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +13,11 @@ import pytest
 
 from slimswap.face.analyser import FaceAnalyser
 from slimswap.paths import shared_data_dir
+
+# Every output is C2PA-signed, and the first signature creates a local key in the user's
+# config folder: point that at a throwaway folder (subprocesses inherit it) so tests never
+# write into the real home directory.
+os.environ["SLIMSWAP_CONFIG_DIR"] = tempfile.mkdtemp(prefix="slimswap-test-config-")
 
 
 def pytest_report_header(config) -> str:

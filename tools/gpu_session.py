@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slimswap.nets.warp_generator import SwapGeneratorConfig  # noqa: E402
-from slimswap.train.teacher import LossWeights, TrainConfig  # noqa: E402
+from slimswap.nets.warp_generator import SwapGeneratorConfig
+from slimswap.train.teacher import LossWeights, TrainConfig
 
 STAGE = Path(os.environ.get("STAGE", "runs/stage"))
 TRAIN = tuple(str(STAGE / f) for f in ("train_128.npz", "train_256.npz"))
@@ -37,8 +37,12 @@ log = logging.getLogger("gpu_session")
 
 def teacher_config(out: str, seconds: float, **kw) -> TrainConfig:
     return TrainConfig(
-        data=TRAIN, out=out, identity_weights=IDNET, max_seconds=seconds,
-        compile=os.environ.get("COMPILE", "1") == "1", **kw,
+        data=TRAIN,
+        out=out,
+        identity_weights=IDNET,
+        max_seconds=seconds,
+        compile=os.environ.get("COMPILE", "1") == "1",
+        **kw,
     )
 
 
@@ -108,14 +112,25 @@ def main(argv: list[str]) -> None:
         log.info("teacher smoke ok in %.0f s", time.time() - t)
         from slimswap.train.recognizer import RecognizerTrainConfig, train_recognizer
 
-        train_recognizer(RecognizerTrainConfig(data=TRAIN[0], eval_data=TEST[:1], out="runs/smoke_rec", max_steps=30, log_every=10))
+        train_recognizer(
+            RecognizerTrainConfig(
+                data=TRAIN[0], eval_data=TEST[:1], out="runs/smoke_rec", max_steps=30, log_every=10
+            )
+        )
         os.environ["RECOGNIZER"] = "runs/smoke_rec/eval_recognizer.safetensors"
-        score({"smoke": Path("runs/smoke/teacher_ema_fp16.safetensors")}, Path("runs/smoke/scores.json"), 20, 10)
+        score(
+            {"smoke": Path("runs/smoke/teacher_ema_fp16.safetensors")},
+            Path("runs/smoke/scores.json"),
+            20,
+            10,
+        )
         from slimswap.train.distill import DistillConfig, distill_student
 
         distill_student(
             replace(cfg, out="runs/smoke_distill", max_steps=20, model=SwapGeneratorConfig()),
-            DistillConfig(teacher="runs/smoke/teacher_ema_fp16.safetensors", critic_from="runs/smoke/compact"),
+            DistillConfig(
+                teacher="runs/smoke/teacher_ema_fp16.safetensors", critic_from="runs/smoke/compact"
+            ),
         )
         log.info("all smoke steps ok in %.0f s", time.time() - t)
     elif cmd == "teacher":
@@ -125,7 +140,9 @@ def main(argv: list[str]) -> None:
     elif cmd == "recognizer":
         from slimswap.train.recognizer import RecognizerTrainConfig, train_recognizer
 
-        train_recognizer(RecognizerTrainConfig(data=TRAIN[0], eval_data=TEST[:1], max_seconds=float(argv[1])))
+        train_recognizer(
+            RecognizerTrainConfig(data=TRAIN[0], eval_data=TEST[:1], max_seconds=float(argv[1]))
+        )
     elif cmd == "ablate":
         name, seconds = argv[1], float(argv[2])
         out = f"runs/ablate_{name}"
@@ -136,8 +153,11 @@ def main(argv: list[str]) -> None:
 
         teacher = os.environ.get("TEACHER", "runs/teacher/teacher_ema_fp16.safetensors")
         cfg = teacher_config("runs/student", float(argv[1]), batch=32)
-        distill_student(cfg, DistillConfig(teacher=teacher, critic_from="runs/teacher/compact"),
-                        export_compact=Path("runs/student/compact"))
+        distill_student(
+            cfg,
+            DistillConfig(teacher=teacher, critic_from="runs/teacher/compact"),
+            export_compact=Path("runs/student/compact"),
+        )
     elif cmd == "score":
         gens = {a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for a in argv[1:]}
         score(gens, Path("runs/scores.json"))

@@ -52,7 +52,9 @@ def inner_face_mask(landmarks: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(out).to(landmarks.device)
 
 
-def pairs_for(ds: SwapDataset, n_cross: int, n_same: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def pairs_for(
+    ds: SwapDataset, n_cross: int, n_same: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic (source, target) pairs: n_cross of different people, n_same of one person."""
     rng = np.random.default_rng(seed)
     labels = ds.labels.cpu().numpy()
@@ -99,7 +101,9 @@ def score_generator(
     all_emb = torch.cat(chunks)
     labels = ds.labels
     n_id = int(labels.max()) + 1
-    gallery = F.normalize(torch.zeros(n_id, all_emb.shape[1], device=dev).index_add_(0, labels, all_emb), dim=1)
+    gallery = F.normalize(
+        torch.zeros(n_id, all_emb.shape[1], device=dev).index_add_(0, labels, all_emb), dim=1
+    )
 
     outputs = {"base": [], "generator": []} if generator is not None else {"base": []}
     for kind, pairs in (("cross", cross), ("same", same)):
@@ -112,15 +116,27 @@ def score_generator(
             region = guide[:, 3:4]
             results = {"base": region * guide[:, :3] + (1 - region) * tgt}
             if generator is not None:
-                results["generator"] = generator(tgt, guide, ds.embeddings[p[:, 0]]).float().clamp(-1, 1)
+                results["generator"] = (
+                    generator(tgt, guide, ds.embeddings[p[:, 0]]).float().clamp(-1, 1)
+                )
             inner = inner_face_mask(lmk_t, ds.size)
             for name, out in results.items():
-                outputs[name].append({
-                    "kind": kind, "src": p[:, 0], "tgt": p[:, 1], "out": out.cpu(),
-                    "emb": rec(out), "dlib": idnet((out + 1) * 0.5),
-                    "sharp": laplacian_energy(out, inner) / laplacian_energy(tgt, inner).clamp(min=1e-6),
-                    "mse": ((out - tgt).square().mean(1, keepdim=True) * region).sum(dim=(1, 2, 3)) / region.sum(dim=(1, 2, 3)).clamp(min=1),
-                })
+                outputs[name].append(
+                    {
+                        "kind": kind,
+                        "src": p[:, 0],
+                        "tgt": p[:, 1],
+                        "out": out.cpu(),
+                        "emb": rec(out),
+                        "dlib": idnet((out + 1) * 0.5),
+                        "sharp": laplacian_energy(out, inner)
+                        / laplacian_energy(tgt, inner).clamp(min=1e-6),
+                        "mse": ((out - tgt).square().mean(1, keepdim=True) * region).sum(
+                            dim=(1, 2, 3)
+                        )
+                        / region.sum(dim=(1, 2, 3)).clamp(min=1),
+                    }
+                )
     scores = {}
     for name, rows in outputs.items():
         cr = [r for r in rows if r["kind"] == "cross"]

@@ -77,7 +77,7 @@ def unseen_mask(shard, seen_shard_path: Path | None, threshold: float = 0.36) ->
     keep = np.ones(len(shard), bool)
     if seen_shard_path is None:
         return keep
-    from slimswap.train.data import load_shard
+    from slimswap.train.shards import load_shard
 
     seen = load_shard(seen_shard_path)
     seen_names = set(str(n) for n in seen.identities)
@@ -105,7 +105,7 @@ def evaluate_swapper(
 ) -> EvalResult:
     from rich.progress import track
 
-    from slimswap.train.data import load_shard
+    from slimswap.train.shards import load_shard
 
     start = time.time()
     shard = load_shard(shard_path)

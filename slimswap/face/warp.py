@@ -27,7 +27,9 @@ import torch.nn.functional as F
 # them on one spot, which an open target mouth would have to tear apart.
 CONTROL_POINTS = tuple(range(17, 60))
 COARSE = 64  # side of the grid the spline is evaluated on before upsampling
-REGULARISATION = 1e-5  # smoothing on the kernel diagonal: coincident points (closed lips) stay solvable
+REGULARISATION = (
+    1e-5  # smoothing on the kernel diagonal: coincident points (closed lips) stay solvable
+)
 
 
 def _tps_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -36,7 +38,9 @@ def _tps_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return r2 * torch.log(r2.clamp(min=1e-12))
 
 
-def tps_coefficients(dst: torch.Tensor, src: torch.Tensor, regularisation: float = REGULARISATION) -> torch.Tensor:
+def tps_coefficients(
+    dst: torch.Tensor, src: torch.Tensor, regularisation: float = REGULARISATION
+) -> torch.Tensor:
     """Spline f with f(dst_i) = src_i: (N, K+3, 2) kernel weights then affine terms.
 
     Solved in float64: the system mixes kernel values near 0 with affine terms near 1, and a
@@ -47,7 +51,9 @@ def tps_coefficients(dst: torch.Tensor, src: torch.Tensor, regularisation: float
     kernel = _tps_kernel(d, d) + regularisation * torch.eye(k, dtype=d.dtype, device=d.device)
     p = torch.cat([torch.ones(n, k, 1, dtype=d.dtype, device=d.device), d], dim=2)
     top = torch.cat([kernel, p], dim=2)
-    bottom = torch.cat([p.transpose(1, 2), torch.zeros(n, 3, 3, dtype=d.dtype, device=d.device)], dim=2)
+    bottom = torch.cat(
+        [p.transpose(1, 2), torch.zeros(n, 3, 3, dtype=d.dtype, device=d.device)], dim=2
+    )
     system = torch.cat([top, bottom], dim=1)
     rhs = torch.cat([src.double(), torch.zeros(n, 3, 2, dtype=d.dtype, device=d.device)], dim=1)
     return torch.linalg.solve(system, rhs)
@@ -61,7 +67,9 @@ def tps_apply(coeffs: torch.Tensor, dst: torch.Tensor, points: torch.Tensor) -> 
     return (_tps_kernel(pts, dst.double()) @ coeffs[:, :k] + p @ coeffs[:, k:]).to(points.dtype)
 
 
-def sampling_grid(dst: torch.Tensor, src: torch.Tensor, size: int, coarse: int = COARSE) -> torch.Tensor:
+def sampling_grid(
+    dst: torch.Tensor, src: torch.Tensor, size: int, coarse: int = COARSE
+) -> torch.Tensor:
     """grid_sample grid (N, size, size, 2) that pulls source pixels onto the target's layout.
 
     dst: target landmarks, src: source landmarks, both (N, 68, 2) in crop units; the spline
@@ -83,13 +91,17 @@ def sampling_grid(dst: torch.Tensor, src: torch.Tensor, size: int, coarse: int =
     return (grid * 2 - 1).permute(0, 2, 3, 1)
 
 
-def warp_source(source: torch.Tensor, source_landmarks: torch.Tensor, target_landmarks: torch.Tensor) -> torch.Tensor:
+def warp_source(
+    source: torch.Tensor, source_landmarks: torch.Tensor, target_landmarks: torch.Tensor
+) -> torch.Tensor:
     """Source crops (N,C,S,S) warped so their landmarks land on the target's (both crop units)."""
     grid = sampling_grid(target_landmarks, source_landmarks, source.shape[-1]).to(source.dtype)
     return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def match_colour(warped: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, max_gain: float = 2.0) -> torch.Tensor:
+def match_colour(
+    warped: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, max_gain: float = 2.0
+) -> torch.Tensor:
     """Per-channel mean and spread of `warped` moved to the target's inside `mask` (N,1,S,S).
 
     A dark-skinned source on a pale target otherwise arrives as a dark face on a light neck
@@ -119,7 +131,9 @@ def face_region_points(landmarks: np.ndarray, forehead: float = 0.3) -> np.ndarr
     return face_hull_points(landmarks, forehead)
 
 
-def face_region_mask(landmarks: np.ndarray, size: int, forehead: float = 0.3, feather: float = 0.04) -> np.ndarray:
+def face_region_mask(
+    landmarks: np.ndarray, size: int, forehead: float = 0.3, feather: float = 0.04
+) -> np.ndarray:
     """(size, size) float32 mask of the face outline of crop-pixel landmarks (68, 2).
 
     Feathered across its edge (a blur of `feather` x size), so the generator's mask floor has
@@ -151,25 +165,24 @@ def guide_inputs(
 
 
 def guide_for_crops(
-    crops: np.ndarray,
+    target: torch.Tensor,
     target_landmarks: np.ndarray,
-    source_crop: np.ndarray,
+    source: torch.Tensor,
     source_landmarks: np.ndarray,
-    device: torch.device | str = "cpu",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inference-side inputs of a warp-guided generator, on `device`.
+) -> torch.Tensor:
+    """Inference-side guide (N, 4, S, S) of a warp-guided generator, on the inputs' device.
 
-    crops (N, S, S, 3) uint8 aligned targets with their landmarks (N, 68, 2) in crop pixels;
-    the source crop (S, S, 3) uint8 and its landmarks (68, 2) in its pixels. Returns the
-    targets in [-1, 1] (N, 3, S, S) and the guides (N, 4, S, S), both float32.
+    target (N, 3, S, S) and source (1, 3, S, S) in [-1, 1], already normalised by the
+    swapper; landmarks (N, 68, 2) and (68, 2) in their crops' pixels.
     """
-    n, size = crops.shape[0], crops.shape[1]
-    dev = torch.device(device)
-    target = torch.from_numpy(np.ascontiguousarray(crops)).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1
-    src = torch.from_numpy(np.ascontiguousarray(source_crop)).to(dev).permute(2, 0, 1)[None].float() / 127.5 - 1
-    lmk_t = torch.from_numpy((np.asarray(target_landmarks, np.float32) + 0.5) / size).to(dev)
-    lmk_s = torch.from_numpy((np.asarray(source_landmarks, np.float32) + 0.5) / size).to(dev)[None]
-    regions = np.stack([face_region_mask(lm, size) for lm in np.asarray(target_landmarks, np.float32)])
+    n, size, dev = target.shape[0], target.shape[-1], target.device
+    lmk_t = np.asarray(target_landmarks, np.float32)
+    regions = np.stack([face_region_mask(lm, size) for lm in lmk_t])
     region = torch.from_numpy(regions).to(dev)[:, None]
-    guide = guide_inputs(src.expand(n, -1, -1, -1), lmk_s.expand(n, -1, -1), target, lmk_t, region)
-    return target, guide
+
+    def to_units(px: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((np.asarray(px, np.float32) + 0.5) / size).to(dev)
+
+    lmk_s = to_units(source_landmarks)[None].expand(n, -1, -1)
+    src = source.to(target.dtype).expand(n, -1, -1, -1)
+    return guide_inputs(src, lmk_s, target, to_units(lmk_t), region.to(target.dtype))

@@ -36,7 +36,7 @@ class RecognizerConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "RecognizerConfig":
+    def from_json(cls, text: str) -> RecognizerConfig:
         d = json.loads(text)
         d["widths"], d["depths"] = tuple(d["widths"]), tuple(d["depths"])
         return cls(**d)
@@ -72,7 +72,9 @@ class FaceRecognizer(nn.Module):
         super().__init__()
         self.config = c = config or RecognizerConfig()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, c.widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(c.widths[0]), nn.PReLU(c.widths[0])
+            nn.Conv2d(3, c.widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c.widths[0]),
+            nn.PReLU(c.widths[0]),
         )
         blocks, cin = [], c.widths[0]
         for width, depth in zip(c.widths, c.depths):
@@ -94,7 +96,11 @@ class FaceRecognizer(nn.Module):
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         if crops.shape[-1] != INPUT_SIZE or crops.shape[-2] != INPUT_SIZE:
             crops = F.interpolate(
-                crops, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True
+                crops,
+                size=(INPUT_SIZE, INPUT_SIZE),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
             )
         return F.normalize(self.head(self.blocks(self.stem(crops))).float(), dim=1)
 
@@ -105,7 +111,9 @@ class CosFaceHead(nn.Module):
     Used only to train the recognizer; it is not part of the released weights.
     """
 
-    def __init__(self, embed_dim: int, classes: int, scale: float = 32.0, margin: float = 0.35) -> None:
+    def __init__(
+        self, embed_dim: int, classes: int, scale: float = 32.0, margin: float = 0.35
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(classes, embed_dim) * 0.01)
         self.scale, self.margin = scale, margin
@@ -120,7 +128,10 @@ def save_recognizer(net: FaceRecognizer, path: Path, metrics: dict | None = None
     """fp16 weights with the config (and training metrics) in the safetensors metadata."""
     from safetensors.torch import save_file
 
-    tensors = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tensors = {
+        k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in net.state_dict().items()
+    }
     meta = {"config": net.config.to_json(), "metrics": json.dumps(metrics or {})}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=meta)
@@ -136,5 +147,7 @@ def load_recognizer(path: str | Path, device: str | torch.device = "cpu") -> Fac
     with safe_open(str(path), "pt") as f:
         config = RecognizerConfig.from_json(f.metadata()["config"])
     net = FaceRecognizer(config)
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()})
+    net.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    )
     return net.to(device).eval()

@@ -44,14 +44,20 @@ class SwapGeneratorConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "SwapGeneratorConfig":
+    def from_json(cls, text: str) -> SwapGeneratorConfig:
         d = json.loads(text)
         d["widths"] = tuple(d["widths"])
         return cls(**d)
 
     @classmethod
-    def student(cls, resolution: int = 256) -> "SwapGeneratorConfig":
-        return cls(resolution=resolution, widths=(16, 32, 48, 96, 128), n_blocks=2, separable=True, attention_dim=48)
+    def student(cls, resolution: int = 256) -> SwapGeneratorConfig:
+        return cls(
+            resolution=resolution,
+            widths=(16, 32, 48, 96, 128),
+            n_blocks=2,
+            separable=True,
+            attention_dim=48,
+        )
 
 
 class AdaIN(nn.Module):
@@ -71,7 +77,10 @@ class AdaIN(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, idv: torch.Tensor) -> torch.Tensor:
-        return self.norm(x) * (1 + self.gamma(idv)[:, :, None, None]) + self.beta(idv)[:, :, None, None]
+        return (
+            self.norm(x) * (1 + self.gamma(idv)[:, :, None, None])
+            + self.beta(idv)[:, :, None, None]
+        )
 
 
 def conv(cin: int, cout: int, stride: int = 1, separable: bool = False) -> nn.Module:
@@ -140,7 +149,9 @@ class Up(nn.Module):
         self.norm = AdaIN(cout, id_dim) if id_dim else nn.InstanceNorm2d(cout, affine=True)
         self.refine = conv(cout, cout, separable=separable)
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], idv: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, skips: list[torch.Tensor], idv: torch.Tensor
+    ) -> torch.Tensor:
         h = self.fuse(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), *skips], 1))
         h = self.norm(h, idv) if isinstance(self.norm, AdaIN) else self.norm(h)
         return F.leaky_relu(self.refine(F.leaky_relu(h, 0.2)), 0.2)
@@ -148,6 +159,8 @@ class Up(nn.Module):
 
 class WarpSwapGenerator(nn.Module):
     """(target [-1,1], guide (warped source [-1,1] + region), identity) -> swap in [-1,1]."""
+
+    guided = True  # swappers build the guide (slimswap.face.warp.guide_for_crops) before calling
 
     def __init__(self, config: SwapGeneratorConfig | None = None) -> None:
         super().__init__()
@@ -159,7 +172,14 @@ class WarpSwapGenerator(nn.Module):
         self.g_stem = nn.Sequential(nn.Conv2d(4, w[0], 3, 1, 1), nn.LeakyReLU(0.2))
         self.g_down = nn.ModuleList(Down(w[i], w[i + 1], sep) for i in range(4))
         # target encoder: strided from the start; only S/4, S/8 and S/16 are used
-        self.t_down = nn.ModuleList([Down(3, w[1], sep), Down(w[1], w[2], sep), Down(w[2], w[3], sep), Down(w[3], w[4], sep)])
+        self.t_down = nn.ModuleList(
+            [
+                Down(3, w[1], sep),
+                Down(w[1], w[2], sep),
+                Down(w[2], w[3], sep),
+                Down(w[3], w[4], sep),
+            ]
+        )
         self.fuse16 = nn.Conv2d(2 * w[4], w[4], 1)
         self.blocks = nn.ModuleList(AdaINResBlock(w[4], c.id_dim, sep) for _ in range(c.n_blocks))
         self.fusion = AttentionFusion(w[4], c.attention_dim) if c.attention_dim else None
@@ -171,7 +191,13 @@ class WarpSwapGenerator(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, target: torch.Tensor, guide: torch.Tensor, identity: torch.Tensor, return_features: bool = False):
+    def forward(
+        self,
+        target: torch.Tensor,
+        guide: torch.Tensor,
+        identity: torch.Tensor,
+        return_features: bool = False,
+    ):
         idv = F.normalize(identity.float(), dim=1).to(target.dtype)
         g = [self.g_stem(guide)]
         for layer in self.g_down:

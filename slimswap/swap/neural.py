@@ -87,7 +87,11 @@ class LearnedSwapper:
         identity: SourceIdentity,
         target_landmarks: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Swapped crops, same shape and dtype; learned models need no landmarks."""
+        """Swapped crops, same shape and dtype.
+
+        A warp-guided model (`guided`) also needs the target landmarks, to warp the source
+        crop onto each target (slimswap.face.warp); the pipeline always passes them.
+        """
         res = self.resolution
         if crops.ndim != 4 or crops.shape[1:] != (res, res, 3) or crops.dtype != np.uint8:
             raise ValueError(
@@ -95,10 +99,30 @@ class LearnedSwapper:
             )
         if len(crops) == 0:
             return crops.copy()
-        return self._run(crops, np.asarray(identity.embedding, np.float32))
+        if self.guided:
+            if target_landmarks is None or np.shape(target_landmarks) != (len(crops), 68, 2):
+                raise ValueError(f"{self.name} needs target_landmarks (N, 68, 2) in crop pixels")
+            if np.shape(identity.crop) != (res, res, 3):
+                raise ValueError(f"{self.name} needs the source crop at {res} px")
+        return self._run(crops, identity, target_landmarks)
 
-    def _run(self, crops: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    guided = False
+
+    def _run(
+        self, crops: np.ndarray, identity: SourceIdentity, landmarks: np.ndarray | None
+    ) -> np.ndarray:
         raise NotImplementedError
+
+    def _guide(
+        self, target: torch.Tensor, identity: SourceIdentity, landmarks: np.ndarray
+    ) -> torch.Tensor:
+        from slimswap.face.warp import guide_for_crops
+
+        source = to_model_input(
+            torch.from_numpy(np.ascontiguousarray(identity.crop[None])).to(target.device),
+            self.norm,
+        )
+        return guide_for_crops(target, landmarks, source, identity.landmarks)
 
 
 class TorchSwapper(LearnedSwapper):
@@ -135,6 +159,7 @@ class TorchSwapper(LearnedSwapper):
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.resolution = int(model.config.resolution)
+        self.guided = bool(getattr(model, "guided", False))
         self.batch_size = batch_size
         self.pad = compile != "none"
         mode = COMPILE_MODES[compile]
@@ -143,30 +168,40 @@ class TorchSwapper(LearnedSwapper):
         )
 
     @torch.inference_mode()
-    def _run(self, crops: np.ndarray, embedding: np.ndarray) -> np.ndarray:
-        emb = torch.as_tensor(embedding, device=self.device)
+    def _run(
+        self, crops: np.ndarray, identity: SourceIdentity, landmarks: np.ndarray | None
+    ) -> np.ndarray:
+        emb = torch.as_tensor(np.asarray(identity.embedding, np.float32), device=self.device)
         outs = []
         for i in range(0, len(crops), self.batch_size):
-            outs.append(self._swap_batch(crops[i : i + self.batch_size], emb))
+            lm = None if landmarks is None else landmarks[i : i + self.batch_size]
+            outs.append(self._swap_batch(crops[i : i + self.batch_size], emb, identity, lm))
         return np.concatenate(outs)
 
-    def _swap_batch(self, crops: np.ndarray, emb: torch.Tensor) -> np.ndarray:
+    def _swap_batch(
+        self,
+        crops: np.ndarray,
+        emb: torch.Tensor,
+        identity: SourceIdentity,
+        landmarks: np.ndarray | None,
+    ) -> np.ndarray:
         n = len(crops)
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
         m = 1 << (n - 1).bit_length() if self.pad else n
-        if m > n:
-            x = torch.cat([x, x[-1:].expand(m - n, -1, -1, -1)])
         x = to_model_input(x, self.norm)
+        inputs = [x, self._guide(x, identity, landmarks)] if self.guided else [x]
+        if m > n:  # repeat the last crop so a compiled graph sees one of a few batch sizes
+            inputs = [torch.cat([t, t[-1:].expand(m - n, -1, -1, -1)]) for t in inputs]
         autocast = (
             nullcontext() if self.dtype is None else torch.autocast(self.device.type, self.dtype)
         )
         with autocast:
-            y = self.forward(x, emb.expand(m, -1))
+            y = self.forward(*inputs, emb.expand(m, -1))
         return from_model_output(y[:n], self.norm).cpu().numpy()
 
 
 class OnnxSwapper(LearnedSwapper):
-    """A generator exported to ONNX (inputs `target`, `identity`; output `swap`)."""
+    """A generator exported to ONNX (inputs `target`, [`guide`,] `identity`; output `swap`)."""
 
     def __init__(
         self,
@@ -201,8 +236,15 @@ class OnnxSwapper(LearnedSwapper):
         self.name = name
         self.norm = norm
         self.resolution = int(self.session.get_inputs()[0].shape[-1])
+        self.guided = "guide" in {i.name for i in self.session.get_inputs()}
 
-    def _run(self, crops: np.ndarray, embedding: np.ndarray) -> np.ndarray:
-        e = np.repeat(embedding[None], len(crops), axis=0)
-        (y,) = self.session.run(None, {"target": to_model_input(crops, self.norm), "identity": e})
+    def _run(
+        self, crops: np.ndarray, identity: SourceIdentity, landmarks: np.ndarray | None
+    ) -> np.ndarray:
+        e = np.repeat(np.asarray(identity.embedding, np.float32)[None], len(crops), axis=0)
+        x = to_model_input(crops, self.norm)
+        feed = {"target": x, "identity": e}
+        if self.guided:
+            feed["guide"] = self._guide(torch.from_numpy(x), identity, landmarks).numpy()
+        (y,) = self.session.run(None, feed)
         return from_model_output(y, self.norm)

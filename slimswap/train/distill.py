@@ -52,10 +52,16 @@ class DistillTrainer(TeacherTrainer):
         super().__init__(config, dataset)
         from slimswap.swap.weights import load_generator
 
-        self.teacher = load_generator(distill.teacher, device=self.device).to(memory_format=self.memory_format)
+        self.teacher = load_generator(distill.teacher, device=self.device).to(
+            memory_format=self.memory_format
+        )
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        if distill.critic_from and self.step == 0 and (Path(distill.critic_from) / "D.safetensors").exists():
+        if (
+            distill.critic_from
+            and self.step == 0
+            and (Path(distill.critic_from) / "D.safetensors").exists()
+        ):
             load_module(self.D, Path(distill.critic_from) / "D.safetensors")
 
     def build_generator(self) -> nn.Module:
@@ -65,7 +71,9 @@ class DistillTrainer(TeacherTrainer):
         student.add_module("distill_projection", self.project)  # trained with it, dropped on export
         return student
 
-    def generator_loss(self, b: dict[str, torch.Tensor], D: nn.Module) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def generator_loss(
+        self, b: dict[str, torch.Tensor], D: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         w = self.distill.weights
         target, guide, src_emb, pair = b["target"], b["guide"], b["source_embedding"], b["pair"]
         with torch.no_grad():
@@ -78,10 +86,13 @@ class DistillTrainer(TeacherTrainer):
         l_adv = losses.hinge_g_loss([o[0] for o in D(swap)])
         l_rec = losses.masked_mean((swap.float() - target.float()).abs().mean(dim=(1, 2, 3)), pair)
         total = (
-            w.output * l_out + w.feature * l_feat + w.identity * l_id
-            + w.adversarial * l_adv + w.reconstruction * l_rec
+            w.output * l_out
+            + w.feature * l_feat
+            + w.identity * l_id
+            + w.adversarial * l_adv
+            + w.reconstruction * l_rec
         )
-        return swap, total, dict(kd=l_out, feat=l_feat, id=l_id, adv=l_adv, rec=l_rec)
+        return swap, total, {"kd": l_out, "feat": l_feat, "id": l_id, "adv": l_adv, "rec": l_rec}
 
     def release_model(self) -> nn.Module:
         """The EMA student without its distillation projection (training-only)."""
@@ -90,7 +101,9 @@ class DistillTrainer(TeacherTrainer):
         return student
 
 
-def distill_student(config: TrainConfig, distill: DistillConfig, export_compact: Path | None = None) -> dict:
+def distill_student(
+    config: TrainConfig, distill: DistillConfig, export_compact: Path | None = None
+) -> dict:
     """Train (or continue) the student; returns the last log row."""
     trainer = DistillTrainer(config, distill)
     if trainer.rank == 0:

@@ -59,7 +59,11 @@ def _augment(img: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     flip = torch.where(rand(n) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack(
-        [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
+        [
+            torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+            torch.stack([sin * flip, cos, shift[:, 1]], 1),
+        ],
+        1,
     )
     grid = F.affine_grid(theta, (n, 3, 112, 112), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
@@ -67,18 +71,24 @@ def _augment(img: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     soft = rand(n) < 0.4
     if soft.any():
         side = int(28 + rand(1).item() * 84)
-        low = F.interpolate(x[soft], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        low = F.interpolate(
+            x[soft], size=(side, side), mode="bilinear", antialias=True, align_corners=False
+        )
         x[soft] = F.interpolate(low, size=(112, 112), mode="bilinear", align_corners=False)
     gain = 1 + (rand(n, 1, 1, 1) - 0.5) * 0.5
     bias = (rand(n, 1, 1, 1) - 0.5) * 0.3
     grey = x.mean(1, keepdim=True)
-    sat = torch.where(rand(n, 1, 1, 1) < 0.1, torch.zeros_like(gain), 1 + (rand(n, 1, 1, 1) - 0.5) * 0.6)
+    sat = torch.where(
+        rand(n, 1, 1, 1) < 0.1, torch.zeros_like(gain), 1 + (rand(n, 1, 1, 1) - 0.5) * 0.6
+    )
     x = grey + (x - grey) * sat
     return (x * gain + bias).clamp_(-1, 1)
 
 
 @torch.no_grad()
-def embed_crops(net: FaceRecognizer, images: np.ndarray | torch.Tensor, device: torch.device, batch: int = 512) -> np.ndarray:
+def embed_crops(
+    net: FaceRecognizer, images: np.ndarray | torch.Tensor, device: torch.device, batch: int = 512
+) -> np.ndarray:
     """Embeddings of uint8 (N,S,S,3) aligned crops (or a (N,3,S,S) uint8 tensor on the device)."""
     net.eval()
     if isinstance(images, np.ndarray):
@@ -90,7 +100,9 @@ def embed_crops(net: FaceRecognizer, images: np.ndarray | torch.Tensor, device: 
     return torch.cat(out).numpy()
 
 
-def verification_auc(embeddings: np.ndarray, labels: np.ndarray, max_negatives: int = 200_000, seed: int = 0) -> dict:
+def verification_auc(
+    embeddings: np.ndarray, labels: np.ndarray, max_negatives: int = 200_000, seed: int = 0
+) -> dict:
     """LFW-style verification on held-out identities: AUC over all same-person pairs and
     up to `max_negatives` random different-person pairs, plus the best pair accuracy."""
     from slimswap.evaluate.metrics import roc_auc
@@ -114,7 +126,9 @@ def verification_auc(embeddings: np.ndarray, labels: np.ndarray, max_negatives: 
     thresholds = np.sort(scores)[:: max(1, len(scores) // 400)]
     # balanced accuracy (mean of the same- and different-person hit rates): negatives outnumber
     # positives a hundredfold, so plain accuracy would reward calling everyone a stranger
-    accs = [((scores[positives] >= t).mean() + (scores[~positives] < t).mean()) / 2 for t in thresholds]
+    accs = [
+        ((scores[positives] >= t).mean() + (scores[~positives] < t).mean()) / 2 for t in thresholds
+    ]
     return {
         "auc": float(roc_auc(scores, positives)),
         "best_balanced_accuracy": float(max(accs)),
@@ -127,9 +141,11 @@ def verification_auc(embeddings: np.ndarray, labels: np.ndarray, max_negatives: 
 
 def train_recognizer(cfg: RecognizerTrainConfig) -> dict:
     """Train (or continue) the recognizer; writes weights, config and verification metrics."""
-    from slimswap.train.data import load_shard
+    from slimswap.train.shards import load_shard
 
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    dev = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    )
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -145,7 +161,9 @@ def train_recognizer(cfg: RecognizerTrainConfig) -> dict:
     net = FaceRecognizer(cfg.model).to(dev, memory_format=torch.channels_last)
     head = CosFaceHead(cfg.model.embed_dim, classes).to(dev)
     params = [{"params": net.parameters()}, {"params": head.parameters()}]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    opt = torch.optim.SGD(
+        params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True
+    )
     step, elapsed, history = 0, 0.0, []
     ckpt = out / "checkpoint.pt"
     if ckpt.is_file():
@@ -159,12 +177,25 @@ def train_recognizer(cfg: RecognizerTrainConfig) -> dict:
 
     def save() -> None:
         tmp = ckpt.with_suffix(".tmp")
-        torch.save({"net": net.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "elapsed": elapsed, "history": history}, tmp)
+        torch.save(
+            {
+                "net": net.state_dict(),
+                "head": head.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+                "history": history,
+            },
+            tmp,
+        )
         os.replace(tmp, ckpt)
 
-    log.info("recognizer: %d images, %d classes, %.2f M params", len(labels), classes,
-             sum(p.numel() for p in net.parameters()) / 1e6)
+    log.info(
+        "recognizer: %d images, %d classes, %.2f M params",
+        len(labels),
+        classes,
+        sum(p.numel() for p in net.parameters()) / 1e6,
+    )
     t0, last_save, acc, acc_n = time.time() - elapsed, time.time(), 0.0, 0
     while step < cfg.max_steps and elapsed < cfg.max_seconds:
         frac = elapsed / cfg.max_seconds
@@ -184,18 +215,36 @@ def train_recognizer(cfg: RecognizerTrainConfig) -> dict:
         acc_n += 1
         elapsed = time.time() - t0
         if step % cfg.log_every == 0:
-            row = {"step": step, "loss": float(acc) / acc_n, "lr": lr, "wall": elapsed,
-                   "images_per_s": cfg.batch * acc_n / max(1e-9, elapsed - (history[-1]["wall"] if history else 0))}
+            row = {
+                "step": step,
+                "loss": float(acc) / acc_n,
+                "lr": lr,
+                "wall": elapsed,
+                "images_per_s": cfg.batch
+                * acc_n
+                / max(1e-9, elapsed - (history[-1]["wall"] if history else 0)),
+            }
             history.append(row)
             acc, acc_n = 0.0, 0
-            log.info("recognizer step %d  loss %.3f  lr %.4f  %.0f img/s", step, row["loss"], lr, row["images_per_s"])
+            log.info(
+                "recognizer step %d  loss %.3f  lr %.4f  %.0f img/s",
+                step,
+                row["loss"],
+                lr,
+                row["images_per_s"],
+            )
             if not math.isfinite(row["loss"]):
                 raise FloatingPointError(f"recognizer loss is not finite at step {step}")
         if time.time() - last_save > cfg.checkpoint_every_s:
             save()
             last_save = time.time()
     save()
-    metrics = {"step": step, "seconds": elapsed, "classes": classes, "train_images": int(len(labels))}
+    metrics = {
+        "step": step,
+        "seconds": elapsed,
+        "classes": classes,
+        "train_images": int(len(labels)),
+    }
     for path in cfg.eval_data:
         if Path(path).is_file():
             s = load_shard(path)
@@ -203,5 +252,7 @@ def train_recognizer(cfg: RecognizerTrainConfig) -> dict:
             metrics[Path(path).stem] = verification_auc(emb, s.labels)
             log.info("verification on %s: %s", path, metrics[Path(path).stem])
     save_recognizer(net, out / "eval_recognizer.safetensors", metrics)
-    (out / "metrics.json").write_text(json.dumps({"config": asdict(cfg), "metrics": metrics, "history": history}, indent=1))
+    (out / "metrics.json").write_text(
+        json.dumps({"config": asdict(cfg), "metrics": metrics, "history": history}, indent=1)
+    )
     return metrics

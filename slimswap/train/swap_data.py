@@ -74,7 +74,9 @@ class SwapDataset:
         starts = torch.cumsum(counts, 0) - counts
         self.group_start, self.group_size = starts[self.labels], counts[self.labels]
         self.slot = torch.empty_like(self.order)
-        self.slot[self.order] = torch.arange(len(self.order), device=device) - self.group_start[self.order]
+        self.slot[self.order] = (
+            torch.arange(len(self.order), device=device) - self.group_start[self.order]
+        )
         self.mirror = losses.mirror_permutation(self.landmarks.mean(0))
 
     def __len__(self) -> int:
@@ -124,7 +126,9 @@ def jitter_source(img: torch.Tensor, gen: torch.Generator, blur_share: float = 0
     if soft.any():
         s = img.shape[-1]
         side = int(s * (0.3 + 0.6 * float(torch.rand(1, device=dev, generator=gen))))
-        low = F.interpolate(img[soft], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        low = F.interpolate(
+            img[soft], size=(side, side), mode="bilinear", antialias=True, align_corners=False
+        )
         img[soft] = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)
     return img
 
@@ -148,7 +152,7 @@ def load_swap_dataset(paths: list[str | Path], size: int, device: torch.device) 
     Each source photo appears once: from the shard whose crop size is `size` when it has
     one, else from the largest crop, upsampled.
     """
-    from slimswap.train.data import load_shard
+    from slimswap.train.shards import load_shard
 
     shards = [load_shard(p) for p in paths if Path(p).is_file()]
     if not shards:
@@ -173,6 +177,9 @@ def load_swap_dataset(paths: list[str | Path], size: int, device: torch.device) 
         native.append(np.full(len(take), sh.size == size))
         log.info("%d faces from the %d px shard", len(take), sh.size)
     return SwapDataset(
-        torch.cat(images), np.concatenate(lmks), np.concatenate(embs),
-        np.concatenate(labels), np.concatenate(native),
+        torch.cat(images),
+        np.concatenate(lmks),
+        np.concatenate(embs),
+        np.concatenate(labels),
+        np.concatenate(native),
     )

@@ -77,7 +77,7 @@ class TrainConfig:
     model: SwapGeneratorConfig = field(default_factory=SwapGeneratorConfig)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
         d["weights"] = LossWeights(**d.get("weights", {}))
         model = dict(d.get("model", {}))
@@ -169,11 +169,15 @@ class TeacherTrainer:
         res = config.model.resolution
         self.data = dataset or load_swap_dataset(list(config.data), res, dev)
         self.G = self.build_generator().to(dev, memory_format=self.memory_format)
-        self.D = MultiScaleDiscriminator(scales=config.d_scales).to(dev, memory_format=self.memory_format)
+        self.D = MultiScaleDiscriminator(scales=config.d_scales).to(
+            dev, memory_format=self.memory_format
+        )
         self.G_ema = copy.deepcopy(self.G).eval()
         for p in self.G_ema.parameters():
             p.requires_grad_(False)
-        self.idnet = load_identity_net(config.identity_weights, dev).to(memory_format=self.memory_format)
+        self.idnet = load_identity_net(config.identity_weights, dev).to(
+            memory_format=self.memory_format
+        )
 
         betas = (0.0, 0.999)
         self.opt_g = torch.optim.Adam(self.generator_parameters(), lr=config.lr_g, betas=betas)
@@ -251,7 +255,9 @@ class TeacherTrainer:
         steps).
         """
         folder.mkdir(parents=True, exist_ok=True)
-        paths = [save_module_fp16(m, folder / f"{n}.safetensors") for n, m in self._compact_modules()]
+        paths = [
+            save_module_fp16(m, folder / f"{n}.safetensors") for n, m in self._compact_modules()
+        ]
         state = {
             "step": self.step,
             "samples_seen": self.samples_seen,
@@ -274,10 +280,18 @@ class TeacherTrainer:
                 continue
             load_module(module, path)
         meta = json.loads((folder / "state.json").read_text())
-        self.step, self.samples_seen, self.history = meta["step"], meta["samples_seen"], meta["history"]
+        self.step, self.samples_seen, self.history = (
+            meta["step"],
+            meta["samples_seen"],
+            meta["history"],
+        )
         self.gen_rng.manual_seed(self.cfg.seed * 1000 + self.rank + self.step)
         if self.rank == 0:
-            log.info("continuing from compact checkpoint %s at step %d (fresh optimisers)", folder, self.step)
+            log.info(
+                "continuing from compact checkpoint %s at step %d (fresh optimisers)",
+                folder,
+                self.step,
+            )
 
     def _maybe_resume(self) -> None:
         if not self.checkpoint_path.exists():
@@ -287,7 +301,11 @@ class TeacherTrainer:
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         for name in ("G", "G_ema", "D", "opt_g", "opt_d"):
             getattr(self, name).load_state_dict(state[name])
-        self.step, self.samples_seen, self.history = state["step"], state["samples_seen"], state["history"]
+        self.step, self.samples_seen, self.history = (
+            state["step"],
+            state["samples_seen"],
+            state["history"],
+        )
         self.cpu_rng.set_state(state["cpu_rng"].cpu())
         if state["rng"].device.type == "cpu" and self.device.type == "cpu":
             self.gen_rng.set_state(state["rng"])
@@ -303,10 +321,16 @@ class TeacherTrainer:
         d, g = self.data, self.gen_rng
         tgt = d.sample_targets(n, self.cfg.native_share, g)
         pair = torch.rand(n, device=self.device, generator=g) < self.cfg.pair_share
-        src = torch.where(pair, d.same_person(tgt, g), torch.randint(0, len(d), (n,), device=self.device, generator=g))
+        src = torch.where(
+            pair,
+            d.same_person(tgt, g),
+            torch.randint(0, len(d), (n,), device=self.device, generator=g),
+        )
         flip_t = torch.rand(n, device=self.device, generator=g) < 0.5
         # a one-photo identity is paired with its own mirror image
-        flip_s = torch.where(src == tgt, ~flip_t, torch.rand(n, device=self.device, generator=g) < 0.5)
+        flip_s = torch.where(
+            src == tgt, ~flip_t, torch.rand(n, device=self.device, generator=g) < 0.5
+        )
         target, lmk_t, region = d.batch(tgt, flip_t)
         source, lmk_s, _ = d.batch(src, flip_s)
         source = jitter_source(source, g)
@@ -332,10 +356,14 @@ class TeacherTrainer:
         pixel-level adversarial texture instead of a face; re-sampling at a random scale each
         step destroys such texture while keeping what a face looks like.
         """
-        size = self.ID_VIEW_SIZES[int(torch.randint(0, len(self.ID_VIEW_SIZES), (1,), generator=self.cpu_rng))]
+        size = self.ID_VIEW_SIZES[
+            int(torch.randint(0, len(self.ID_VIEW_SIZES), (1,), generator=self.cpu_rng))
+        ]
         if size == img.shape[-1]:
             return img
-        return F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return F.interpolate(
+            img, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
 
     def identity(self, img: torch.Tensor) -> torch.Tensor:
         return self.idnet_fwd(((img + 1) * 0.5).contiguous(memory_format=self.memory_format))
@@ -371,24 +399,40 @@ class TeacherTrainer:
         metrics.update(g=loss_g, d=loss_d)
         return {k: v.detach().float() for k, v in metrics.items()}
 
-    def generator_loss(self, b: dict[str, torch.Tensor], D: nn.Module) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def generator_loss(
+        self, b: dict[str, torch.Tensor], D: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """(swap, weighted total, named terms) for one batch; the distiller overrides this."""
         w = self.cfg.weights
         target, pair, src_emb = b["target"], b["pair"], b["source_embedding"]
         swap = self.G_train(target, b["guide"], src_emb)
         l_id = losses.identity_loss(self.identity(self.id_view(swap)), src_emb)
         l_adv, l_fm = self.adversarial_terms(swap, target, D)
-        per_light = (F.adaptive_avg_pool2d(swap.float(), 8) - F.adaptive_avg_pool2d(target.float(), 8)).abs().mean(dim=(1, 2, 3))
+        per_light = (
+            (F.adaptive_avg_pool2d(swap.float(), 8) - F.adaptive_avg_pool2d(target.float(), 8))
+            .abs()
+            .mean(dim=(1, 2, 3))
+        )
         l_light = losses.masked_mean(per_light, ~pair)
         l_rec = losses.masked_mean((swap.float() - target.float()).abs().mean(dim=(1, 2, 3)), pair)
         l_perc = losses.masked_mean(self.perceptual(swap, target), pair)
         total = (
-            w.identity * l_id + w.adversarial * l_adv + w.feature_matching * l_fm
-            + w.lighting * l_light + w.reconstruction * l_rec + w.perceptual * l_perc
+            w.identity * l_id
+            + w.adversarial * l_adv
+            + w.feature_matching * l_fm
+            + w.lighting * l_light
+            + w.reconstruction * l_rec
+            + w.perceptual * l_perc
         )
-        return swap, total, dict(id=l_id, adv=l_adv, fm=l_fm, light=l_light, rec=l_rec, perc=l_perc)
+        return (
+            swap,
+            total,
+            {"id": l_id, "adv": l_adv, "fm": l_fm, "light": l_light, "rec": l_rec, "perc": l_perc},
+        )
 
-    def adversarial_terms(self, swap: torch.Tensor, target: torch.Tensor, D: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    def adversarial_terms(
+        self, swap: torch.Tensor, target: torch.Tensor, D: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         fake_out = D(swap)
         with torch.no_grad():
             real_out = D(target)

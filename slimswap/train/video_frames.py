@@ -70,5 +70,9 @@ def extract_clips(
     train, held = out_root / "video_train", out_root / "video_held_out"
     for video in videos:
         is_held = video.stem in HELD_OUT_CLIPS
-        extract_clip(video, (held if is_held else train) / video.stem, keep_held_out if is_held else keep_train)
+        extract_clip(
+            video,
+            (held if is_held else train) / video.stem,
+            keep_held_out if is_held else keep_train,
+        )
     return train, held

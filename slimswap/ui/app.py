@@ -348,7 +348,7 @@ def build_app(engine: Engine) -> gr.Blocks:
         if len(lines) > 1:
             lines.append(f"{len(outputs)} results in {time.perf_counter() - start:.1f} s.")
         lines[0] = f"**Run {runs}** · {lines[0]}"
-        lines.append("Every result is labelled as synthetic (metadata + invisible watermark).")
+        lines.append("Every result is labelled as synthetic (C2PA credentials + metadata + invisible watermark).")
         image = None if media.is_video(first) else str(first)
         video = str(first) if media.is_video(first) else None
         return (
@@ -370,7 +370,7 @@ def build_app(engine: Engine) -> gr.Blocks:
     with gr.Blocks(title="slimswap", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
             "# slimswap\nSwap a face into a photo or video, on this computer. "
-            "Every result is labelled as synthetic: a metadata tag and an invisible watermark "
+            "Every result is labelled as synthetic: C2PA content credentials, a metadata tag and an invisible watermark "
             "(check any file in the *Verify* tab or with `slimswap verify FILE`)."
         )
         state = gr.State(None)

@@ -29,7 +29,9 @@ def test_warp_maps_landmarks_onto_landmarks_within_a_pixel(analyser, shared_data
     grid = sampling_grid(tgt, src, SIZE)  # where each target pixel reads the source
     # read the grid at the target's control points: it must point at the source's
     pts = tgt[:, CONTROL_POINTS]
-    looked_up = F.grid_sample(grid.permute(0, 3, 1, 2), pts[:, :, None] * 2 - 1, align_corners=False)
+    looked_up = F.grid_sample(
+        grid.permute(0, 3, 1, 2), pts[:, :, None] * 2 - 1, align_corners=False
+    )
     looked_up = (looked_up[..., 0].permute(0, 2, 1) + 1) / 2
     err_px = ((looked_up - src[:, CONTROL_POINTS]).norm(dim=-1) * SIZE).numpy()
     assert np.median(err_px) < 0.5

@@ -38,7 +38,12 @@ def real_faces():
         embs.append(face.embedding)
         lms.append((transform_points(face.landmarks, affine) + 0.5) / 128)
     labels = np.array([0, 1] + [2] * (len(frames) - 2))
-    return np.stack(crops), np.stack(embs).astype(np.float32), np.stack(lms).astype(np.float32), labels
+    return (
+        np.stack(crops),
+        np.stack(embs).astype(np.float32),
+        np.stack(lms).astype(np.float32),
+        labels,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +63,16 @@ def dataset(real_faces, size: int = 64) -> SwapDataset:
 
 def make_trainer(real_faces, out, steps, identity_weights="", **kw) -> TeacherTrainer:
     cfg = TrainConfig(
-        out=str(out), identity_weights=identity_weights, batch=2, max_steps=steps, log_every=1, device="cpu", model=TINY,
-        checkpoint_every_s=1e9, d_scales=2, **kw,
+        out=str(out),
+        identity_weights=identity_weights,
+        batch=2,
+        max_steps=steps,
+        log_every=1,
+        device="cpu",
+        model=TINY,
+        checkpoint_every_s=1e9,
+        d_scales=2,
+        **kw,
     )
     return TeacherTrainer(cfg, dataset=dataset(real_faces))
 
@@ -120,7 +133,9 @@ def test_compact_checkpoint_continues_training(real_faces, identity_weights, tmp
     t.fit()
     files = t.export_compact(tmp_path / "ck")
     assert all(p.stat().st_size < 16 * 2**20 for p in files)
-    cont = make_trainer(real_faces, tmp_path / "c", 3, identity_weights, init_from=str(tmp_path / "ck"))
+    cont = make_trainer(
+        real_faces, tmp_path / "c", 3, identity_weights, init_from=str(tmp_path / "ck")
+    )
     assert cont.step == 2
     for a, b in zip(cont.G_ema.state_dict().values(), t.G_ema.state_dict().values()):
         assert torch.allclose(a, b.float(), atol=1e-2)
@@ -145,8 +160,11 @@ def _free_port() -> int:
 
 def _ddp_worker(rank: int, world: int, port: int, out: str, data, weights: str) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
-        RANK=str(rank), LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
     t = make_trainer(data, out, 2, weights)
@@ -166,7 +184,10 @@ def test_ddp_two_gloo_processes(real_faces, identity_weights, tmp_path):
     import torch.multiprocessing as mp
 
     mp.spawn(
-        _ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp"), real_faces, identity_weights), nprocs=2, join=True
+        _ddp_worker,
+        args=(2, _free_port(), str(tmp_path / "ddp"), real_faces, identity_weights),
+        nprocs=2,
+        join=True,
     )
     assert (tmp_path / "ddp" / "checkpoint.pt").exists()  # written by rank 0 only
     state = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)

@@ -1,9 +1,5 @@
-"""Label outputs as synthetic, and read the label back (`slimswap verify`).
-
-Two labels go on every output. The metadata label (PNG text chunks, JSON in EXIF, MP4 tags)
-names the tool, its version and the model; any tool can read it, and any re-encode or
-screenshot loses it. The invisible watermark lives in the pixels, so it survives what
-metadata does not: JPEG re-encoding, H.264 re-encoding, stripping of tags.
+"""The whole-frame invisible watermark: it survives what metadata does not (JPEG and H.264
+re-encoding, stripped tags), but not resizing, cropping or rotation (see face_mark.py).
 
 Watermark scheme (DWT-DCT with quantisation index modulation). The `invisible-watermark`
 package implements DWT-DCT but requires the GUI build of OpenCV (`opencv-python`, which
@@ -29,13 +25,10 @@ decode with 0 errors after JPEG q80 (q50 too) and after H.264 crf 23 (0-2 at crf
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from slimswap import __version__, media
 
 WATERMARK_ID = "slimswap-dwtdct-v1"
 N_BITS = 64
@@ -91,12 +84,12 @@ def _keyed(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
     return _BIT_INDEX[iy][:, ix], _DITHER[iy][:, ix]
 
 
-def embed_watermark(rgb: np.ndarray) -> np.ndarray:
+def embed_frame_mark(rgb: np.ndarray) -> np.ndarray:
     """A copy of an RGB uint8 frame carrying the signature (~2 ms for 512x512 on one core)."""
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(
-            f"embed_watermark expects RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}"
+            f"embed_frame_mark expects RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}"
         )
     blocks, (h, w) = _ll_blocks(rgb)
     ny, nx = blocks.shape[:2]
@@ -119,7 +112,7 @@ def embed_watermark(rgb: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class WatermarkReading:
+class FrameMarkReading:
     bit_errors: int  # Hamming distance of the decoded bits to SIGNATURE (0..64)
     votes: int  # coefficients read; below MIN_VOTES the image is too small to judge
 
@@ -132,136 +125,17 @@ class WatermarkReading:
         return self.readable and self.bit_errors <= MAX_BIT_ERRORS
 
 
-def read_watermark(rgb: np.ndarray) -> WatermarkReading:
+def read_frame_mark(rgb: np.ndarray) -> FrameMarkReading:
     """Decode the 64 bits by soft voting and compare them with the signature."""
     blocks, _ = _ll_blocks(np.asarray(rgb))
     ny, nx = blocks.shape[:2]
     if ny == 0 or nx == 0:
-        return WatermarkReading(bit_errors=N_BITS, votes=0)
+        return FrameMarkReading(bit_errors=N_BITS, votes=0)
     coef = _coefficients(blocks)
     bit_index, dither = _keyed(ny, nx)
     soft = np.cos(2 * np.pi * (coef - dither) / DELTA)  # +1 at a "0" lattice point, -1 at "1"
     score = np.bincount(bit_index.ravel(), weights=soft.ravel(), minlength=N_BITS)
     bits = (score < 0).astype(np.uint8)
-    return WatermarkReading(
+    return FrameMarkReading(
         bit_errors=int(np.count_nonzero(bits != SIGNATURE)), votes=int(coef.size)
     )
-
-
-# ------------------------------------------------------------------ metadata label
-
-LABEL_KEY = "slimswap:synthetic"
-
-
-def label_metadata(model: str) -> dict[str, str]:
-    """The metadata label: tool, version, model, and that a face was swapped by a machine."""
-    return {
-        "Software": f"slimswap {__version__}",
-        LABEL_KEY: "true",
-        "slimswap:notice": "face swapped by slimswap (synthetic media)",
-        "slimswap:model": model,
-        "slimswap:version": __version__,
-        "slimswap:watermark": WATERMARK_ID,
-    }
-
-
-# ------------------------------------------------------------------ verify
-
-
-@dataclass
-class VerifyReport:
-    path: Path
-    kind: str  # image | video
-    label: dict[str, str] = field(default_factory=dict)  # the slimswap metadata found
-    frames_checked: int = 0
-    frames_marked: int = 0
-    frames_unreadable: int = 0  # too small to carry the mark
-    bit_errors: list[int] = field(default_factory=list)
-
-    @property
-    def label_present(self) -> bool:
-        return self.label.get(LABEL_KEY) == "true"
-
-    @property
-    def watermark_share(self) -> float:
-        readable = self.frames_checked - self.frames_unreadable
-        return self.frames_marked / readable if readable else 0.0
-
-    @property
-    def watermark_present(self) -> bool:
-        """Image: the mark decodes. Video: it decodes in at least half the readable frames
-        checked (a re-encode can blur a few frames, and one clean frame decodes by chance
-        with p ~ 1e-7, so a majority is a safe verdict)."""
-        return self.frames_marked > 0 and self.watermark_share >= 0.5
-
-    def lines(self) -> list[str]:
-        out = [f"file: {self.path} ({self.kind})"]
-        if self.label_present:
-            out.append(
-                f"metadata label: present ({self.label.get('Software', 'slimswap')}, "
-                f"model {self.label.get('slimswap:model', '?')})"
-            )
-        else:
-            out.append("metadata label: absent")
-        readable = self.frames_checked - self.frames_unreadable
-        if readable == 0:
-            out.append("watermark: cannot tell (image too small; needs about 100x100 px or more)")
-        elif self.kind == "image":
-            state = "present" if self.watermark_present else "absent"
-            out.append(
-                f"watermark: {state} ({self.bit_errors[0]} of {N_BITS} bits differ from the "
-                f"signature; a mark differs in at most {MAX_BIT_ERRORS})"
-            )
-        else:
-            state = "present" if self.watermark_present else "absent"
-            out.append(
-                f"watermark: {state} (found in {self.frames_marked}/{readable} frames checked, "
-                f"{100 * self.watermark_share:.0f}%)"
-            )
-        synthetic = self.label_present or self.watermark_present
-        out.append(
-            "verdict: "
-            + ("made by slimswap (synthetic)" if synthetic else "no slimswap label found")
-        )
-        return out
-
-
-def _slimswap_tags(tags: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in tags.items() if k.startswith("slimswap:") or k == "Software"}
-
-
-def verify_file(path: Path, frames: int = 12) -> VerifyReport:
-    """Read the metadata label and the watermark of an image or video.
-
-    Videos are sampled at `frames` evenly spaced frames. Unreadable files raise UserError.
-    """
-    path = Path(path)
-    if media.is_video(path):
-        info = media.probe_video(path)
-        report = VerifyReport(path=path, kind="video", label=_slimswap_tags(info.tags))
-        step = max(1, info.frame_count // max(1, frames))
-        index = 0
-        for batch in media.read_frames(path, 16):
-            for frame in batch:
-                if index % step == 0 and report.frames_checked < frames:
-                    _check_frame(report, frame)
-                index += 1
-            if report.frames_checked >= frames:
-                break
-        return report
-    image = media.read_image(path)
-    report = VerifyReport(
-        path=path, kind="image", label=_slimswap_tags(media.read_image_metadata(path))
-    )
-    _check_frame(report, image)
-    return report
-
-
-def _check_frame(report: VerifyReport, rgb: np.ndarray) -> None:
-    reading = read_watermark(rgb)
-    report.frames_checked += 1
-    if not reading.readable:
-        report.frames_unreadable += 1
-        return
-    report.bit_errors.append(reading.bit_errors)
-    report.frames_marked += int(reading.detected)
