@@ -8,9 +8,8 @@ real image transformations, so the whole pipeline is exercised as a user would r
 - profile: the test faces with the largest yaw (measured on their landmarks), untransformed;
 - low_light: gamma darkening plus sensor noise;
 - small: the frame downscaled so the face is about `small_face_px` wide.
-Per pair the scoring follows `swap_eval.evaluate_swapper` (dlib's analysis of the swapped
-frame: ID distance to source and target, 68-landmark NME against the target's reference
-landmarks). The target's reference face comes from the clean photo, mapped through the
+Per pair the scoring is dlib's analysis of the swapped frame (ID distance to source and
+target, 68-landmark NME against the target's reference landmarks). The target's reference face comes from the clean photo, mapped through the
 transformation, so occluded or darkened landmarks never become their own reference.
 """
 
@@ -26,12 +25,13 @@ import numpy as np
 
 from slimswap.errors import UserError
 from slimswap.evaluate import metrics, report
-from slimswap.evaluate.swap_eval import _face_box, _load_rgb, _resize, match_face
+from slimswap.evaluate.heldout import face_view, load_rgb, match_face, resize
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser, embedding_distance, kps_from_landmarks
 from slimswap.pipeline import StageTimer, SwapOptions, swap_faces_in_frames
 from slimswap.swap.base import SourceIdentity, Swapper
 
+MAX_SIDE = 800  # large deepface photos are shrunk before analysis (seconds otherwise)
 SUBSETS = ("clean", "occlusion_rect", "occlusion_hand", "profile", "low_light", "small")
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
 JAW_LEFT, JAW_RIGHT, NOSE_TIP, CHIN = 0, 16, 30, 8
@@ -90,7 +90,7 @@ def face_set_from_folder(folder: Path, analyser: FaceAnalyser, max_photos: int =
     for label, path in order:
         if len(photos) >= max_photos:
             break
-        frame = _load_rgb(path)
+        frame = load_rgb(path, MAX_SIDE)
         faces = analyser.detect(frame) or analyser.detect(frame, upsample=analyser.upsample + 1)
         if not faces:
             continue
@@ -273,7 +273,7 @@ class _CleanFaces:
         if t not in self.cache:
             if len(self.cache) > 512:
                 self.cache.clear()
-            frame = _load_rgb(self.faces.photos[t])
+            frame = load_rgb(self.faces.photos[t], MAX_SIDE)
             found = self.analyser.detect(frame) or self.analyser.detect(frame, upsample=self.analyser.upsample + 1)
             self.cache[t] = (frame, max(found, key=lambda f: f.area) if found else None)
         return self.cache[t]
@@ -352,7 +352,7 @@ class RobustnessRun:
 def _identity(faces: FaceSet, s: int, resolution: int) -> SourceIdentity:
     return SourceIdentity(
         embedding=faces.embeddings[s].astype(np.float32),
-        crop=_resize(faces.crop_of(s), resolution),
+        crop=resize(faces.crop_of(s), resolution),
         landmarks=faces.landmarks[s].astype(np.float32) * resolution / faces.size,
     )
 
@@ -390,7 +390,7 @@ def evaluate_robustness(
         frame, case.ref = transform(case.subset, frame, ref, case.seed, params)
         case.face, case.found_default = detect_target(frame, case.ref, analyser, upsample)
         done[case.subset] += 1
-        views = [_face_box(frame, case.ref)]
+        views = [face_view(frame, case.ref)]
         for sw in swappers:
             key = (sw.name, case.subset)
             st = stats.setdefault(key, {k: [] for k in ("found", "found_default", "swap_det", "src", "tgt", "nme")})
@@ -409,7 +409,7 @@ def evaluate_robustness(
                 st["src"].append(score.id_dist_to_source)
                 st["tgt"].append(score.id_dist_to_target)
                 st["nme"].append(score.landmark_nme)
-            views.append(_face_box(score.swapped, case.ref))
+            views.append(face_view(score.swapped, case.ref))
         if case.subset not in examples and len(views) == len(swappers) + 1:
             examples[case.subset] = views
     results = []
