@@ -152,9 +152,13 @@ def unseen_mask(shard, seen_shard_path: Path | None, threshold: float = 0.36) ->
 
 
 def set_from_shard(
-    shard_path: Path, data_root: Path, exclude_seen: Path | None = None
+    shard_path: Path, roots: Sequence[Path], exclude_seen: Path | None = None
 ) -> HeldOutSet:
-    """A test shard's photos (under data_root) with its descriptors and crops as galleries."""
+    """A test shard's photos with its descriptors and crops as galleries.
+
+    A shard's `sources` are relative to the folder the build read: ../shared/data for photos,
+    the build's frames folder for video frames; each is looked up under `roots` in turn.
+    """
     from slimswap.train.data import load_shard
 
     if not Path(shard_path).is_file():
@@ -169,11 +173,21 @@ def set_from_shard(
     return HeldOutSet(
         name=Path(shard_path).stem,
         kind="photos",
-        paths=[data_root / str(shard.sources[i]) for i in rows],
+        paths=[_find(str(shard.sources[i]), roots) for i in rows],
         labels=np.array([remap[int(v)] for v in labels]),
         identities=[str(shard.identities[i]) for i in used],
         dlib=np.asarray(shard.embeddings, np.float32)[rows],
         crops=shard.decode(rows),
+    )
+
+
+def _find(source: str, roots: Sequence[Path]) -> Path:
+    for root in roots:
+        if (root / source).is_file():
+            return root / source
+    where = ", ".join(str(r) for r in roots)
+    raise UserError(
+        f"photo {source} of the test shard is not under {where}; pass --frames/--shards"
     )
 
 
@@ -285,15 +299,24 @@ def held_out_frames(
 
 
 def cross_pairs(labels: np.ndarray, n: int, seed: int = 0) -> list[tuple[int, int]]:
-    """Up to n distinct (source, target) index pairs of different identities, deterministic."""
+    """Up to n distinct (source, target) pairs of different identities, deterministic.
+
+    Balanced over people: the two identities are drawn uniformly, then a photo of each, so a
+    clip's 150 frames in a test split weigh no more than another person's three photos.
+    """
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
-    possible = len(labels) ** 2 - int((np.unique(labels, return_counts=True)[1] ** 2).sum())
+    ids, counts = np.unique(labels, return_counts=True)
+    members = [np.flatnonzero(labels == i) for i in ids]
+    limit = min(n, len(labels) ** 2 - int((counts**2).sum()))
     seen: set[tuple[int, int]] = set()
     pairs: list[tuple[int, int]] = []
-    while len(pairs) < min(n, possible):
-        s, t = (int(v) for v in rng.integers(0, len(labels), 2))
-        if labels[s] != labels[t] and (s, t) not in seen:
+    for _ in range(100 * limit + 1000):
+        if len(pairs) >= limit:
+            break
+        a, b = rng.choice(len(ids), 2, replace=False)
+        s, t = int(rng.choice(members[a])), int(rng.choice(members[b]))
+        if (s, t) not in seen:
             seen.add((s, t))
             pairs.append((s, t))
     return pairs
@@ -307,21 +330,30 @@ def same_pairs(
     min_gap: np.ndarray | float = 0,
 ) -> list[tuple[int, int]]:
     """Up to n (source, target) pairs of different photos of the same identity; for video
-    frames, at least `min_gap` frames apart (per photo, e.g. one second of its clip)."""
+    frames, at least `min_gap` frames apart (per photo, e.g. one second of its clip).
+
+    Balanced over people: identities take turns (in a random order), each giving its next
+    random pair, so one person with many photos cannot fill the list.
+    """
+    rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     gap = np.broadcast_to(np.asarray(min_gap, np.float64), labels.shape)
-    pairs = []
+    per_identity = []
     for lab in np.unique(labels):
         idx = np.flatnonzero(labels == lab)
-        for s in idx:
-            for t in idx:
-                far = (
-                    frame_index is None or abs(int(frame_index[s]) - int(frame_index[t])) >= gap[t]
-                )
-                if s != t and far:
-                    pairs.append((int(s), int(t)))
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    return [pairs[i] for i in order[:n]]
+        pairs = [
+            (int(s), int(t))
+            for s in idx
+            for t in idx
+            if s != t
+            and (frame_index is None or abs(int(frame_index[s]) - int(frame_index[t])) >= gap[t])
+        ]
+        per_identity.append([pairs[i] for i in rng.permutation(len(pairs))])
+    order = rng.permutation(len(per_identity))
+    out: list[tuple[int, int]] = []
+    for k in range(max(map(len, per_identity), default=0)):
+        out += [per_identity[i][k] for i in order if k < len(per_identity[i])]
+    return out[:n]
 
 
 # ----------------------------------------------------------------------------- analysis

@@ -244,7 +244,7 @@ class EvalRun:
     verification: dict = field(default_factory=dict)  # set -> recognizer verification
     sets: dict = field(default_factory=dict)  # set -> photos, identities, shrunk, no_face
     seconds: float = 0.0
-    resumed_rows: int = 0
+    resumed_rows: int = 0  # per-pair scores taken from the cache of an earlier run
 
 
 class PairStore:
@@ -303,13 +303,25 @@ class PairStore:
         return out
 
 
+def listed_models() -> dict[str, dict]:
+    """models/MANIFEST entries by name, read as plain JSON (any kind of entry)."""
+    from slimswap.swap.registry import manifest_path
+
+    path = manifest_path()
+    if not path.is_file():
+        return {}
+    try:
+        return {e["name"]: e for e in json.loads(path.read_text()).get("models", [])}
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return {}
+
+
 def fingerprint(swappers: Sequence[Swapper], judge: EvalRecognizer, cfg: EvalConfig) -> str:
     """What the cached scores depend on: models (by weight hash), recognizer, size cap."""
-    from slimswap.swap.registry import read_manifest
-
-    hashes = {e.name: e.sha256 for e in read_manifest()}
+    listed = listed_models()
     parts = [str(SCORING_VERSION), judge.sha256, str(cfg.max_side)]
-    parts += [f"{sw.name}:{sw.resolution}:{hashes.get(sw.name, '')}" for sw in swappers]
+    for sw in swappers:
+        parts.append(f"{sw.name}:{sw.resolution}:{listed.get(sw.name, {}).get('sha256', '')}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -355,6 +367,7 @@ class _Evaluation:
         self.photos = Photos(analyser, cfg.max_side)
         self.identities: dict[tuple[Path, int], SourceIdentity] = {}
         self.recs: dict[Path, np.ndarray] = {}
+        self.reused = 0  # per-pair scores taken from the store
 
     def side(self, hs: HeldOutSet, i: int) -> Side | None:
         hint = None if hs.dlib is None else hs.dlib[i]
@@ -382,7 +395,10 @@ class _Evaluation:
         cached = [self.store.get(key, sw.name) for sw in self.swappers]
         views = self.store.cells(key, len(self.swappers) + 2) if cells else None
         if all(cached) and (views is not None or not cells):
-            return None if cached[0].get("skipped") else (cached, views)
+            if cached[0].get("skipped"):
+                return None
+            self.reused += len(cached)
+            return cached, views
         source, target = self.side(hs, s), self.side(hs, t)
         if source is None or target is None:
             for sw in self.swappers:
@@ -427,6 +443,7 @@ class _Evaluation:
         rows = []
         for sw in self.swappers:
             row = self.store.get(key, sw.name)
+            self.reused += row is not None
             if row is None:
                 ident = self.identity(self.side(hs, t), sw.resolution)
                 (own,) = sw.swap(ident.crop[None], ident, target_landmarks=ident.landmarks[None])
@@ -468,7 +485,7 @@ def evaluate_swappers(
     say = progress or (lambda msg: None)
     photo_sets = [hs for hs in sets if hs.kind == "photos"]
     per_set_grid = -(-cfg.grid // max(1, len(photo_sets)))
-    run = EvalRun([], [], resumed_rows=store.loaded)
+    run = EvalRun([], [])
     for hs0 in sets:
         hs, gallery, no_face = _gallery(hs0, ev.photos, judge)
         say(f"{hs.name}: {len(hs)} photos of {len(np.unique(hs.labels))} identities")
@@ -504,7 +521,7 @@ def evaluate_swappers(
             run.results.append(aggregate([r for r in rows if r["model"] == sw.name], sw, hs))
     if not any(r.pairs or r.recon_pairs for r in run.results):
         raise UserError("no pair could be scored: no face was found in the held-out photos")
-    run.seconds = time.time() - start
+    run.seconds, run.resumed_rows = time.time() - start, ev.reused
     return run
 
 
@@ -515,9 +532,7 @@ def _mean(rows: Sequence[dict], key: str) -> float:
 
 def aggregate(rows: Sequence[dict], swapper: Swapper, hs: HeldOutSet) -> SetResult:
     """Per-pair rows of one swapper on one set -> the set's numbers."""
-    from slimswap.swap.registry import read_manifest
-
-    modes = {e.name: e.mode for e in read_manifest()}
+    modes = {name: e.get("mode", name) for name, e in listed_models().items()}
     cross = [r for r in rows if r["kind"] == "cross"]
     same = [r for r in rows if r["kind"] == "same"]
     own = [r for r in rows if r["kind"] == "self"]
@@ -795,19 +810,22 @@ def load_sets(
     exclude_seen: Path | None = None,
 ) -> list[HeldOutSet]:
     """The held-out sets by name: test (test split shard), deepface (its shard, else the
-    deepface_testset folder; the folder in --quick), video (the held-out clips' frames)."""
+    deepface_testset folder; the folder in --quick), video (the held-out clips' frames).
+
+    Shard sources are found under ../shared/data or, for video frames the build extracted,
+    beside `frames_dir` (the build's frames folder).
+    """
     from slimswap.evaluate import heldout
 
+    roots = [data_root] if frames_dir is None else [data_root, frames_dir.parent]
     sets = []
     for name in names:
         if name == "test":
-            sets.append(
-                heldout.set_from_shard(shards_dir / "test_128.npz", data_root, exclude_seen)
-            )
+            sets.append(heldout.set_from_shard(shards_dir / "test_128.npz", roots, exclude_seen))
         elif name == "deepface":
             shard = shards_dir / "deepface_128.npz"
             if shard.is_file() and not quick:
-                sets.append(heldout.set_from_shard(shard, data_root, exclude_seen))
+                sets.append(heldout.set_from_shard(shard, roots, exclude_seen))
             else:
                 folder = data_root / "deepface_testset"
                 sets.append(

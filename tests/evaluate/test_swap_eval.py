@@ -139,6 +139,16 @@ def test_pairs_are_distinct_and_video_frames_a_second_apart():
     assert (5, 6) in same and (0, 1) not in same
 
 
+def test_pairs_are_balanced_over_people_not_photos():
+    # one person with 150 frames among ten people with three photos each
+    labels = np.concatenate([np.zeros(150, int), np.repeat(np.arange(1, 11), 3)])
+    cross = heldout.cross_pairs(labels, 200, seed=0)
+    share = np.mean([labels[t] == 0 for _, t in cross])
+    assert 0.03 < share < 0.2, share  # about 1/11, not 150/180
+    same = heldout.same_pairs(labels, 22, seed=0)
+    assert sum(labels[t] == 0 for _, t in same) == 2  # one turn each, twice round
+
+
 # ----------------------------------------------------------------------------- the recognizer
 
 
