@@ -667,22 +667,54 @@ def compress_distill(
 @eval_app.command("swapper")
 def eval_swapper(
     modes: list[str] = typer.Option(
-        ["classic", "quality"],
+        ["classic", "quality", "lite"],
         "--mode",
         "-m",
-        help="Models to evaluate (repeat the option): a mode, a model name or a .onnx/.safetensors file.",
+        help="Models to evaluate (repeat the option): a mode or an .onnx file.",
     ),
-    shards: list[Path] = typer.Option(
-        [Path("data/shards/test_128.npz"), Path("data/shards/deepface_128.npz")],
-        "--shard",
-        help="Held-out test shards.",
+    sets: str | None = typer.Option(
+        None,
+        "--sets",
+        help="Comma list of held-out sets: test, deepface, video (default: all; --quick: deepface,video).",
+    ),
+    shards: Path | None = typer.Option(
+        None,
+        "--shards",
+        help="Folder of the data build's shards (default: data/shards in the repo).",
+    ),
+    frames: Path | None = typer.Option(
+        None,
+        "--frames",
+        help="Held-out clip frames (default: <shards>/../frames/video_held_out, else extracted from ../shared/data/videos).",
     ),
     pairs: int = typer.Option(
-        500, "--pairs", help="(source, target) pairs of different identities per shard."
+        100, "--pairs", help="Different-person (source, target) pairs per photo set."
     ),
-    self_pairs: int = typer.Option(200, "--self", help="Crops for the self-swap PSNR/SSIM."),
+    same_pairs: int = typer.Option(
+        50, "--same-pairs", help="Same-person pairs per set (cross-photo reconstruction)."
+    ),
+    self_pairs: int = typer.Option(50, "--self", help="Crop-level self-swaps per set."),
+    grid: int = typer.Option(16, "--grid", help="Rows of eval_grid.png (different-person pairs)."),
+    max_side: int = typer.Option(
+        1600, "--max-side", help="Shrink larger photos to this long side first (time)."
+    ),
+    recognizer: Path | None = typer.Option(
+        None,
+        "--recognizer",
+        help="Evaluation recognizer weights (default: models/MANIFEST's eval_recognizer, hash-checked).",
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="A few real faces (CI): 4 pairs, 2 same-person pairs, one clip."
+    ),
+    resume: bool = typer.Option(
+        True,
+        "--resume/--no-resume",
+        help="Reuse per-pair scores cached in <out>/cache by an earlier run.",
+    ),
     out: Path = typer.Option(
-        Path("benchmarks/eval"), "--out", help="Folder for eval.md, eval.json, eval_grid.png."
+        Path("benchmarks/eval"),
+        "--out",
+        help="Folder for eval.md, eval.json, eval_run.json, eval_grid.png.",
     ),
     device: str = typer.Option("cpu", "--device"),
     seed: int = typer.Option(0, "--seed"),
@@ -692,38 +724,68 @@ def eval_swapper(
         help="Training shard of the evaluated models: drop any test identity it contains.",
     ),
 ) -> None:
-    """ID distance, retrieval, landmark NME and self-swap PSNR/SSIM, one markdown table."""
-    from slimswap.evaluate.swap_eval import evaluate_swapper, markdown_table, save_report
-    from slimswap.paths import shared_data_dir
+    """Full-pipeline swap quality at native size: sharpness, recognizer identity, colour, reconstruction."""
+    from slimswap.evaluate import swap_eval
+    from slimswap.evaluate.recognition import load_eval_recognizer
+    from slimswap.evaluate.report import command_line, environment
+    from slimswap.paths import REPO_ROOT, shared_data_dir
     from slimswap.swap.registry import load_swapper
 
     try:
+        if min(pairs, same_pairs, self_pairs, grid) < 0:
+            raise UserError("--pairs, --same-pairs, --self and --grid must be 0 or more")
+        cfg = swap_eval.EvalConfig(
+            pairs, same_pairs, self_pairs, grid, max_side, seed=seed, resume=resume
+        )
+        cfg = swap_eval.quick_config(cfg) if quick else cfg
+        judge = load_eval_recognizer(recognizer, device)
         root = shared_data_dir()
         if root is None:
             raise UserError(
                 "evaluation needs the face data in ../shared/data (or set SLIMSWAP_SHARED)"
             )
-        results = []
-        for mode in modes:
-            swapper = load_swapper(mode, device)  # a mode, a listed model or any exported file
-            for shard in shards:
-                results.append(
-                    evaluate_swapper(
-                        swapper,
-                        shard,
-                        root,
-                        n_pairs=pairs,
-                        n_self=self_pairs,
-                        seed=seed,
-                        exclude_seen=exclude_seen,
-                    )
-                )
-        command = "slimswap eval swapper " + " ".join(sys.argv[3:])
-        report = save_report(results, out, command)
+        swappers = []
+        for mode in dict.fromkeys(modes):  # a mode, a listed model or any exported file
+            swappers.append(load_swapper(mode, device))
+        names = [
+            n.strip()
+            for n in (sets or ("deepface,video" if quick else "test,deepface,video")).split(",")
+            if n.strip()
+        ]
+        shards_dir = shards or REPO_ROOT / "data" / "shards"
+        held = swap_eval.load_sets(
+            names,
+            shards_dir,
+            root,
+            frames or shards_dir.parent / "frames" / "video_held_out",
+            out / "cache",
+            quick=quick,
+            exclude_seen=exclude_seen,
+        )
+        run = swap_eval.evaluate_swappers(
+            swappers,
+            held,
+            judge,
+            cfg,
+            cache_dir=out / "cache",
+            progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+        )
+        config = {
+            "pairs": cfg.pairs,
+            "same_pairs": cfg.same_pairs,
+            "self": cfg.self_swaps,
+            "grid": cfg.grid,
+            "max_side": cfg.max_side,
+            "min_gap_s": cfg.min_gap_s,
+            "seed": seed,
+            "sets": names,
+            "quick": quick,
+        }
+        paths = swap_eval.save_report(run, out, command_line(), environment(device), config, judge)
     except UserError as err:
         fail(str(err))
-    Console().print(markdown_table(results))
-    print(report)
+    print(paths["md"].read_text().split("## Picture")[0])
+    print(paths["md"])
 
 
 # ------------------------------------------------------------------ benchmarks, robustness, temporal (issue 6)

@@ -171,6 +171,11 @@ def load_source_identity(
         raise UserError(
             f"no face found in source image {_name(source)}; use a clear, frontal photo of one person"
         )
+    return identity_from_face(image, face, resolution)
+
+
+def identity_from_face(image: np.ndarray, face: Face, resolution: int) -> SourceIdentity:
+    """A source identity from an analysed (embedded) face of an image already in memory."""
     crop, affine = align(image, face.kps, resolution)
     landmarks = transform_points(face.landmarks, affine).astype(np.float32)
     return SourceIdentity(embedding=face.embedding, crop=crop, landmarks=landmarks)
