@@ -38,7 +38,13 @@ def manifest_path() -> Path:
     return MODELS_DIR / "MANIFEST"
 
 
-def read_manifest() -> list[ModelEntry]:
+def read_manifest(include_analysis: bool = False) -> list[ModelEntry]:
+    """The swap models listed in models/MANIFEST.
+
+    Entries with mode "analysis" (the MediaPipe face-analysis nets, loaded by
+    slimswap.face.detect_mediapipe) are left out unless `include_analysis`, so nothing that
+    enumerates swappers (modes, bench, UI) ever takes them for one.
+    """
     path = manifest_path()
     if not path.is_file():
         return []
@@ -49,6 +55,7 @@ def read_manifest() -> list[ModelEntry]:
     return [
         ModelEntry(e["name"], e["file"], e["sha256"], e["mode"], e["backend"], int(e["resolution"]), int(e.get("params", 0)), e)
         for e in data.get("models", [])
+        if include_analysis or e["mode"] != "analysis"
     ]
 
 
