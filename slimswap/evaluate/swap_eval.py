@@ -109,7 +109,7 @@ def evaluate_swapper(
 
     start = time.time()
     shard = load_shard(shard_path)
-    analyser = analyser or FaceAnalyser()
+    analyser = analyser or FaceAnalyser(detector="dlib")  # the judge: dlib, like the shards
     result = EvalResult(model=swapper.name, test_set=Path(shard_path).stem)
     options = SwapOptions(progress=False)
     timer = StageTimer()
