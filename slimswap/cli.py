@@ -63,7 +63,9 @@ def swap(
     swapper: Optional[str] = typer.Option(None, "--swapper", help="Alias of --mode (e.g. --swapper classic)."),
     face_selector: str = typer.Option("one", "--face-selector", help="Which target faces: one (largest), many (all), reference (the person in --reference)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Photo of the person to replace, for --face-selector reference."),
-    mask: str = typer.Option("box,area", "--mask", help="Blend mask: box, area (face outline) or box,area."),
+    mask: str = typer.Option("box,area", "--mask", help="Blend masks, combined: box, area (face outline), region (face parts from the mesh; see --mask-regions)."),
+    mask_regions: str = typer.Option("skin,eyes,brows,nose,lips", "--mask-regions", help="With --mask region: parts to swap, of skin, eyes, brows, nose, lips, mouth-inside (left out: the target's teeth show through)."),
+    detector: str = typer.Option("mediapipe", "--detector", help="Face analysis: mediapipe (default; GPU-capable, Apache-2.0 models) or dlib (HOG + 68-point model, non-commercial)."),
     blend: str = typer.Option("feather", "--blend", help="Paste-back: feather (soft edge) or poisson (seamless clone)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     detect_every: int = typer.Option(5, "--detect-every", help="Video: run the face detector every N frames (landmarks every frame)."),
@@ -81,12 +83,17 @@ def swap(
             raise UserError(f"--device must be cpu or cuda, got {device!r}")
         options = SwapOptions(
             face_selector=face_selector, reference=reference, masks=tuple(m.strip() for m in mask.split(",") if m.strip()),
+            regions=tuple(r.strip() for r in mask_regions.split(",") if r.strip()), detector=detector,
             blend=blend, color_correction=not no_color, upsample=upsample, detect_every=detect_every,
             overwrite=overwrite, progress=sys.stderr.isatty(), label=not no_label,
         )
         options.check()
         chosen = load_swapper(swapper or mode, device)
-        report = swap_file(source, target, output, chosen, options)
+        from slimswap.face.analyser import FaceAnalyser
+
+        # the MediaPipe nets follow --device (torch on CUDA); dlib runs on the CPU only
+        analyser = FaceAnalyser(upsample=upsample, detector=detector, device=device if detector == "mediapipe" else "cpu")
+        report = swap_file(source, target, output, chosen, options, analyser)
     except UserError as err:
         fail(str(err))
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(report.stage_seconds.items(), key=lambda kv: -kv[1]))
@@ -106,6 +113,7 @@ def detect(
     draw: Optional[Path] = typer.Option(None, "--draw", help="Also write a copy with boxes and landmarks drawn."),
     embeddings: bool = typer.Option(False, "--embeddings", help="Include the 128-D identity descriptors."),
     upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces."),
+    detector: str = typer.Option("mediapipe", "--detector", help="Face analysis: mediapipe (default) or dlib."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --draw file if it exists."),
 ) -> None:
     """Find faces in IMAGE and print them as JSON (box, score, 5 keypoints, 68 landmarks)."""
@@ -117,7 +125,7 @@ def detect(
             media.check_not_same(image, draw)
             media.check_output_path(draw, overwrite)
         frame = media.read_image(image)
-        analyser = FaceAnalyser(upsample=upsample)
+        analyser = FaceAnalyser(upsample=upsample, detector=detector)
         faces = analyser.detect(frame)
         if embeddings:
             faces = [analyser.embed(frame, f) for f in faces]
@@ -467,7 +475,7 @@ def eval_robustness(
     try:
         if pairs < 1:
             raise UserError("--pairs must be at least 1")
-        analyser = FaceAnalyser(upsample=upsample)
+        analyser = FaceAnalyser(upsample=upsample, detector="dlib")  # the report's judge is dlib
         if faces is not None:
             face_set = robustness.face_set_from_folder(faces, analyser, max_photos=max_photos)
         else:

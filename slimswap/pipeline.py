@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +20,12 @@ from slimswap.errors import UserError
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser, kps_from_landmarks
 from slimswap.face.blend import color_transfer, paste_back
-from slimswap.face.mask import area_mask, box_mask, combine_masks
+from slimswap.face.mask import DEFAULT_REGIONS, REGIONS, area_mask, box_mask, combine_masks, region_mask
 from slimswap.face.select import DetectionSchedule, FaceTracker, box_from_landmarks, select_faces
 from slimswap.provenance import embed_watermark, label_metadata
 from slimswap.swap.base import SourceIdentity, Swapper
 
-MASKS = ("box", "area")
+MASKS = ("box", "area", "region")
 BLENDS = ("feather", "poisson")
 
 
@@ -34,6 +34,8 @@ class SwapOptions:
     face_selector: str = "one"  # one | many | reference
     reference: Path | None = None  # image of the person to replace (reference mode)
     masks: tuple[str, ...] = ("box", "area")
+    regions: tuple[str, ...] = DEFAULT_REGIONS  # face regions swapped by the "region" mask
+    detector: str = "mediapipe"  # face analysis: mediapipe | dlib
     blend: str = "feather"  # feather | poisson
     color_correction: bool = True
     upsample: int = 0  # detector upsampling: 1 finds faces down to ~40 px, 4x slower
@@ -51,6 +53,11 @@ class SwapOptions:
         bad = [m for m in self.masks if m not in MASKS]
         if bad or not self.masks:
             raise UserError(f"--mask takes a comma list of {', '.join(MASKS)}, got {','.join(self.masks) or 'nothing'}")
+        bad = [r for r in self.regions if r not in REGIONS]
+        if bad or not self.regions:
+            raise UserError(f"--mask-regions takes a comma list of {', '.join(REGIONS)}, got {','.join(self.regions) or 'nothing'}")
+        if "region" in self.masks and self.detector == "dlib":
+            raise UserError("--mask region needs the face mesh: use --detector mediapipe (dlib has 68 points only)")
         if self.blend not in BLENDS:
             raise UserError(f"--blend must be feather or poisson, got {self.blend!r}")
         if self.detect_every < 1:
@@ -123,12 +130,19 @@ def reference_embedding(path: Path, analyser: FaceAnalyser) -> np.ndarray:
 
 # ------------------------------------------------------------------ per-frame work
 
-def face_mask(landmarks_in_crop: np.ndarray, size: int, masks: tuple[str, ...]) -> np.ndarray:
+def face_mask(
+    landmarks_in_crop: np.ndarray, size: int, masks: tuple[str, ...],
+    mesh_in_crop: np.ndarray | None = None, regions: tuple[str, ...] = DEFAULT_REGIONS,
+) -> np.ndarray:
     parts = []
     if "box" in masks:
         parts.append(box_mask(size))
     if "area" in masks:
         parts.append(area_mask(landmarks_in_crop, size))
+    if "region" in masks:
+        if mesh_in_crop is None:
+            raise UserError("--mask region needs the face mesh: use --detector mediapipe")
+        parts.append(region_mask(mesh_in_crop, size, regions))
     return combine_masks(*parts)
 
 
@@ -140,6 +154,7 @@ class _Job:
     crop: np.ndarray
     affine: np.ndarray
     landmarks: np.ndarray  # in crop coordinates
+    mesh: np.ndarray | None = None  # MediaPipe's 468 points in crop coordinates (region masks)
 
 
 def swap_faces_in_frames(
@@ -157,7 +172,8 @@ def swap_faces_in_frames(
         for i, faces in enumerate(faces_per_frame):
             for face in faces:
                 crop, affine = align(frames[i], face.kps, size)
-                jobs.append(_Job(i, crop, affine, transform_points(face.landmarks, affine).astype(np.float32)))
+                mesh = None if face.mesh is None else transform_points(face.mesh[:, :2], affine).astype(np.float32)
+                jobs.append(_Job(i, crop, affine, transform_points(face.landmarks, affine).astype(np.float32), mesh))
     if not jobs:
         return list(frames)
     with timer("swap"):
@@ -167,7 +183,7 @@ def swap_faces_in_frames(
     out = list(frames)
     with timer("paste"):
         for job, crop in zip(jobs, swapped):
-            mask = face_mask(job.landmarks, size, options.masks)
+            mask = face_mask(job.landmarks, size, options.masks, job.mesh, options.regions)
             if options.color_correction:
                 crop = color_transfer(crop, job.crop, mask)
             out[job.frame_index] = paste_back(out[job.frame_index], crop, job.affine, mask, options.blend)
@@ -194,7 +210,7 @@ def swap_image(
     """Swap the selected face(s) of one image; raises UserError when the target has no face."""
     start = time.perf_counter()
     _prepare(source, target, output, options)
-    analyser = analyser or FaceAnalyser(upsample=options.upsample)
+    analyser = analyser or FaceAnalyser(upsample=options.upsample, detector=options.detector)
     timer = StageTimer()
     frame = media.read_image(target)
     identity = load_source_identity(source, analyser, swapper.resolution)
@@ -232,6 +248,7 @@ class _VideoSelector:
         self.schedule = DetectionSchedule(options.detect_every)
         self.chosen_ids: set[int] = set()
         self.smoothed: dict[int, np.ndarray] = {}
+        self.smoothed_mesh: dict[int, np.ndarray] = {}
 
     SMOOTH_MOTION = 0.05  # mean landmark motion (in eye distances) followed without damping
     SMOOTH_MIN = 0.35  # blend factor for a still face
@@ -246,8 +263,8 @@ class _VideoSelector:
             faces = []
             with timer("landmarks"):
                 for track, box in self.schedule.boxes_to_follow(self.tracker):
-                    lm = self.analyser.landmarks(frame, box)
-                    faces.append(Face(box_from_landmarks(lm), lm, kps_from_landmarks(lm), track.face.score))
+                    face = self.analyser.face_from_box(frame, box, track.face.score)
+                    faces.append(replace(face, bbox=box_from_landmarks(face.landmarks)))
         tracks = self.tracker.update(faces)
         faces = [self._smooth(t.id, f) for t, f in zip(tracks, faces)]
         return self._select(frame, faces, tracks)
@@ -261,14 +278,19 @@ class _VideoSelector:
         never dragged behind (a simplified one-euro filter, written by hand).
         """
         prev = self.smoothed.get(track_id)
-        lm = face.landmarks
+        lm, mesh = face.landmarks, face.mesh
         if prev is not None:
             iod = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0))) or 1.0
             motion = float(np.abs(lm - prev).mean()) / iod
             alpha = float(np.clip(motion / self.SMOOTH_MOTION, self.SMOOTH_MIN, 1.0))
             lm = (prev + alpha * (lm - prev)).astype(np.float32)
+            prev_mesh = self.smoothed_mesh.get(track_id)
+            if mesh is not None and prev_mesh is not None:
+                mesh = (prev_mesh + alpha * (mesh - prev_mesh)).astype(np.float32)
         self.smoothed[track_id] = lm
-        return Face(face.bbox, lm, kps_from_landmarks(lm), face.score, face.embedding)
+        if mesh is not None:
+            self.smoothed_mesh[track_id] = mesh
+        return replace(face, landmarks=lm, kps=kps_from_landmarks(lm), mesh=mesh)
 
     def _select(self, frame: np.ndarray, faces: list[Face], tracks) -> list[Face]:
         mode = self.options.face_selector
@@ -297,7 +319,7 @@ def swap_video(
     """Swap faces through a whole video; frames without a (selected) face pass unchanged."""
     start = time.perf_counter()
     _prepare(source, target, output, options)
-    analyser = analyser or FaceAnalyser(upsample=options.upsample)
+    analyser = analyser or FaceAnalyser(upsample=options.upsample, detector=options.detector)
     info = media.probe_video(target)
     identity = load_source_identity(source, analyser, swapper.resolution)
     ref = reference_embedding(options.reference, analyser) if options.face_selector == "reference" else None
