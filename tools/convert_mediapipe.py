@@ -143,7 +143,8 @@ def save_weights(model: torch.nn.Module, path: Path, half: bool, meta: dict) -> 
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+    # one metadata key: safetensors writes several in hash-map order, which changes the bytes
+    save_file(tensors, str(tmp), metadata={"slimswap": json.dumps(meta, sort_keys=True)})
     os.chmod(tmp, 0o644)  # safetensors writes 0600
     os.replace(tmp, path)
 
@@ -333,7 +334,7 @@ def main() -> None:
         }  # fmt: skip
         st_path = MODELS_DIR / f"mediapipe_{name}.safetensors"
         onnx_path = MODELS_DIR / f"mediapipe_{name}.onnx"
-        save_weights(model, st_path, half, {"arch": name, "source": json.dumps(source)})
+        save_weights(model, st_path, half, {"arch": name, "source": source})
         size = model.input_size
         export_onnx(model, name, size, onnx_path)
         if name == "face_mesh":

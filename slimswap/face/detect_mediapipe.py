@@ -269,6 +269,9 @@ class OnnxRuntime:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        # no busy-waiting between ops: on a loaded 2-core machine spinning threads made the
+        # mesh 3x slower (these nets run a few ms; a spinning pool steals the other stages' core)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sessions = {
             k: ort.InferenceSession(
                 str(analysis_model_path(k, "onnx")), opts, providers=["CPUExecutionProvider"]

@@ -55,8 +55,10 @@ class TFConv(nn.Conv2d):
         g = self.groups
         if not self.same or k == 1:
             return F.conv2d(x, self.weight, self.bias, s, 0, 1, g)
-        top, bottom = tf_same_pad(x.shape[2], k, s)
-        left, right = tf_same_pad(x.shape[3], k, s)
+        # int(): the pads are constants of the (fixed) input size, not shape arithmetic that
+        # an ONNX export would otherwise carry into the graph as Shape/Gather/Sub nodes
+        top, bottom = tf_same_pad(int(x.shape[2]), k, s)
+        left, right = tf_same_pad(int(x.shape[3]), k, s)
         if top == bottom and left == right:
             return F.conv2d(x, self.weight, self.bias, s, (top, left), 1, g)
         return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, s, 0, 1, g)
@@ -68,6 +70,13 @@ class TFPReLU(nn.PReLU):
     def __init__(self, channels: int, tf_name: str = "") -> None:
         super().__init__(channels)
         self.tf_name = tf_name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            # ONNX Runtime's PRelu broadcasts the slope slowly on the CPU (half the mesh's
+            # time); relu(x) - a * relu(-x) is the same function in elementwise ops it fuses
+            return F.relu(x) - self.weight.view(1, -1, 1, 1) * F.relu(-x)
+        return F.prelu(x, self.weight)
 
 
 def _act(kind: str, channels: int, tf_name: str) -> nn.Module:
