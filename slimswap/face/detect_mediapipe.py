@@ -7,15 +7,15 @@ rotated by 90/180/270 degrees, or a tile of the frame), the mesh's rotated face 
 come back through the inverse of the same affine, so nothing is approximated twice.
 
 The flow per batch of frames follows MediaPipe's face-mesh graph:
-detector -> weighted NMS -> ROI (box x1.5, rotated so the eyes are level) -> mesh ->
-(optionally) a second mesh pass on the ROI the first mesh implies, which is how MediaPipe
-tracks and what makes the points stable on tilted faces. No dlib import anywhere here.
+detector -> weighted NMS -> ROI (box x1.5, rotated so the eyes are level) -> mesh -> a
+second mesh pass on the ROI the first mesh implies (MediaPipe's tracking ROI: detected,
+boxed and tracked faces then land on the same points). Video frames between detections
+need one mesh pass per face (`track_batch`). No dlib import anywhere here.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -29,8 +29,6 @@ from slimswap.face.analyser import Face, kps_from_landmarks
 from slimswap.face.mesh_map import mesh_to_68
 from slimswap.face.select import box_from_landmarks
 from slimswap.paths import MODELS_DIR
-
-log = logging.getLogger(__name__)
 
 DETECTORS = {"full": "blazeface_full", "short": "blazeface_short"}
 MESH_SIZE = 192
@@ -317,15 +315,21 @@ class OnnxRuntime:
         parts = [sess.run(None, {"image": x[i : i + chunk]}) for i in range(0, len(x), chunk)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def run_detector(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._run(self.detector, x)
+    def detect_candidates(
+        self, x: np.ndarray, min_score: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per view: (boxes (n, 16), scores (n,)) of the anchors at or above min_score."""
+        boxes, scores = self._run(self.detector, x)
+        return [(b[s >= min_score], s[s >= min_score]) for b, s in zip(boxes, scores)]
 
     def run_mesh(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._run("face_mesh", x)
 
 
 class TorchRuntime:
-    """PyTorch (CUDA or CPU): frames uploaded once as uint8, resampled with grid_sample."""
+    """PyTorch (CUDA, or CPU for testing): frames go to the device once as uint8 (one copy per
+    batch of same-sized frames), every warp of a batch is one batched grid_sample, and only
+    detector candidates above the threshold come back to the host."""
 
     def __init__(self, detector: str, device: str = "cuda", precision: str = "fp16") -> None:
         import torch
@@ -336,9 +340,8 @@ class TorchRuntime:
             )
         self.torch = torch
         self.device = torch.device(device)
-        self.dtype = (
-            torch.float16 if (precision == "fp16" and self.device.type == "cuda") else torch.float32
-        )
+        fp16 = precision == "fp16" and self.device.type == "cuda"
+        self.dtype = torch.float16 if fp16 else torch.float32
         self.detector = DETECTORS[detector]
         self.nets = {
             k: load_torch_net(k, str(self.device), self.dtype) for k in (self.detector, "face_mesh")
@@ -346,65 +349,93 @@ class TorchRuntime:
         if self.device.type == "cuda":
             self.nets = {k: n.to(memory_format=torch.channels_last) for k, n in self.nets.items()}
 
-    def upload(self, frames: Sequence[np.ndarray]) -> list[dict]:
-        torch = self.torch
-        out = []
-        for f in frames:
-            t = f if isinstance(f, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(f))
-            t = t.to(self.device, non_blocking=True).permute(2, 0, 1)[None].to(self.dtype) * (
-                1 / 255
-            )
-            out.append({"frame": t})
-        return out
+    def upload(self, frames: Sequence[np.ndarray]) -> dict:
+        """{"groups": [(N,3,H,W) tensors in [0, 1]], "where": [(group, row) per frame], "pooled": {}}.
 
-    def warp(
-        self, frames: list[dict], affines: Sequence[np.ndarray], index: Sequence[int], size: int
-    ):
-        """grid_sample of each frame through its affine (bilinear, zeros outside)."""
+        Frames may also be uint8 (H, W, 3) tensors already on the device (a GPU decoder's)."""
+        torch = self.torch
+        shapes: dict[tuple, list[int]] = {}
+        for i, f in enumerate(frames):
+            shapes.setdefault(tuple(f.shape), []).append(i)
+        groups, where = [], [None] * len(frames)
+        for g, idx in enumerate(shapes.values()):
+            if isinstance(frames[idx[0]], torch.Tensor):
+                batch = torch.stack([frames[i] for i in idx]).to(self.device, non_blocking=True)
+            else:
+                host = torch.from_numpy(np.ascontiguousarray(np.stack([frames[i] for i in idx])))
+                if self.device.type == "cuda":
+                    host = host.pin_memory()
+                batch = host.to(self.device, non_blocking=True)
+            groups.append(batch.permute(0, 3, 1, 2).to(self.dtype).mul_(1 / 255))
+            for row, i in enumerate(idx):
+                where[i] = (g, row)
+        return {"groups": groups, "where": where, "pooled": {}}
+
+    def _source(self, uploaded: dict, g: int, k: int):
+        """Frame group g shrunk k times by a box filter (cached): p' = (p + 0.5) / k - 0.5."""
+        if k == 1:
+            return uploaded["groups"][g]
+        if (g, k) not in uploaded["pooled"]:
+            uploaded["pooled"][g, k] = self.torch.nn.functional.avg_pool2d(
+                uploaded["groups"][g], k, k
+            )
+        return uploaded["pooled"][g, k]
+
+    def warp(self, uploaded: dict, affines: Sequence[np.ndarray], index: Sequence[int], size: int):
+        """Bilinear warps (zeros outside) of frames through their affines, one grid_sample per
+        (frame size, shrink factor) group."""
         torch = self.torch
         F = torch.nn.functional
-        crops = []
-        for a, i in zip(affines, index):
+        out = torch.empty(len(affines), 3, size, size, device=self.device, dtype=self.dtype)
+        jobs: dict[tuple[int, int], list[tuple[int, int, np.ndarray]]] = {}
+        for j, (a, i) in enumerate(zip(affines, index)):
+            g, row = uploaded["where"][i]
             k = _shrink_factor(a)
-            src = frames[i]
-            if k > 1 and k not in src:
-                src[k] = F.avg_pool2d(src["frame"], k, k)
-            img = src[k] if k > 1 else src["frame"]
-            if k > 1:  # small pixel p' = (p + 0.5) / k - 0.5
+            if k > 1:
                 to_small = np.array([[1 / k, 0, 0.5 / k - 0.5], [0, 1 / k, 0.5 / k - 0.5]])
                 a = a @ np.linalg.inv(_to3(to_small))
-            h, w = img.shape[2:]
-            # theta maps output normalised coords to input normalised coords (align_corners=False)
-            out_to_px = np.array(
-                [[size / 2, 0, (size - 1) / 2], [0, size / 2, (size - 1) / 2], [0, 0, 1]]
-            )
+            jobs.setdefault((g, k), []).append((j, row, a))
+        out_to_px = np.array(
+            [[size / 2, 0, (size - 1) / 2], [0, size / 2, (size - 1) / 2], [0, 0, 1]]
+        )
+        for (g, k), items in jobs.items():
+            src = self._source(uploaded, g, k)
+            h, w = src.shape[2:]
             px_to_in = np.array([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]])
-            theta = (px_to_in @ np.linalg.inv(_to3(a)) @ out_to_px)[:2]
-            grid = F.affine_grid(
-                torch.tensor(theta[None], dtype=self.dtype, device=self.device),
-                [1, 3, size, size],
+            # theta maps output normalised coords to input normalised coords (align_corners=False)
+            theta = np.stack(
+                [(px_to_in @ np.linalg.inv(_to3(a)) @ out_to_px)[:2] for _, _, a in items]
+            )
+            theta_t = torch.from_numpy(theta).to(self.device, self.dtype)
+            grid = F.affine_grid(theta_t, [len(items), 3, size, size], align_corners=False)
+            rows = torch.tensor([r for _, r, _ in items], device=self.device)
+            crops = F.grid_sample(
+                src.index_select(0, rows),
+                grid,
+                mode="bilinear",
+                padding_mode="zeros",
                 align_corners=False,
             )
-            crops.append(
-                F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            )
-        x = (
-            torch.cat(crops)
-            if crops
-            else torch.empty(0, 3, size, size, device=self.device, dtype=self.dtype)
+            out[torch.tensor([j for j, _, _ in items], device=self.device)] = crops
+        return (
+            out.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else out
         )
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
 
-    def _run(self, kind: str, x) -> tuple[np.ndarray, np.ndarray]:
+    def detect_candidates(self, x, min_score: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per view: (boxes (n, 16), scores (n,)) of the anchors at or above min_score."""
         with self.torch.inference_mode():
-            a, b = self.nets[kind](x)
-        return a.float().cpu().numpy(), b.float().cpu().numpy()
-
-    def run_detector(self, x) -> tuple[np.ndarray, np.ndarray]:
-        return self._run(self.detector, x)
+            boxes, scores = self.nets[self.detector](x)
+            keep = scores >= min_score
+            view, anchor = keep.nonzero(as_tuple=True)
+            kept_boxes = boxes[view, anchor].float().cpu().numpy()
+            kept_scores = scores[view, anchor].float().cpu().numpy()
+            view = view.cpu().numpy()
+        return [(kept_boxes[view == v], kept_scores[view == v]) for v in range(len(x))]
 
     def run_mesh(self, x) -> tuple[np.ndarray, np.ndarray]:
-        return self._run("face_mesh", x)
+        with self.torch.inference_mode():
+            points, presence = self.nets["face_mesh"](x)
+        return points.float().cpu().numpy(), presence.float().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -480,14 +511,10 @@ class MediaPipeAnalyser:
             x = self.rt.warp(
                 uploaded, [a for _, _, a in views], [i for i, _, _ in views], self.det_size
             )
-            boxes, scores = self.rt.run_detector(x)
-            for (i, turns, a), b, s in zip(views, boxes, scores):
-                keep = s >= self.min_score
-                if not keep.any():
+            for (i, turns, a), (b, sc) in zip(views, self.rt.detect_candidates(x, self.min_score)):
+                if not len(sc):
                     continue
-                pts = _apply(b[keep].reshape(-1, 2) * self.det_size - 0.5, _invert(a)).reshape(
-                    -1, 8, 2
-                )
+                pts = _apply(b.reshape(-1, 2) * self.det_size - 0.5, _invert(a)).reshape(-1, 8, 2)
                 x0y0, x1y1 = pts[:, 0], pts[:, 1]
                 corners = np.stack(
                     [
@@ -499,7 +526,7 @@ class MediaPipeAnalyser:
                     1,
                 )
                 box = np.concatenate([corners.min(1), corners.max(1)], -1)
-                cands.setdefault((i, turns), []).append((box, pts[:, 2:], s[keep]))
+                cands.setdefault((i, turns), []).append((box, pts[:, 2:], sc))
         out: list[list[Detection]] = [[] for _ in range(n_frames)]
         for (i, _), parts in cands.items():
             box, kps, sc = (np.concatenate(c) for c in zip(*parts))

@@ -208,13 +208,13 @@ class BlazeDetector(nn.Module):
         self, regressors: torch.Tensor, logits: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         scale = float(self.input_size)
-        raw = regressors / scale
-        a = self.anchors.to(raw.dtype)
+        raw = regressors.float() / scale  # fp32 decode: fp16 would cost ~1 px on a 720p frame
+        a = self.anchors
         centre = raw[..., 0:2] + a
         half = raw[..., 2:4] / 2
         points = raw[..., 4:].reshape(*raw.shape[:-1], 6, 2) + a[:, None, :]
         boxes = torch.cat([centre - half, centre + half, points.flatten(-2)], -1)
-        scores = torch.sigmoid(logits[..., 0].clamp(-100.0, 100.0))
+        scores = torch.sigmoid(logits[..., 0].float().clamp(-100.0, 100.0))
         return boxes, scores
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -382,7 +382,7 @@ class FaceMesh(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         points, logit = self.raw(x)
-        return points.reshape(-1, 468, 3), torch.sigmoid(logit[:, 0])
+        return points.float().reshape(-1, 468, 3), torch.sigmoid(logit[:, 0].float())
 
 
 NETS: dict[str, type[nn.Module]] = {
