@@ -20,7 +20,14 @@ from slimswap.errors import UserError
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser, kps_from_landmarks
 from slimswap.face.blend import color_transfer, paste_back
-from slimswap.face.mask import DEFAULT_REGIONS, REGIONS, area_mask, box_mask, combine_masks, region_mask
+from slimswap.face.mask import (
+    DEFAULT_REGIONS,
+    REGIONS,
+    area_mask,
+    box_mask,
+    combine_masks,
+    region_mask,
+)
 from slimswap.face.select import DetectionSchedule, FaceTracker, box_from_landmarks, select_faces
 from slimswap.provenance import embed_watermark, label_metadata
 from slimswap.swap.base import SourceIdentity, Swapper

@@ -128,7 +128,9 @@ REGIONS = ("skin", "eyes", "brows", "nose", "lips", "mouth-inside")
 DEFAULT_REGIONS = ("skin", "eyes", "brows", "nose", "lips")
 
 
-def _fill(hard: np.ndarray, mesh: np.ndarray, outlines: tuple[tuple[int, ...], ...], value: float) -> None:
+def _fill(
+    hard: np.ndarray, mesh: np.ndarray, outlines: tuple[tuple[int, ...], ...], value: float
+) -> None:
     """Fill closed mesh outlines into `hard` at 1/16 px precision (cv2 fixed-point shift 4)."""
     polys = [np.round(mesh[list(o), :2] * 16).astype(np.int32) for o in outlines]
     cv2.fillPoly(hard, polys, value, lineType=cv2.LINE_8, shift=4)
