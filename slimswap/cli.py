@@ -153,15 +153,28 @@ def swap(
     settings: JobSettings | None = None,
 ) -> None:
     """Swap the face from SOURCE into TARGET and write OUTPUT."""
+    from slimswap.face.analyser import FaceAnalyser
     from slimswap.pipeline import swap_file
     from slimswap.swap.registry import load_swapper
 
     try:
         settings.check()
         chosen = load_swapper(settings.mode, settings.device)
+        # the MediaPipe nets follow --device (torch on CUDA); dlib runs on the CPU only
+        analyser = FaceAnalyser(
+            upsample=settings.upsample,
+            detector=settings.detector,
+            device=settings.device if settings.detector == "mediapipe" else "cpu",
+        )
         with progress_bar(sys.stderr.isatty()) as on_progress:
             report = swap_file(
-                source, target, output, chosen, settings.options(), on_progress=on_progress
+                source,
+                target,
+                output,
+                chosen,
+                settings.options(),
+                analyser,
+                on_progress=on_progress,
             )
     except UserError as err:
         fail(str(err))
@@ -190,6 +203,9 @@ def detect(
         False, "--embeddings", help="Include the 128-D identity descriptors."
     ),
     upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces."),
+    detector: str = typer.Option(
+        "mediapipe", "--detector", help="Face analysis: mediapipe (default) or dlib."
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace the --draw file if it exists."
     ),
@@ -203,7 +219,7 @@ def detect(
             media.check_not_same(image, draw)
             media.check_output_path(draw, overwrite)
         frame = media.read_image(image)
-        analyser = FaceAnalyser(upsample=upsample)
+        analyser = FaceAnalyser(upsample=upsample, detector=detector)
         faces = analyser.detect(frame)
         if embeddings:
             faces = [analyser.embed(frame, f) for f in faces]
@@ -909,7 +925,7 @@ def eval_robustness(
     try:
         if pairs < 1:
             raise UserError("--pairs must be at least 1")
-        analyser = FaceAnalyser(upsample=upsample)
+        analyser = FaceAnalyser(upsample=upsample, detector="dlib")  # the report's judge is dlib
         if faces is not None:
             face_set = robustness.face_set_from_folder(faces, analyser, max_photos=max_photos)
         else:

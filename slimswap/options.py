@@ -16,7 +16,8 @@ import numpy as np
 
 from slimswap.errors import UserError
 
-MASKS = ("box", "area")
+MASKS = ("box", "area", "region")
+DETECTORS = ("mediapipe", "dlib")
 BLENDS = ("feather", "poisson")
 Picture = Path | np.ndarray  # a file, or an RGB uint8 image already in memory
 
@@ -45,7 +46,19 @@ class PasteOptions:
         default=("box", "area"),
         metadata=cli(
             "--mask",
-            help="Blend mask: box, area (face outline) or box,area.",
+            help="Blend masks, combined: box, area (face outline), region (face parts from the "
+            "mesh; see --mask-regions).",
+            cli_type=str,
+            parse=comma_list,
+            show=",".join,
+        ),
+    )
+    regions: tuple[str, ...] = field(
+        default=("skin", "eyes", "brows", "nose", "lips"),
+        metadata=cli(
+            "--mask-regions",
+            help="With --mask region: parts to swap, of skin, eyes, brows, nose, lips, "
+            "mouth-inside (left out: the target's teeth show through).",
             cli_type=str,
             parse=comma_list,
             show=",".join,
@@ -72,6 +85,12 @@ class PasteOptions:
             raise UserError(f"--mask takes a comma list of {', '.join(MASKS)}, got {got}")
         if self.blend not in BLENDS:
             raise UserError(f"--blend must be feather or poisson, got {self.blend!r}")
+        from slimswap.face.mask import REGIONS
+
+        bad = [r for r in self.regions if r not in REGIONS]
+        if bad or not self.regions:
+            got = ",".join(self.regions) or "nothing"
+            raise UserError(f"--mask-regions takes a comma list of {', '.join(REGIONS)}, got {got}")
 
 
 @dataclass
@@ -98,6 +117,14 @@ class SwapOptions(PasteOptions):
         metadata=cli(
             "--detect-every",
             help="Video: run the face detector every N frames (landmarks every frame).",
+        ),
+    )
+    detector: str = field(
+        default="mediapipe",
+        metadata=cli(
+            "--detector",
+            help="Face analysis: mediapipe (default; BlazeFace + face mesh, Apache-2.0 models, "
+            "GPU-capable) or dlib (HOG + 68-point model, non-commercial).",
         ),
     )
     upsample: int = field(
@@ -148,6 +175,12 @@ class SwapOptions(PasteOptions):
             )
         if self.detect_every < 1:
             raise UserError("--detect-every must be at least 1")
+        if self.detector not in DETECTORS:
+            raise UserError(f"--detector must be mediapipe or dlib, got {self.detector!r}")
+        if "region" in self.masks and self.detector == "dlib":
+            raise UserError(
+                "--mask region needs the face mesh: use --detector mediapipe (dlib has 68 points)"
+            )
         if self.batch_size < 1:
             raise UserError("--batch-size must be at least 1")
 
@@ -184,6 +217,7 @@ class JobSettings(SwapOptions):
             raise ValueError("a job's reference must be a file, not an image in memory")
         data = asdict(self)
         data["masks"] = list(self.masks)
+        data["regions"] = list(self.regions)
         data["reference"] = None if self.reference is None else str(self.reference)
         for key in ("c2pa_cert", "c2pa_key"):  # absolute, so a retry from elsewhere finds them
             value = getattr(self, key)
@@ -194,8 +228,9 @@ class JobSettings(SwapOptions):
     def from_json(cls, data: dict) -> JobSettings:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        if "masks" in values:
-            values["masks"] = tuple(values["masks"])
+        for key in ("masks", "regions"):
+            if key in values:
+                values[key] = tuple(values[key])
         for key in ("reference", "c2pa_cert", "c2pa_key"):
             if values.get(key) is not None:
                 values[key] = Path(values[key])

@@ -110,9 +110,7 @@ def reencode_h264(src: Path, dst: Path, crf: int) -> None:
 @pytest.fixture(scope="module")
 def swapped_png(tmp_path_factory, analyser: FaceAnalyser) -> Path:
     out = tmp_path_factory.mktemp("prov") / "swap.png"
-    swap_file(
-        HOPPER, ASTRONAUT, out, load_swapper("classic"), SwapOptions(), analyser
-    )
+    swap_file(HOPPER, ASTRONAUT, out, load_swapper("classic"), SwapOptions(), analyser)
     return out
 
 
@@ -124,9 +122,7 @@ def swapped_mp4(tmp_path_factory, analyser: FaceAnalyser) -> Path:
     with media.VideoWriter(short, info, source_path=None) as writer:
         writer.write(next(media.read_frames(CLIP, 30)))
     swapped = folder / "swapped.mp4"
-    report = swap_file(
-        HOPPER, short, swapped, load_swapper("classic"), SwapOptions(), analyser
-    )
+    report = swap_file(HOPPER, short, swapped, load_swapper("classic"), SwapOptions(), analyser)
     assert report.frames == 30 and report.frames_swapped > 20
     return swapped
 

@@ -26,8 +26,16 @@ def identity_check(results: dict) -> None:
         d32 = (net.forward_chip(chips) - ref).norm(dim=1)
         with torch.autocast("cuda", torch.bfloat16):
             d16 = (net.forward_chip(chips).float() - ref).norm(dim=1)
-    results["identity_gpu_fp32_vs_dlib"] = {"n": len(ref), "max": d32.max().item(), "mean": d32.mean().item()}
-    results["identity_gpu_bf16_vs_dlib"] = {"n": len(ref), "max": d16.max().item(), "mean": d16.mean().item()}
+    results["identity_gpu_fp32_vs_dlib"] = {
+        "n": len(ref),
+        "max": d32.max().item(),
+        "mean": d32.mean().item(),
+    }
+    results["identity_gpu_bf16_vs_dlib"] = {
+        "n": len(ref),
+        "max": d16.max().item(),
+        "mean": d16.mean().item(),
+    }
     torch.backends.cudnn.allow_tf32 = True
     net = net.to(memory_format=torch.channels_last)
     x = torch.rand(256, 3, 128, 128, device="cuda").contiguous(memory_format=torch.channels_last)
@@ -39,7 +47,11 @@ def identity_check(results: dict) -> None:
             s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             times = []
             for _ in range(20):
-                s.record(); fn(x); e.record(); torch.cuda.synchronize(); times.append(s.elapsed_time(e))
+                s.record()
+                fn(x)
+                e.record()
+                torch.cuda.synchronize()
+                times.append(s.elapsed_time(e))
         results[f"identity_bf16_b256_{name}_emb_per_s"] = 256 / (np.median(times) / 1000)
 
 
@@ -49,16 +61,28 @@ def teacher_smoke(results: dict, compile_: bool) -> None:
     rng = np.random.default_rng(0)
     n = 2048
     ds = DeviceDataset(
-        rng.integers(0, 255, (n, 128, 128, 3), dtype=np.uint8), rng.normal(size=(n, 128)).astype(np.float32) * 0.1,
-        (rng.random((n, 68, 2)) * 100 + 14).astype(np.float32), np.arange(n) % 50, torch.device("cuda"),
+        rng.integers(0, 255, (n, 128, 128, 3), dtype=np.uint8),
+        rng.normal(size=(n, 128)).astype(np.float32) * 0.1,
+        (rng.random((n, 68, 2)) * 100 + 14).astype(np.float32),
+        np.arange(n) % 50,
+        torch.device("cuda"),
     )
-    cfg = TrainConfig(out=f"runs/smoke_{int(compile_)}", batch=64, max_steps=120, landmark_pretrain_steps=20, log_every=40,
-                      identity_weights=".carry/identity_fp16.safetensors", compile=compile_, checkpoint_every_s=1e9)
+    cfg = TrainConfig(
+        out=f"runs/smoke_{int(compile_)}",
+        batch=64,
+        max_steps=120,
+        landmark_pretrain_steps=20,
+        log_every=40,
+        identity_weights=".carry/identity_fp16.safetensors",
+        compile=compile_,
+        checkpoint_every_s=1e9,
+    )
     t = time.time()
     tr = TeacherTrainer(cfg, dataset=ds)
     last = tr.fit()
     results[f"teacher_smoke_compile{int(compile_)}"] = {
-        "img_per_s_last_window": last.get("images_per_s"), "wall_s": time.time() - t,
+        "img_per_s_last_window": last.get("images_per_s"),
+        "wall_s": time.time() - t,
         "peak_mem_GiB": torch.cuda.max_memory_allocated() / 2**30,
     }
 

@@ -29,7 +29,8 @@ def main() -> None:
     model, state = load_ema(ck)
     provenance = {
         "trained_by": "slimswap " + ("train teacher" if kind == "teacher" else "compress distill"),
-        "steps": state["step"], "samples_seen": state["samples_seen"],
+        "steps": state["step"],
+        "samples_seen": state["samples_seen"],
         "data": "data/shards/train_128.npz (LFW + CelebA subset, train split only)",
         "device": "NVIDIA H100 80GB (lent), bf16 autocast",
         "commands": sys.argv[3:] or [],

@@ -36,8 +36,14 @@ class DistillWeights:
 class DistillTrainer(TeacherTrainer):
     """TeacherTrainer whose generator is a student and whose G loss is distillation."""
 
-    def __init__(self, config: TrainConfig, teacher_weights: str | Path, student: StudentConfig, dataset=None,
-                 weights: DistillWeights | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        teacher_weights: str | Path,
+        student: StudentConfig,
+        dataset=None,
+        weights: DistillWeights | None = None,
+    ) -> None:
         self.student_config = student
         self.distill_weights = weights or DistillWeights()
         self._teacher_path = Path(teacher_weights)
@@ -54,10 +60,14 @@ class DistillTrainer(TeacherTrainer):
 
         for name, module in (("D", self.D), ("L", self.L)):
             path = Path(folder) / f"{name}.safetensors"
-            if not path.exists():  # L may stay behind to fit the carry limit; it is pre-trained then
+            if (
+                not path.exists()
+            ):  # L may stay behind to fit the carry limit; it is pre-trained then
                 continue
             state = load_file(str(path))
-            module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+            module.load_state_dict(
+                {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+            )
 
     def build_generator(self) -> nn.Module:
         self.teacher = load_generator(self._teacher_path, device="cpu").to(self._device_for_build())
@@ -66,7 +76,11 @@ class DistillTrainer(TeacherTrainer):
         return StudentGenerator(self.student_config)
 
     def _device_for_build(self) -> torch.device:
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() and self.cfg.device != "cpu" else torch.device("cpu")
+        return (
+            torch.device("cuda", torch.cuda.current_device())
+            if torch.cuda.is_available() and self.cfg.device != "cpu"
+            else torch.device("cpu")
+        )
 
     def generator_loss(self, target, lmk, src_emb, self_mask, D, L):
         w = self.distill_weights
@@ -78,7 +92,13 @@ class DistillTrainer(TeacherTrainer):
         l_id = losses.identity_loss(self._identity(self._id_view(swap)), src_emb)
         l_adv = losses.hinge_g_loss([o[0] for o in D(swap)])
         l_lmk = losses.landmark_loss(L(swap), lmk)
-        total = w.output * l_out + w.feature * l_feat + w.identity * l_id + w.adversarial * l_adv + w.landmark * l_lmk
+        total = (
+            w.output * l_out
+            + w.feature * l_feat
+            + w.identity * l_id
+            + w.adversarial * l_adv
+            + w.landmark * l_lmk
+        )
         return swap, total, dict(kd=l_out, feat=l_feat, id=l_id, adv=l_adv, lmk=l_lmk)
 
 
@@ -87,7 +107,10 @@ def _unwrap_cfg(model: nn.Module):
 
 
 def distill_student(
-    config: TrainConfig, teacher_weights: str | Path, width: float = 0.5, critic_from: str | Path | None = None,
+    config: TrainConfig,
+    teacher_weights: str | Path,
+    width: float = 0.5,
+    critic_from: str | Path | None = None,
     export_compact: Path | None = None,
 ) -> dict:
     """Train (or continue) the student; returns the last log row."""
@@ -108,7 +131,14 @@ def distill_student(
         trainer.load_critics(Path(critic_from))
     if trainer.rank == 0:
         (Path(config.out) / "distill_config.json").write_text(
-            json.dumps({"train": asdict(config), "student": asdict(student_cfg), "teacher": str(teacher_weights)}, indent=2)
+            json.dumps(
+                {
+                    "train": asdict(config),
+                    "student": asdict(student_cfg),
+                    "teacher": str(teacher_weights),
+                },
+                indent=2,
+            )
         )
     last = trainer.fit()
     if trainer.rank == 0:

@@ -44,7 +44,9 @@ def count(model: nn.Module, example_inputs: tuple) -> tuple[int, int]:
     return int(macs), int(params)
 
 
-def distill_finetune(student: nn.Module, teacher: nn.Module, batches: list, steps: int, lr: float = 1e-4) -> float:
+def distill_finetune(
+    student: nn.Module, teacher: nn.Module, batches: list, steps: int, lr: float = 1e-4
+) -> float:
     """Fit the pruned net to the unpruned net's outputs on real batches; returns the last L1."""
     if steps <= 0:
         return float("nan")
@@ -91,8 +93,13 @@ def prune_iteratively(
     channel_ratio = min(0.9, 1.3 * (1 - math.sqrt(target_ratio)))
     n_steps = max(1, math.ceil(channel_ratio / step_ratio))
     pruner = tp.pruner.MetaPruner(
-        model, example_inputs=example, importance=tp.importance.TaylorImportance(), pruning_ratio=channel_ratio,
-        iterative_steps=n_steps, ignored_layers=ignored, global_pruning=False,
+        model,
+        example_inputs=example,
+        importance=tp.importance.TaylorImportance(),
+        pruning_ratio=channel_ratio,
+        iterative_steps=n_steps,
+        ignored_layers=ignored,
+        global_pruning=False,
     )
     result = PruneResult(model, base_macs, base_params, base_macs, base_params)
     for step in range(n_steps):

@@ -29,7 +29,9 @@ class LayerSensitivity:
     psnr_db: dict[float, float] = field(default_factory=dict)  # pruning ratio -> PSNR vs unpruned
 
 
-def swap_batch_loss(model: nn.Module, target: torch.Tensor, identity: torch.Tensor, self_identity: torch.Tensor) -> torch.Tensor:
+def swap_batch_loss(
+    model: nn.Module, target: torch.Tensor, identity: torch.Tensor, self_identity: torch.Tensor
+) -> torch.Tensor:
     """Default importance loss: self-swap reconstruction plus staying near the current swap.
 
     Self-swaps exercise the attribute path (pose, expression, lighting); the second term
@@ -37,18 +39,27 @@ def swap_batch_loss(model: nn.Module, target: torch.Tensor, identity: torch.Tens
     """
     with torch.no_grad():
         ref = model(target, identity)
-    return (model(target, self_identity) - target).abs().mean() + (model(target, identity) - ref).abs().mean() + 1e-3 * model(target, identity).pow(2).mean()
+    return (
+        (model(target, self_identity) - target).abs().mean()
+        + (model(target, identity) - ref).abs().mean()
+        + 1e-3 * model(target, identity).pow(2).mean()
+    )
 
 
-def prunable_convs(model: nn.Module, skip: tuple[str, ...] = ("out",)) -> list[tuple[str, nn.Conv2d]]:
+def prunable_convs(
+    model: nn.Module, skip: tuple[str, ...] = ("out",)
+) -> list[tuple[str, nn.Conv2d]]:
     """Convolutions whose output channels may be removed (grouped convs follow their inputs)."""
     return [
-        (n, m) for n, m in model.named_modules()
+        (n, m)
+        for n, m in model.named_modules()
         if isinstance(m, nn.Conv2d) and m.groups == 1 and n not in skip
     ]
 
 
-def taylor_saliency(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+def taylor_saliency(
+    model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+) -> dict[str, float]:
     model = copy.deepcopy(model).train()
     model.zero_grad()
     for target, identity, self_identity in batches:
@@ -56,12 +67,16 @@ def taylor_saliency(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Te
     scores = {}
     for name, conv in prunable_convs(model):
         g = conv.weight.grad
-        scores[name] = 0.0 if g is None else float((conv.weight.detach() * g).abs().sum(dim=(1, 2, 3)).mean())
+        scores[name] = (
+            0.0 if g is None else float((conv.weight.detach() * g).abs().sum(dim=(1, 2, 3)).mean())
+        )
     top = max(scores.values()) or 1.0
     return {k: v / top for k, v in scores.items()}
 
 
-def prune_layer(model: nn.Module, layer_name: str, ratio: float, example_inputs: tuple) -> nn.Module:
+def prune_layer(
+    model: nn.Module, layer_name: str, ratio: float, example_inputs: tuple
+) -> nn.Module:
     """A copy of model with `ratio` of one conv's output channels removed (lowest L1 norm)."""
     import torch_pruning as tp
 
@@ -87,7 +102,9 @@ def psnr_pm1(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def analyse(
-    model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], ratios: tuple[float, ...] = RATIOS,
+    model: nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ratios: tuple[float, ...] = RATIOS,
     progress: bool = True,
 ) -> list[LayerSensitivity]:
     from rich.progress import track
@@ -108,17 +125,25 @@ def analyse(
     return rows
 
 
-def protected_layers(rows: list[LayerSensitivity], protect_below_db: float = 25.0, ratio: float = 0.3) -> list[str]:
+def protected_layers(
+    rows: list[LayerSensitivity], protect_below_db: float = 25.0, ratio: float = 0.3
+) -> list[str]:
     return [r.name for r in rows if r.psnr_db.get(ratio, 99.0) < protect_below_db]
 
 
 def markdown(rows: list[LayerSensitivity], protected: list[str]) -> str:
     ratios = sorted({r for row in rows for r in row.psnr_db})
-    head = "| layer | channels | Taylor saliency | " + " | ".join(f"PSNR @{int(r*100)}% cut" for r in ratios) + " | protected |"
+    head = (
+        "| layer | channels | Taylor saliency | "
+        + " | ".join(f"PSNR @{int(r * 100)}% cut" for r in ratios)
+        + " | protected |"
+    )
     lines = [head, "|" + "---|" * (4 + len(ratios))]
     for row in rows:
         cells = " | ".join(f"{row.psnr_db[r]:.1f}" for r in ratios)
-        lines.append(f"| {row.name} | {row.channels} | {row.saliency:.3f} | {cells} | {'yes' if row.name in protected else ''} |")
+        lines.append(
+            f"| {row.name} | {row.channels} | {row.saliency:.3f} | {cells} | {'yes' if row.name in protected else ''} |"
+        )
     return "\n".join(lines)
 
 
@@ -131,17 +156,38 @@ def save_report(rows: list[LayerSensitivity], protected: list[str], out_dir: Pat
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "sensitivity.md").write_text("# Layer sensitivity\n\n" + markdown(rows, protected) + "\n")
-    (out_dir / "sensitivity.json").write_text(json.dumps(
-        [{"layer": r.name, "channels": r.channels, "saliency": r.saliency, "psnr_db": {str(k): v for k, v in r.psnr_db.items()}} for r in rows],
-        indent=1,
-    ))
+    (out_dir / "sensitivity.md").write_text(
+        "# Layer sensitivity\n\n" + markdown(rows, protected) + "\n"
+    )
+    (out_dir / "sensitivity.json").write_text(
+        json.dumps(
+            [
+                {
+                    "layer": r.name,
+                    "channels": r.channels,
+                    "saliency": r.saliency,
+                    "psnr_db": {str(k): v for k, v in r.psnr_db.items()},
+                }
+                for r in rows
+            ],
+            indent=1,
+        )
+    )
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(8, len(rows) * 0.45), 8), sharex=True)
     names = [r.name for r in rows]
-    a1.bar(names, [r.saliency for r in rows], color=["tab:red" if n in protected else "tab:blue" for n in names])
+    a1.bar(
+        names,
+        [r.saliency for r in rows],
+        color=["tab:red" if n in protected else "tab:blue" for n in names],
+    )
     a1.set_ylabel("Taylor saliency (norm.)")
     for ratio in sorted({r for row in rows for r in row.psnr_db}):
-        a2.plot(names, [min(r.psnr_db[ratio], 60) for r in rows], marker="o", label=f"{int(ratio*100)}% cut")
+        a2.plot(
+            names,
+            [min(r.psnr_db[ratio], 60) for r in rows],
+            marker="o",
+            label=f"{int(ratio * 100)}% cut",
+        )
     a2.set_ylabel("PSNR vs unpruned (dB)")
     a2.legend()
     plt.xticks(rotation=70, fontsize=7)

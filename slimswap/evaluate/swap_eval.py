@@ -464,7 +464,7 @@ def evaluate_swappers(
     start = time.time()
     cfg = cfg or EvalConfig()
     store = PairStore(cache_dir if cfg.resume else None, fingerprint(swappers, judge, cfg))
-    ev = _Evaluation(swappers, judge, cfg, analyser or FaceAnalyser(), store)
+    ev = _Evaluation(swappers, judge, cfg, analyser or FaceAnalyser(detector="dlib"), store)
     say = progress or (lambda msg: None)
     photo_sets = [hs for hs in sets if hs.kind == "photos"]
     per_set_grid = -(-cfg.grid // max(1, len(photo_sets)))

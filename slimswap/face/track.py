@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -162,20 +162,17 @@ SMOOTH_MOTION = 0.05  # mean landmark motion (in eye distances) followed without
 SMOOTH_MIN = 0.35  # blend factor for a still face
 
 
-def smooth_landmarks(previous: np.ndarray | None, landmarks: np.ndarray) -> np.ndarray:
-    """Damp landmark jitter on a still face, follow real motion at once.
+def smoothing_factor(previous: np.ndarray, landmarks: np.ndarray) -> float:
+    """How far to follow new landmarks (0..1): damp jitter on a still face, follow real motion.
 
-    dlib's landmarks wobble by a pixel or two between frames even when the face does not
-    move; every wobble moves the aligned crop and shows as flicker in the swap. The blend
-    factor grows with the motion (relative to the eye distance), so a moving head is never
-    dragged behind (a simplified one-euro filter, written by hand).
+    Landmarks wobble by a pixel or two between frames even when the face does not move;
+    every wobble moves the aligned crop and shows as flicker in the swap. The blend factor
+    grows with the motion (relative to the eye distance), so a moving head is never dragged
+    behind (a simplified one-euro filter, written by hand).
     """
-    if previous is None:
-        return landmarks
     iod = float(np.linalg.norm(landmarks[36:42].mean(0) - landmarks[42:48].mean(0))) or 1.0
     motion = float(np.abs(landmarks - previous).mean()) / iod
-    alpha = float(np.clip(motion / SMOOTH_MOTION, SMOOTH_MIN, 1.0))
-    return (previous + alpha * (landmarks - previous)).astype(np.float32)
+    return float(np.clip(motion / SMOOTH_MOTION, SMOOTH_MIN, 1.0))
 
 
 class VideoFaces:
@@ -202,6 +199,7 @@ class VideoFaces:
         self.schedule = DetectionSchedule(detect_every)
         self.chosen_ids: set[int] = set()
         self.smoothed: dict[int, np.ndarray] = {}
+        self.smoothed_mesh: dict[int, np.ndarray] = {}
 
     def __call__(self, index: int, frame: np.ndarray, timer: Timer = no_timer) -> list[Face]:
         """Faces to swap in frame `index` (the chosen tracks' smoothed faces)."""
@@ -219,16 +217,23 @@ class VideoFaces:
         faces = []
         with timer("landmarks"):
             for track, box in self.schedule.boxes_to_follow(self.tracker):
-                lm = self.analyser.landmarks(frame, box)
-                faces.append(
-                    Face(box_from_landmarks(lm), lm, kps_from_landmarks(lm), track.face.score)
-                )
+                face = self.analyser.face_from_box(frame, box, track.face.score)
+                faces.append(replace(face, bbox=box_from_landmarks(face.landmarks)))
         return faces
 
     def _smooth(self, track_id: int, face: Face) -> Face:
-        lm = smooth_landmarks(self.smoothed.get(track_id), face.landmarks)
+        """The face with its landmarks (and mesh) smoothed along its track."""
+        prev, lm, mesh = self.smoothed.get(track_id), face.landmarks, face.mesh
+        if prev is not None:
+            alpha = smoothing_factor(prev, lm)
+            lm = (prev + alpha * (lm - prev)).astype(np.float32)
+            prev_mesh = self.smoothed_mesh.get(track_id)
+            if mesh is not None and prev_mesh is not None:
+                mesh = (prev_mesh + alpha * (mesh - prev_mesh)).astype(np.float32)
         self.smoothed[track_id] = lm
-        return Face(face.bbox, lm, kps_from_landmarks(lm), face.score, face.embedding)
+        if mesh is not None:
+            self.smoothed_mesh[track_id] = mesh
+        return replace(face, landmarks=lm, kps=kps_from_landmarks(lm), mesh=mesh)
 
     def _choose(self, frame: np.ndarray, faces: list[Face], tracks: list[Track]) -> list[Face]:
         if self.selector == "many":

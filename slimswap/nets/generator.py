@@ -77,13 +77,17 @@ class AdaINResBlock(nn.Module):
 
 def down(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.2)
+        nn.Conv2d(cin, cout, 4, stride=2, padding=1),
+        nn.InstanceNorm2d(cout, affine=True),
+        nn.LeakyReLU(0.2),
     )
 
 
 def up_conv(cin: int, cout: int) -> nn.Sequential:
     """Nearest upsample + 3x3 conv: avoids the checkerboard of transposed convolutions."""
-    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1))
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1)
+    )
 
 
 class TeacherGenerator(nn.Module):
@@ -123,7 +127,9 @@ class TeacherGenerator(nn.Module):
         return rgb
 
 
-def decode(net: nn.Module, h: torch.Tensor, x32: torch.Tensor, idv: torch.Tensor, target: torch.Tensor):
+def decode(
+    net: nn.Module, h: torch.Tensor, x32: torch.Tensor, idv: torch.Tensor, target: torch.Tensor
+):
     """Decoder wiring shared by teacher and student (same stages, so distillation can match them).
 
     16 px bottleneck -> 32 px (+ the encoder's 32 px skip, identity-modulated) -> 64 -> 128 ->
@@ -136,7 +142,9 @@ def decode(net: nn.Module, h: torch.Tensor, x32: torch.Tensor, idv: torch.Tensor
     return h, blend_with_target(net.out(h), target, net.face_prior if net.config.use_mask else None)
 
 
-def blend_with_target(out: torch.Tensor, target: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+def blend_with_target(
+    out: torch.Tensor, target: torch.Tensor, prior: torch.Tensor | None
+) -> torch.Tensor:
     """tanh RGB, composited over the target by max(learned mask, inner-face prior)."""
     rgb = torch.tanh(out[:, :3])
     if prior is None:
@@ -147,7 +155,9 @@ def blend_with_target(out: torch.Tensor, target: torch.Tensor, prior: torch.Tens
 
 def inner_face_prior(resolution: int, feather: float = 0.06) -> torch.Tensor:
     """(1,1,S,S) soft ellipse covering brows to chin and cheek to cheek of an aligned crop."""
-    ys, xs = torch.meshgrid(torch.linspace(0, 1, resolution), torch.linspace(0, 1, resolution), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.linspace(0, 1, resolution), torch.linspace(0, 1, resolution), indexing="ij"
+    )
     # centre and radii in crop units, from the template (eyes y=0.31, mouth y=0.70, eyes 0.35 apart)
     r = torch.sqrt(((xs - 0.493) / 0.30) ** 2 + ((ys - 0.53) / 0.36) ** 2)
     return torch.clamp((1 - r) / feather + 0.5, 0, 1)[None, None]

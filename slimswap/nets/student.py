@@ -31,10 +31,20 @@ class StudentConfig:
     use_mask: bool = True
 
     @classmethod
-    def from_teacher(cls, teacher: TeacherConfig, width: float = 0.5, attn_dim: int = 64) -> "StudentConfig":
+    def from_teacher(
+        cls, teacher: TeacherConfig, width: float = 0.5, attn_dim: int = 64
+    ) -> "StudentConfig":
         """The student for a teacher at a width multiplier (channels rounded to multiples of 8)."""
         r8 = lambda c: max(8, int(round(c * width / 8)) * 8)  # noqa: E731
-        return cls(teacher.resolution, teacher.id_dim, r8(teacher.base), r8(teacher.deep), teacher.n_blocks, attn_dim, teacher.use_mask)
+        return cls(
+            teacher.resolution,
+            teacher.id_dim,
+            r8(teacher.base),
+            r8(teacher.deep),
+            teacher.n_blocks,
+            attn_dim,
+            teacher.use_mask,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -91,7 +101,9 @@ class AttentionFusion(nn.Module):
 
 
 def dw_down(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(DWSeparable(cin, cout, stride=2), nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.2))
+    return nn.Sequential(
+        DWSeparable(cin, cout, stride=2), nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.2)
+    )
 
 
 def dw_up(cin: int, cout: int) -> nn.Sequential:

@@ -116,6 +116,13 @@ def manifest_path() -> Path:
 
 
 def read_manifest() -> list[ModelEntry]:
+    """The swap models listed in models/MANIFEST.
+
+    The manifest also lists the face-analysis nets (mode "analysis", read by
+    slimswap.face.detect_mediapipe) and the evaluation-only recognizer (mode "evaluation",
+    read by slimswap.evaluate.recognition); they are left out here, so nothing that
+    enumerates swappers (modes, bench, UI) ever takes them for one.
+    """
     path = manifest_path()
     if not path.is_file():
         return []
@@ -125,7 +132,9 @@ def read_manifest() -> list[ModelEntry]:
         raise UserError(
             f"{path} is not valid JSON ({exc}); restore it with `git checkout -- {path}`"
         ) from None
-    return [ModelEntry.from_json(e, path.parent) for e in data.get("models", [])]
+    swap_modes = set(SWAP_MODES) - {"auto", "classic"}
+    entries = [e for e in data.get("models", []) if e.get("mode") in swap_modes]
+    return [ModelEntry.from_json(e, path.parent) for e in entries]
 
 
 def write_manifest_entry(entry: dict) -> None:

@@ -42,7 +42,9 @@ def build_generator(arch: str, config_json: str) -> torch.nn.Module:
     from slimswap.nets import generator, student, warp_generator
 
     if arch == "WarpSwapGenerator":
-        return warp_generator.WarpSwapGenerator(warp_generator.SwapGeneratorConfig.from_json(config_json))
+        return warp_generator.WarpSwapGenerator(
+            warp_generator.SwapGeneratorConfig.from_json(config_json)
+        )
     if arch == "TeacherGenerator":
         return generator.TeacherGenerator(generator.TeacherConfig.from_json(config_json))
     if arch == "StudentGenerator":

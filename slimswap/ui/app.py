@@ -348,7 +348,9 @@ def build_app(engine: Engine) -> gr.Blocks:
         if len(lines) > 1:
             lines.append(f"{len(outputs)} results in {time.perf_counter() - start:.1f} s.")
         lines[0] = f"**Run {runs}** · {lines[0]}"
-        lines.append("Every result is labelled as synthetic (C2PA credentials + metadata + invisible watermark).")
+        lines.append(
+            "Every result is labelled as synthetic (C2PA credentials + metadata + invisible watermark)."
+        )
         image = None if media.is_video(first) else str(first)
         video = str(first) if media.is_video(first) else None
         return (

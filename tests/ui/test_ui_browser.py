@@ -134,7 +134,9 @@ def test_swap_in_the_browser_shows_a_labelled_result_with_a_face(page, analyser)
     assert used, status
     from slimswap.ui.app import default_mode
 
-    assert default_mode() != "lite" or used.group(1).startswith("lite"), status  # lite is the default once shipped
+    assert default_mode() != "lite" or used.group(1).startswith("lite"), (
+        status
+    )  # lite is the default once shipped
     pipeline_s = float(re.search(r"in ([0-9.]+) s", status).group(1))
 
     link = page.locator("#downloads a[download]")
