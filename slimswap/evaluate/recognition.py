@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from slimswap.errors import UserError
-from slimswap.paths import MODELS_DIR
+from slimswap.paths import models_dir
 
 MANIFEST_NAME = "eval_recognizer"
 CROP_SIZE = 128  # `align(frame, kps, 128)`: how the recognizer's training crops were cut
@@ -80,9 +80,9 @@ def load_eval_recognizer(
     Raises UserError, saying how to fix it, when nothing is listed, the listed file is
     missing, its hash does not match, or the file cannot be read.
     """
-    from slimswap.swap.weights import sha256_file
+    from slimswap.files import sha256_file
 
-    manifest = manifest or MODELS_DIR / "MANIFEST"
+    manifest = manifest or models_dir() / "MANIFEST"
     entry = manifest_entry(manifest)
     listed_path = (manifest.parent / entry["file"]).resolve() if entry else None
     if path is None:

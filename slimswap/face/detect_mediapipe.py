@@ -25,9 +25,8 @@ import cv2
 import numpy as np
 
 from slimswap.errors import UserError
-from slimswap.face.analyser import Face, kps_from_landmarks
+from slimswap.face.analyser import Face, box_from_landmarks, kps_from_landmarks
 from slimswap.face.mesh_map import mesh_to_68
-from slimswap.face.select import box_from_landmarks
 from slimswap.paths import models_dir
 
 DETECTORS = {"full": "blazeface_full", "short": "blazeface_short"}
@@ -202,7 +201,7 @@ def analysis_model_path(kind: str, backend: str) -> Path:
     UserError (one line, exit 2 in the CLI) when the manifest, the entry or the file is
     missing, or the file's sha256 differs from the manifest's.
     """
-    from slimswap.swap.weights import sha256_file
+    from slimswap.files import sha256_file
 
     folder = models_dir()
     manifest = folder / "MANIFEST"

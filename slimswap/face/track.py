@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from slimswap.errors import UserError
-from slimswap.face.analyser import Face, FaceAnalyser, kps_from_landmarks
+from slimswap.face.analyser import Face, FaceAnalyser, box_from_landmarks, kps_from_landmarks
 from slimswap.face.select import iou, select_faces
 
 # `timer(stage)` is a context manager that accounts the time spent in a stage (StageTimer)
@@ -27,28 +27,6 @@ Timer = Callable[[str], AbstractContextManager]
 
 def no_timer(stage: str) -> AbstractContextManager:
     return nullcontext()
-
-
-# box_from_landmarks constants: least-squares fit of dlib HOG boxes to their own 68 landmarks
-# on 224 faces (deepface_testset + 150 LFW); median IoU with the detector's box 0.84.
-BOX_SIDE_PER_WIDTH = 0.467
-BOX_SIDE_PER_HEIGHT = 0.592
-BOX_CENTRE_SHIFT = (0.016, -0.032)  # box centre minus landmark mean, in box sides
-
-
-def box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    """A HOG-detector-like square box (x0, y0, x1, y1) re-derived from 68 landmarks.
-
-    dlib's shape predictor was trained on its HOG detector's boxes, so a tracked face must be
-    re-landmarked inside a box of that kind, not inside the landmarks' own extent (taller,
-    brow to chin): feeding the predictor a box of the wrong scale makes landmarks drift.
-    """
-    lm = np.asarray(landmarks, np.float64)
-    width, height = lm.max(0) - lm.min(0)
-    side = BOX_SIDE_PER_WIDTH * width + BOX_SIDE_PER_HEIGHT * height
-    cx, cy = lm.mean(0) + np.array(BOX_CENTRE_SHIFT) * side
-    half = side / 2
-    return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """A missing or corrupted face-analysis model is the user's to fix: one line, exit code 2.
 
 The models folder is copied to a temporary one (the real files are never touched, other
-tests may be reading them) and `slimswap.face.detect_mediapipe.MODELS_DIR` points there.
+tests may be reading them) and SLIMSWAP_MODELS points there.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,16 +44,10 @@ def _corrupt(path: Path) -> None:
 
 
 def _detect_cli(models: Path, *args: str) -> subprocess.CompletedProcess:
-    code = (
-        "import sys; from pathlib import Path\n"
-        "import slimswap.face.detect_mediapipe as d\n"
-        f"d.MODELS_DIR = Path({str(models)!r})\n"
-        "from slimswap.cli import app\n"
-        "app()\n"
-    )
+    env = {**os.environ, "SLIMSWAP_MODELS": str(models)}
     return subprocess.run(
-        [sys.executable, "-c", code, "detect", str(FACE), *args],
-        check=False, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "slimswap.cli", "detect", str(FACE), *args],
+        check=False, capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
 
 
@@ -75,7 +70,7 @@ def test_corrupted_analysis_model_is_a_one_line_error_with_exit_code_2(models_co
 
 @pytest.mark.parametrize("runtime", ["onnx", "torch"])
 def test_every_runtime_checks_the_hash_before_loading(models_copy, monkeypatch, runtime):
-    monkeypatch.setattr(detect_mediapipe, "MODELS_DIR", models_copy)
+    monkeypatch.setenv("SLIMSWAP_MODELS", str(models_copy))
     backend = "onnx" if runtime == "onnx" else "torch"
     _corrupt(models_copy / _analysis_files()["face_mesh", backend])
     analyser = FaceAnalyser(runtime=runtime)
@@ -86,7 +81,7 @@ def test_every_runtime_checks_the_hash_before_loading(models_copy, monkeypatch, 
 
 
 def test_missing_manifest_entry_says_how_to_restore(models_copy, monkeypatch):
-    monkeypatch.setattr(detect_mediapipe, "MODELS_DIR", models_copy)
+    monkeypatch.setenv("SLIMSWAP_MODELS", str(models_copy))
     data = json.loads((models_copy / "MANIFEST").read_text())
     data["models"] = [e for e in data["models"] if e.get("kind") != "blazeface_full"]
     (models_copy / "MANIFEST").write_text(json.dumps(data))

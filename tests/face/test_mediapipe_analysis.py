@@ -12,8 +12,8 @@ import pytest
 
 from slimswap import media
 from slimswap.evaluate.metrics import landmark_nme
-from slimswap.face.analyser import FaceAnalyser
-from slimswap.face.select import box_from_landmarks, iou
+from slimswap.face.analyser import FaceAnalyser, box_from_landmarks
+from slimswap.face.select import iou
 from slimswap.paths import EXAMPLES_DIR
 
 pytestmark = pytest.mark.shared
