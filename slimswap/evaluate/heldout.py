@@ -131,7 +131,7 @@ def unseen_mask(shard, seen_shard_path: Path | None, threshold: float = 0.36) ->
     keep = np.ones(len(shard), bool)
     if seen_shard_path is None:
         return keep
-    from slimswap.train.data import load_shard
+    from slimswap.train.shards import load_shard
 
     seen = load_shard(seen_shard_path)
     seen_names = {str(n) for n in seen.identities}
@@ -159,7 +159,7 @@ def set_from_shard(
     A shard's `sources` are relative to the folder the build read: ../shared/data for photos,
     the build's frames folder for video frames; each is looked up under `roots` in turn.
     """
-    from slimswap.train.data import load_shard
+    from slimswap.train.shards import load_shard
 
     if not Path(shard_path).is_file():
         raise UserError(
@@ -392,7 +392,7 @@ class Photos:
         return self.faces[path]
 
     def _analyse(self, frame: np.ndarray, hint: np.ndarray | None) -> Face | None:
-        from slimswap.train.data import pick_face
+        from slimswap.train.build import pick_face
 
         h, w = frame.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
