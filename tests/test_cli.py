@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from slimswap import media
 from slimswap.paths import EXAMPLES_DIR
@@ -17,16 +17,6 @@ from slimswap.paths import EXAMPLES_DIR
 FACE = EXAMPLES_DIR / "grace_hopper.jpg"
 OTHER_FACE = EXAMPLES_DIR / "astronaut.png"
 CLIP = EXAMPLES_DIR / "clip.mp4"
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def digest(path: Path) -> str:

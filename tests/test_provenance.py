@@ -9,8 +9,6 @@ import json
 import math
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -19,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from cryptography import x509
+from helpers import run_cli
 from PIL import Image
 
 from slimswap import media
@@ -41,16 +40,6 @@ HOPPER = EXAMPLES_DIR / "grace_hopper.jpg"
 ASTRONAUT = EXAMPLES_DIR / "astronaut.png"
 CLIP = EXAMPLES_DIR / "clip.mp4"
 COMPOSITE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def c2pa_store(path: Path) -> tuple[str, dict, dict]:

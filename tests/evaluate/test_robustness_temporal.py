@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from slimswap import media
 from slimswap.evaluate import report, robustness, temporal
@@ -17,16 +16,6 @@ from slimswap.paths import EXAMPLES_DIR
 
 FACE = EXAMPLES_DIR / "grace_hopper.jpg"
 CLIP = EXAMPLES_DIR / "clip.mp4"
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

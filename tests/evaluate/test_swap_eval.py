@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from slimswap import media
 from slimswap.errors import UserError
@@ -181,11 +180,6 @@ def test_listed_recognizer_is_hash_checked_before_loading(tmp_path, tiny_weights
 
 
 # ----------------------------------------------------------------------------- the command
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "slimswap.cli", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.mark.shared
