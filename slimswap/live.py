@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
@@ -57,6 +58,9 @@ log = logging.getLogger(__name__)
 
 FIRST_FRAME_TIMEOUT_S = 10.0  # a camera takes a second or two to deliver its first frame
 DEFAULT_FPS = 30.0  # for cameras and streams that do not say
+# a recording is encoded on the swap's thread: x264's fastest preset (bigger files, a few
+# ms a frame at 640x480 instead of ~15 with "veryfast" on this 2-core CPU)
+LIVE_X264_PRESET = "ultrafast"
 MIN_IOU = 0.3  # a detected box this close to a followed face's predicted box is that face
 
 
@@ -149,6 +153,23 @@ class FrameSwapper:
         self.analyser.detect_boxes(np.zeros((64, 64, 3), np.uint8))
 
 
+def one_torch_thread_unless_torch_swaps(swapper: Swapper) -> None:
+    """On a CPU, let torch use one thread when the swap itself is not a torch model.
+
+    Live mode swaps one small crop at a time. An ONNX swapper still converts its crops with
+    torch, and torch's OpenMP threads keep spinning after each call, starving ONNX Runtime's
+    own threads and the capture thread: on this 2-core CPU the lite swap stage took 134 ms a
+    frame with torch's default two threads and 30 ms with one. Process-wide, so it is for
+    the process that runs the live loop (the `live` command), not for the web UI's server.
+    """
+    import torch
+
+    from slimswap.swap.neural import TorchSwapper
+
+    if not isinstance(swapper, TorchSwapper):
+        torch.set_num_threads(1)
+
+
 def frame_swapper(
     source: Picture,
     swapper: Swapper,
@@ -186,12 +207,18 @@ def _quiet_opencv() -> None:
 
 
 class CaptureSource:
-    """A camera (by index) or a stream URL through OpenCV's VideoCapture, read as it arrives."""
+    """A camera (by index) or a URL through OpenCV's VideoCapture (FFmpeg).
 
-    def __init__(self, target: int | str, size: tuple[int, int] | None = None) -> None:
+    Cameras and live streams are read as they arrive; `paced` marks a URL of a recording,
+    which arrives as fast as it downloads and is replayed in real time like a file.
+    """
+
+    def __init__(
+        self, target: int | str, size: tuple[int, int] | None = None, paced: bool = False
+    ) -> None:
         _quiet_opencv()
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
-        self.paced = False
+        self.paced = paced
         self._cap = cv2.VideoCapture(target)
         if not self._cap.isOpened():
             self._cap.release()
@@ -235,13 +262,20 @@ class FileSource:
         self._frames.close()
 
 
+def is_recording_url(url: str) -> bool:
+    """An http(s) URL of a video file (.mp4, .mkv, ...): a recording, not a live stream
+    (rtsp://, rtmp://, udp://, srt://, HLS .m3u8), so it is replayed in real time."""
+    parts = urlparse(url)
+    return parts.scheme in ("http", "https") and media.is_video(parts.path)
+
+
 def open_source(settings: LiveSettings) -> FrameSource:
     """The source the settings name: --input (a file or URL) or --camera (default 0)."""
     if settings.input is None:
         camera = settings.camera if settings.camera is not None else 0
         return CaptureSource(camera, settings.camera_wh())
     if "://" in settings.input:
-        return CaptureSource(settings.input)
+        return CaptureSource(settings.input, paced=is_recording_url(settings.input))
     path = Path(settings.input)
     if not path.is_file():
         raise UserError(f"--input not found: {path} (give a video file or a stream URL)")
@@ -453,7 +487,9 @@ class FileSink:
         rate = Fraction(fps).limit_denominator(1001)
         info = media.VideoInfo(width=width, height=height, fps=rate, frame_count=0, duration_s=0.0)
         sign = self.signer.sign_file if self.signer else None
-        self.writer = media.VideoWriter(self.path, info, None, metadata=self.metadata, sign=sign)
+        self.writer = media.VideoWriter(
+            self.path, info, None, metadata=self.metadata, preset=LIVE_X264_PRESET, sign=sign
+        )
         self.writer.__enter__()
 
     def show(self, rgb: np.ndarray, frame: CapturedFrame, status: str) -> bool:
@@ -821,6 +857,7 @@ def run_live(
     frames = open_source(settings)  # a missing camera fails here, before the models load
     try:
         swapper = swapper or load_swapper(settings.mode, settings.device)
+        one_torch_thread_unless_torch_swaps(swapper)
         swap = frame_swapper(source, swapper, settings.options(), analyser, settings.detect_scale)
         swap.warm()
         sink = open_sink(settings, swapper)

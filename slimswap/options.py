@@ -221,8 +221,9 @@ class LiveSettings(JobSettings):
         default=None,
         metadata=cli(
             "--input",
-            help="Video file (played in real time, as a live source) or stream URL "
-            "(rtsp://, http://...; read as it arrives) instead of a camera.",
+            help="Instead of a camera: a video file or http(s) URL of one (replayed in real "
+            "time, as a live source) or a live stream URL (rtsp://, rtmp://, udp://, .m3u8; "
+            "read as it arrives).",
         ),
     )
     output: str = field(

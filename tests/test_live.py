@@ -5,6 +5,7 @@ without a face, and a second face entering beside the swapped one.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import signal
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from fractions import Fraction
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
@@ -26,11 +28,13 @@ from slimswap.face.analyser import embedding_distance
 from slimswap.face.select import select_faces
 from slimswap.live import (
     CapturedFrame,
+    CaptureSource,
     FileSource,
     LatestFrame,
     LiveStats,
     frame_swapper,
     gui_available,
+    is_recording_url,
     live_loop,
 )
 from slimswap.options import LiveSettings, SwapOptions
@@ -290,6 +294,27 @@ def test_stop_event_ends_the_loop_and_closes_the_sink(short_clip, analyser):
     stats = live_loop(FileSource(short_clip), swap, sink, LiveStats("clip", "list", "c"), stop)
     assert stats.stopped_by == "interrupted" and sink.closed is True
     assert stats.frames_captured < CUT and len(sink.shown) == stats.frames_processed >= 1
+
+
+def test_a_url_of_a_recording_is_read_through_opencv_and_replayed_in_real_time(
+    short_clip, analyser
+):
+    assert is_recording_url("https://example.org/talk.mp4?x=1")
+    assert not is_recording_url("rtsp://camera.local/stream")
+    assert not is_recording_url("https://example.org/live.m3u8")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(short_clip.parent))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/{short_clip.name}"
+        swap = frame_swapper(SOURCE, load_swapper("classic"), SwapOptions(), analyser)
+        sink = ListSink()
+        start = time.perf_counter()
+        stats = live_loop(CaptureSource(url, paced=True), swap, sink, LiveStats(url, "list", "c"))
+        took = time.perf_counter() - start
+        httpd.shutdown()
+    assert stats.frames_captured == CUT and stats.stopped_by == "end of input"
+    assert took >= (CUT - 1) / 30  # paced: not faster than real time
+    assert stats.frames_without_face == 0 and len(sink.shown) == stats.frames_processed
 
 
 # ------------------------------------------------------------------ who is swapped
