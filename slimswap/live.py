@@ -153,21 +153,36 @@ class FrameSwapper:
         self.analyser.detect_boxes(np.zeros((64, 64, 3), np.uint8))
 
 
-def one_torch_thread_unless_torch_swaps(swapper: Swapper) -> None:
-    """On a CPU, let torch use one thread when the swap itself is not a torch model.
+def live_swapper(
+    mode: str | Path = "auto", device: str = "cpu", torch_threads: bool = True
+) -> Swapper:
+    """The swapper for a live loop: load_swapper's (hash, template and resolution checked),
+    with its CPU work on one thread.
 
-    Live mode swaps one small crop at a time. An ONNX swapper still converts its crops with
-    torch, and torch's OpenMP threads keep spinning after each call, starving ONNX Runtime's
-    own threads and the capture thread: on this 2-core CPU the lite swap stage took 134 ms a
-    frame with torch's default two threads and 30 ms with one. Process-wide, so it is for
-    the process that runs the live loop (the `live` command), not for the web UI's server.
+    Live mode swaps one small crop at a time while a capture thread decodes the next frame.
+    Thread pools that busy-wait between calls then cost more than they give: on this 2-core
+    CPU, under load, ONNX Runtime's default two spinning threads made the lite swap stage
+    24 ms a frame against 15 ms with one (and slowed every other stage; 13 -> 20 fps), and
+    torch's OpenMP threads, which an ONNX swapper still uses to convert crops, made it 134
+    ms against 30 ms. A torch swapper keeps torch's threads: the model itself runs there.
+    torch.set_num_threads is process-wide: `torch_threads=False` leaves it alone, for a
+    process that does other work too (the web UI's server).
     """
     import torch
 
-    from slimswap.swap.neural import TorchSwapper
+    from slimswap.swap.neural import OnnxSwapper, TorchSwapper
+    from slimswap.swap.registry import find_entry
 
-    if not isinstance(swapper, TorchSwapper):
+    swapper = load_swapper(mode, device)
+    if device != "cpu":
+        return swapper
+    if isinstance(swapper, OnnxSwapper):
+        entry = find_entry(mode, device)
+        assert entry is not None  # an ONNX swapper came from an entry
+        swapper = OnnxSwapper(entry.path, swapper.name, device, threads=1, norm=swapper.norm)
+    if torch_threads and not isinstance(swapper, TorchSwapper):
         torch.set_num_threads(1)
+    return swapper
 
 
 def frame_swapper(
@@ -613,7 +628,8 @@ class LiveStats:
     run (first capture to last output); capture_fps: frames the source delivered per
     second. Every captured frame was processed or dropped: captured == processed + dropped.
     stages_ms: mean time per processed frame in each stage (detect runs every k frames and
-    counts as its mean over all frames), and its p95 over the frames it ran in.
+    counts as its mean over all frames), and its min, p50 and p95 over the frames it ran in
+    (on a loaded machine the min is closest to what the stage costs with a free CPU).
     """
 
     source: str
@@ -701,6 +717,8 @@ class LiveMeter:
         base.stages_ms = {
             stage: {
                 "mean": round(float(np.mean(times)) * 1000, 2),
+                "min_when_run": round(min((t for t in times if t > 0), default=0.0) * 1000, 2),
+                "p50_when_run": round(_percentile([t for t in times if t > 0], 50) * 1000, 2),
                 "p95_when_run": round(_percentile([t for t in times if t > 0], 95) * 1000, 2),
                 "runs": sum(t > 0 for t in times),
             }
@@ -856,8 +874,7 @@ def run_live(
         raise UserError(f"source file not found: {source}")
     frames = open_source(settings)  # a missing camera fails here, before the models load
     try:
-        swapper = swapper or load_swapper(settings.mode, settings.device)
-        one_torch_thread_unless_torch_swaps(swapper)
+        swapper = swapper or live_swapper(settings.mode, settings.device)
         swap = frame_swapper(source, swapper, settings.options(), analyser, settings.detect_scale)
         swap.warm()
         sink = open_sink(settings, swapper)

@@ -30,7 +30,7 @@ import gradio as gr
 from slimswap import media
 from slimswap.errors import UserError
 from slimswap.face.analyser import FaceAnalyser
-from slimswap.live import FrameSwapper, frame_swapper
+from slimswap.live import FrameSwapper, frame_swapper, live_swapper
 from slimswap.options import BLENDS, MASKS, SwapOptions
 from slimswap.paths import EXAMPLES_DIR
 from slimswap.pipeline import swap_image, swap_video
@@ -535,10 +535,19 @@ def build_live_tab(engine: Engine, modes: list[str]) -> None:
     (slimswap.live.FrameSwapper, the same frame path as `slimswap live`) and sent back.
 
     Frames stream through Gradio's streaming image input (`.stream`), one at a time. Live
-    streams have a queue of their own ("live"), so they do not block the Swap tab, and an
-    analyser of their own, so a stream and a swap never share dlib's models at once.
+    streams have a queue of their own ("live"), so they do not block the Swap tab, an
+    analyser of their own, so a stream and a swap never share dlib's models at once, and
+    swappers of their own (ONNX Runtime on one thread, which suits one frame at a time).
     """
     analyser = FaceAnalyser()
+    swappers: dict[str, object] = {}  # by mode: ONNX on one thread (see live.live_swapper)
+    lock = threading.Lock()
+
+    def swapper_for(mode: str):
+        with lock:
+            if mode not in swappers:
+                swappers[mode] = live_swapper(mode, engine.device, torch_threads=False)
+            return swappers[mode]
 
     @readable_errors
     def on_live_frame(frame, source, mode, session):
@@ -551,7 +560,7 @@ def build_live_tab(engine: Engine, modes: list[str]) -> None:
             try:
                 swap = frame_swapper(
                     Path(source),
-                    engine.swapper(mode),
+                    swapper_for(mode),
                     SwapOptions(),
                     analyser,
                     detect_scale=LIVE_DETECT_SCALE,
