@@ -99,7 +99,8 @@ def main() -> None:
     result = {
         "command": "PYTHONPATH=. python benchmarks/live_cpu.py "
         + " ".join(f"--mode {m}" for m in modes)
-        + f" --seconds {args.seconds:g}",
+        + "".join(f" --detect-scale {x:g}" for x in scales)
+        + f" --detect-every {args.detect_every} --seconds {args.seconds:g}",
         "machine": environment("cpu"),
         "source": f"examples/clip.mp4 resized to 480x480, padded to 640x480, {args.seconds:g} s at {FPS} fps, replayed in real time",
         "runs": runs,
