@@ -11,6 +11,7 @@ accident.
 from __future__ import annotations
 
 import atexit
+import base64
 import functools
 import logging
 import os
@@ -26,6 +27,7 @@ import numpy as np
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage reports leave the machine
 import gradio as gr
+from gradio.data_classes import Base64ImageData
 
 from slimswap import media
 from slimswap.errors import UserError
@@ -503,6 +505,28 @@ LIVE_STREAM_EVERY_S = 0.04  # the page sends a frame at most this often, and onl
 # previous one came back, so a slow server gets fewer frames instead of a growing queue
 LIVE_DETECT_SCALE = 0.5  # as `slimswap live`: detect on a half-size copy (webcam faces are big)
 LIVE_FPS_WINDOW = 20  # frames the shown fps is averaged over
+LIVE_JPEG_QUALITY = 90  # swapped frames sent to the page (the watermark survives JPEG 50)
+
+
+class FrameImage(gr.Image):
+    """An output image sent to the page inline, as a JPEG data: URL.
+
+    gr.Image saves every value it shows as a file in Gradio's cache, which is emptied only of
+    files older than a day: a live stream at 15 fps would leave over a gigabyte an hour there.
+    The page renders it with gr.Image's own frontend ("image").
+    """
+
+    def get_block_name(self) -> str:
+        return "image"
+
+    def postprocess(self, value: np.ndarray | None) -> Base64ImageData | None:
+        if value is None:
+            return None
+        bgr_frame = cv2.cvtColor(np.asarray(value), cv2.COLOR_RGB2BGR)
+        ok, jpeg = cv2.imencode(".jpg", bgr_frame, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY])
+        if not ok:
+            raise ValueError(f"cannot encode a {bgr_frame.shape} frame as JPEG")
+        return Base64ImageData(url="data:image/jpeg;base64," + base64.b64encode(jpeg).decode())
 
 
 class LiveSession:
@@ -605,10 +629,9 @@ def build_live_tab(engine: Engine, modes: list[str]) -> None:
                 height=420,
                 elem_id="live-camera",
             )
-            swapped = gr.Image(
+            swapped = FrameImage(
                 label="Swapped (synthetic)",
                 interactive=False,
-                format="jpeg",
                 height=420,
                 elem_id="live-output",
             )

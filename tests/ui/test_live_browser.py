@@ -9,6 +9,7 @@ watermark. The fps the page shows is recorded with a screenshot in tests/ui/arti
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import math
@@ -99,10 +100,9 @@ def test_live_tab_streams_swapped_frames_from_the_webcam(
         status = page.locator("#live-fps").inner_text()
         src = page.locator("#live-output img").get_attribute("src")
         page.screenshot(path=str(artifacts / "ui_live.png"))
-        streamed = cv2.cvtColor(
-            cv2.imdecode(np.frombuffer(page.request.get(src).body(), np.uint8), cv2.IMREAD_COLOR),
-            cv2.COLOR_BGR2RGB,
-        )
+        assert src.startswith("data:image/jpeg;base64,")  # inline: no file per frame
+        jpeg = np.frombuffer(base64.b64decode(src.partition(",")[2]), np.uint8)
+        streamed = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         page.locator("#live-camera button.capture-button").click()  # stop streaming
     finally:
         browser.close()
