@@ -508,25 +508,19 @@ LIVE_FPS_WINDOW = 20  # frames the shown fps is averaged over
 LIVE_JPEG_QUALITY = 90  # swapped frames sent to the page (the watermark survives JPEG 50)
 
 
-class FrameImage(gr.Image):
-    """An output image sent to the page inline, as a JPEG data: URL.
+def inline_jpeg(value: np.ndarray | None) -> Base64ImageData | None:
+    """An RGB frame as a JPEG data: URL, for gr.Image's page code to show as it is.
 
     gr.Image saves every value it shows as a file in Gradio's cache, which is emptied only of
     files older than a day: a live stream at 15 fps would leave over a gigabyte an hour there.
-    The page renders it with gr.Image's own frontend ("image").
     """
-
-    def get_block_name(self) -> str:
-        return "image"
-
-    def postprocess(self, value: np.ndarray | None) -> Base64ImageData | None:
-        if value is None:
-            return None
-        bgr_frame = cv2.cvtColor(np.asarray(value), cv2.COLOR_RGB2BGR)
-        ok, jpeg = cv2.imencode(".jpg", bgr_frame, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY])
-        if not ok:
-            raise ValueError(f"cannot encode a {bgr_frame.shape} frame as JPEG")
-        return Base64ImageData(url="data:image/jpeg;base64," + base64.b64encode(jpeg).decode())
+    if value is None:
+        return None
+    bgr_frame = cv2.cvtColor(np.asarray(value), cv2.COLOR_RGB2BGR)
+    ok, jpeg = cv2.imencode(".jpg", bgr_frame, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY])
+    if not ok:
+        raise ValueError(f"cannot encode a {bgr_frame.shape} frame as JPEG")
+    return Base64ImageData(url="data:image/jpeg;base64," + base64.b64encode(jpeg).decode())
 
 
 class LiveSession:
@@ -629,12 +623,15 @@ def build_live_tab(engine: Engine, modes: list[str]) -> None:
                 height=420,
                 elem_id="live-camera",
             )
-            swapped = FrameImage(
+            swapped = gr.Image(
                 label="Swapped (synthetic)",
                 interactive=False,
                 height=420,
                 elem_id="live-output",
             )
+            # frames go inline, not through the cache (a gr.Image subclass would do it too,
+            # but Gradio writes a .pyi stub beside the module of every Component subclass)
+            swapped.postprocess = inline_jpeg
         session = gr.State(None)
         camera.stream(
             on_live_frame,
