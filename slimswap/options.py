@@ -235,3 +235,101 @@ class JobSettings(SwapOptions):
             if values.get(key) is not None:
                 values[key] = Path(values[key])
         return cls(**values)
+
+
+LIVE_OUTPUTS = ("window", "file", "v4l2")
+
+
+@dataclass
+class LiveSettings(JobSettings):
+    """`slimswap live`: where frames come from and go to, besides a swap job's settings.
+
+    The frame path (faces, masks, model, labels) is a job's; the live loop adds the source
+    (a camera, or a file or URL played as a live source), the output and the statistics file.
+    """
+
+    camera: int | None = field(
+        default=None,
+        metadata=cli("--camera", help="Camera index (the default source: camera 0)."),
+    )
+    input: str | None = field(
+        default=None,
+        metadata=cli(
+            "--input",
+            help="Instead of a camera: a video file or http(s) URL of one (replayed in real "
+            "time, as a live source) or a live stream URL (rtsp://, rtmp://, udp://, .m3u8; "
+            "read as it arrives).",
+        ),
+    )
+    output: str = field(
+        default="window",
+        metadata=cli(
+            "--output",
+            help="window (on screen; needs OpenCV with GUI support), file (a video at --out) "
+            "or v4l2 (a virtual camera for video calls; --out /dev/videoN).",
+        ),
+    )
+    out: Path | None = field(
+        default=None,
+        metadata=cli(
+            "--out",
+            cli_type=Path | None,
+            help="--output file: the video to write (.mp4/.mov/.mkv); --output v4l2: the "
+            "v4l2loopback device (default: the first one found).",
+        ),
+    )
+    stats: Path | None = field(
+        default=None,
+        metadata=cli(
+            "--stats",
+            cli_type=Path | None,
+            help="At the end, write latency (p50/p95) and throughput (frames captured, "
+            "processed, dropped, fps) as JSON here.",
+        ),
+    )
+    detect_scale: float = field(
+        default=0.5,
+        metadata=cli(
+            "--detect-scale",
+            help="Run the face detector on a copy scaled by this factor (faster; the full "
+            "frame is searched when the copy shows no face); 1 = full size.",
+        ),
+    )
+    camera_size: str | None = field(
+        default=None,
+        metadata=cli("--camera-size", help="Ask the camera for this size, WxH (e.g. 640x480)."),
+    )
+    seconds: float = field(
+        default=0.0,
+        metadata=cli("--seconds", help="Stop after this many seconds (0: at Ctrl-C or the end)."),
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.camera is not None and self.input is not None:
+            raise UserError("give --camera N or --input FILE_OR_URL, not both")
+        if self.camera is not None and self.camera < 0:
+            raise UserError(f"--camera must be 0 or more, got {self.camera}")
+        if self.output not in LIVE_OUTPUTS:
+            raise UserError(
+                f"--output must be one of {', '.join(LIVE_OUTPUTS)}, got {self.output!r}"
+            )
+        if self.output == "file" and self.out is None:
+            raise UserError("--output file needs --out VIDEO (e.g. --out live.mp4)")
+        if self.output == "window" and self.out is not None:
+            raise UserError("--out is for --output file or v4l2, not window")
+        if not 0 < self.detect_scale <= 1:
+            raise UserError(f"--detect-scale must be in (0, 1], got {self.detect_scale}")
+        if self.seconds < 0:
+            raise UserError("--seconds must be 0 (no limit) or more")
+        if self.camera_size is not None:
+            self.camera_wh()
+
+    def camera_wh(self) -> tuple[int, int] | None:
+        """--camera-size as (width, height), or None for the camera's own size."""
+        if self.camera_size is None:
+            return None
+        w, sep, h = self.camera_size.lower().partition("x")
+        if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+            raise UserError(f"--camera-size takes WxH, e.g. 640x480, got {self.camera_size!r}")
+        return int(w), int(h)
