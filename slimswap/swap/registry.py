@@ -61,6 +61,9 @@ class ModelEntry:
     params: int = 0
     macs: int = 0
     bytes: int = 0
+    # Set only when the model met its release targets on the native-size evaluation
+    # (`slimswap eval swapper`); `--mode auto` picks no other learned model.
+    auto: bool = False
     provenance: dict = field(default_factory=dict, compare=False)
     metrics: dict = field(default_factory=dict, compare=False)
     folder: Path = field(default_factory=models_dir, compare=False)
@@ -152,14 +155,16 @@ def available_modes() -> list[str]:
 
 
 def resolve_mode(mode: str, device: str) -> str:
-    """`auto` means lite where it exists (fast everywhere), else quality, else classic."""
+    """`auto`: lite, else quality, where a model of that mode met its release targets on the
+    native-size evaluation (MANIFEST `"auto": true`); otherwise classic, the landmark warp,
+    which needs no weights and never falls below what the evaluation measured for it."""
     if mode not in SWAP_MODES:
         raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(SWAP_MODES)}")
     if mode != "auto":
         return mode
-    have = available_modes()
+    ready = {e.mode for e in read_manifest() if e.auto and e.path.is_file()}
     for m in ("lite", "quality"):
-        if m in have:
+        if m in ready:
             return m
     return "classic"
 
