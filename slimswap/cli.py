@@ -391,10 +391,10 @@ def _with_video_frames(
 
 @train_app.command("teacher")
 def train_teacher_cmd(
-    data: Path = typer.Option(
-        Path("data/shards/train_128.npz"),
+    data: list[Path] = typer.Option(
+        [Path("data/shards/train_128.npz"), Path("data/shards/train_256.npz")],
         "--data",
-        help="Training shard from `slimswap data build`.",
+        help="Training shards from `slimswap data build` (repeat; faces merged at --resolution).",
     ),
     out: Path = typer.Option(
         Path("runs/teacher"),
@@ -410,51 +410,78 @@ def train_teacher_cmd(
     export_compact: Path | None = typer.Option(
         None, "--export-compact", help="After training, write a compact fp16 checkpoint here."
     ),
-    batch: int = typer.Option(64, "--batch"),
+    resolution: int = typer.Option(256, "--resolution", help="Crop side the generator works at."),
+    student: bool = typer.Option(
+        False, "--student", help="Train the lite (depthwise-separable) network directly."
+    ),
+    target_channels: int = typer.Option(
+        16, "--target-channels", help="Channels the target may pass at 1/8 and 1/16 size."
+    ),
+    pair_share: float = typer.Option(
+        0.35, "--pair-share", help="Share of same-person (supervised) pairs in a batch."
+    ),
+    batch: int = typer.Option(32, "--batch", help="Pairs per step and process."),
     max_seconds: float = typer.Option(
         540.0, "--max-seconds", help="Stop (and checkpoint) after this much training time."
     ),
     max_steps: int = typer.Option(1_000_000, "--max-steps"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     compile: bool = typer.Option(
-        False, "--compile/--no-compile", help="torch.compile the generator and identity net."
-    ),
-    base: int = typer.Option(
-        64, "--base", help="Generator width at full resolution (tiny values for tests)."
-    ),
-    deep: int = typer.Option(256, "--deep", help="Generator width at 32/16 px."),
-    blocks: int = typer.Option(4, "--blocks", help="AdaIN residual blocks in the bottleneck."),
-    landmark_pretrain: int = typer.Option(
-        300, "--landmark-pretrain", help="Steps to pre-train the landmark critic."
+        False, "--compile/--no-compile", help="torch.compile the generator, critic, identity net."
     ),
     log_every: int = typer.Option(50, "--log-every"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Train the teacher swap generator (resumable; works under torchrun for several GPUs)."""
-    from slimswap.nets.generator import TeacherConfig
+    """Train the warp-guided swap generator (resumable; works under torchrun on several GPUs)."""
+    from slimswap.nets.warp_generator import SwapGeneratorConfig
     from slimswap.train.teacher import TrainConfig, train_teacher
 
+    base = SwapGeneratorConfig.student(resolution) if student else SwapGeneratorConfig(resolution)
     cfg = TrainConfig(
-        data=str(data),
+        data=tuple(str(d) for d in data),
         out=str(out),
         identity_weights=str(identity_weights or ""),
-        batch=batch,
         init_from=str(init_from or ""),
+        batch=batch,
         max_seconds=max_seconds,
         max_steps=max_steps,
+        pair_share=pair_share,
         device=device,
         compile=compile,
-        landmark_pretrain_steps=landmark_pretrain,
         log_every=log_every,
         seed=seed,
-        model=TeacherConfig(base=base, deep=deep, n_blocks=blocks),
+        model=dataclasses.replace(base, target_channels=target_channels),
     )
     log_to_stderr()
     try:
         last = train_teacher(cfg, export_compact=export_compact)
-    except UserError as err:
+    except (UserError, FileNotFoundError) as err:
         fail(str(err))
     console.print(json.dumps(last, indent=1))
+
+
+@train_app.command("recognizer")
+def train_recognizer_cmd(
+    data: Path = typer.Option(Path("data/shards/train_128.npz"), "--data"),
+    test: Path = typer.Option(
+        Path("data/shards/test_128.npz"), "--test", help="Held-out identities for the AUC."
+    ),
+    out: Path = typer.Option(Path("runs/recognizer"), "--out"),
+    max_seconds: float = typer.Option(400.0, "--max-seconds"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Train the evaluation-only recognizer (never used by a training loss)."""
+    from slimswap.train.recognizer import RecognizerTrainConfig, train_recognizer
+
+    cfg = RecognizerTrainConfig(
+        data=str(data), eval_data=(str(test),), out=str(out), max_seconds=max_seconds, device=device
+    )
+    log_to_stderr()
+    try:
+        metrics = train_recognizer(cfg)
+    except UserError as err:
+        fail(str(err))
+    console.print(json.dumps(metrics, indent=1))
 
 
 @compress_app.command("sensitivity")
