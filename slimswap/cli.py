@@ -23,7 +23,7 @@ from rich.console import Console
 
 from slimswap import __version__
 from slimswap.errors import UserError
-from slimswap.options import JobSettings
+from slimswap.options import JobSettings, LiveSettings
 
 app = typer.Typer(
     help="slimswap: swap faces in images and videos, locally, with a small fast model.\n\n"
@@ -153,15 +153,28 @@ def swap(
     settings: JobSettings | None = None,
 ) -> None:
     """Swap the face from SOURCE into TARGET and write OUTPUT."""
+    from slimswap.face.analyser import FaceAnalyser
     from slimswap.pipeline import swap_file
     from slimswap.swap.registry import load_swapper
 
     try:
         settings.check()
         chosen = load_swapper(settings.mode, settings.device)
+        # the MediaPipe nets follow --device (torch on CUDA); dlib runs on the CPU only
+        analyser = FaceAnalyser(
+            upsample=settings.upsample,
+            detector=settings.detector,
+            device=settings.device if settings.detector == "mediapipe" else "cpu",
+        )
         with progress_bar(sys.stderr.isatty()) as on_progress:
             report = swap_file(
-                source, target, output, chosen, settings.options(), on_progress=on_progress
+                source,
+                target,
+                output,
+                chosen,
+                settings.options(),
+                analyser,
+                on_progress=on_progress,
             )
     except UserError as err:
         fail(str(err))
@@ -190,6 +203,9 @@ def detect(
         False, "--embeddings", help="Include the 128-D identity descriptors."
     ),
     upsample: int = typer.Option(0, "--upsample", help="Detector upsampling for small faces."),
+    detector: str = typer.Option(
+        "mediapipe", "--detector", help="Face analysis: mediapipe (default) or dlib."
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace the --draw file if it exists."
     ),
@@ -203,7 +219,7 @@ def detect(
             media.check_not_same(image, draw)
             media.check_output_path(draw, overwrite)
         frame = media.read_image(image)
-        analyser = FaceAnalyser(upsample=upsample)
+        analyser = FaceAnalyser(upsample=upsample, detector=detector)
         faces = analyser.detect(frame)
         if embeddings:
             faces = [analyser.embed(frame, f) for f in faces]
@@ -378,7 +394,7 @@ def train_teacher_cmd(
     data: list[Path] = typer.Option(
         [Path("data/shards/train_128.npz"), Path("data/shards/train_256.npz")],
         "--data",
-        help="Training shards from `slimswap data build` (repeat --data; any crop sizes).",
+        help="Training shards from `slimswap data build` (repeat; faces merged at --resolution).",
     ),
     out: Path = typer.Option(
         Path("runs/teacher"),
@@ -394,51 +410,78 @@ def train_teacher_cmd(
     export_compact: Path | None = typer.Option(
         None, "--export-compact", help="After training, write a compact fp16 checkpoint here."
     ),
-    batch: int = typer.Option(32, "--batch"),
+    resolution: int = typer.Option(256, "--resolution", help="Crop side the generator works at."),
+    student: bool = typer.Option(
+        False, "--student", help="Train the lite (depthwise-separable) network directly."
+    ),
+    target_channels: int = typer.Option(
+        16, "--target-channels", help="Channels the target may pass at 1/8 and 1/16 size."
+    ),
+    pair_share: float = typer.Option(
+        0.35, "--pair-share", help="Share of same-person (supervised) pairs in a batch."
+    ),
+    batch: int = typer.Option(32, "--batch", help="Pairs per step and process."),
     max_seconds: float = typer.Option(
         540.0, "--max-seconds", help="Stop (and checkpoint) after this much training time."
     ),
     max_steps: int = typer.Option(1_000_000, "--max-steps"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     compile: bool = typer.Option(
-        False, "--compile/--no-compile", help="torch.compile the generator and identity net."
-    ),
-    resolution: int = typer.Option(256, "--resolution", help="Crop side the generator works at."),
-    lite: bool = typer.Option(
-        False, "--lite/--full", help="Train the lite student network (same objective)."
+        False, "--compile/--no-compile", help="torch.compile the generator, critic, identity net."
     ),
     log_every: int = typer.Option(50, "--log-every"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Train the warp-guided swap generator (resumable; works under torchrun for several GPUs)."""
+    """Train the warp-guided swap generator (resumable; works under torchrun on several GPUs)."""
     from slimswap.nets.warp_generator import SwapGeneratorConfig
     from slimswap.train.teacher import TrainConfig, train_teacher
 
-    model = (
-        SwapGeneratorConfig.student(resolution)
-        if lite
-        else SwapGeneratorConfig(resolution=resolution)
-    )
+    base = SwapGeneratorConfig.student(resolution) if student else SwapGeneratorConfig(resolution)
     cfg = TrainConfig(
-        data=tuple(str(p) for p in data),
+        data=tuple(str(d) for d in data),
         out=str(out),
         identity_weights=str(identity_weights or ""),
-        batch=batch,
         init_from=str(init_from or ""),
+        batch=batch,
         max_seconds=max_seconds,
         max_steps=max_steps,
+        pair_share=pair_share,
         device=device,
         compile=compile,
         log_every=log_every,
         seed=seed,
-        model=model,
+        model=dataclasses.replace(base, target_channels=target_channels),
     )
     log_to_stderr()
     try:
         last = train_teacher(cfg, export_compact=export_compact)
-    except UserError as err:
+    except (UserError, FileNotFoundError) as err:
         fail(str(err))
     console.print(json.dumps(last, indent=1))
+
+
+@train_app.command("recognizer")
+def train_recognizer_cmd(
+    data: Path = typer.Option(Path("data/shards/train_128.npz"), "--data"),
+    test: Path = typer.Option(
+        Path("data/shards/test_128.npz"), "--test", help="Held-out identities for the AUC."
+    ),
+    out: Path = typer.Option(Path("runs/recognizer"), "--out"),
+    max_seconds: float = typer.Option(400.0, "--max-seconds"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Train the evaluation-only recognizer (never used by a training loss)."""
+    from slimswap.train.recognizer import RecognizerTrainConfig, train_recognizer
+
+    cfg = RecognizerTrainConfig(
+        data=str(data), eval_data=(str(test),), out=str(out), max_seconds=max_seconds, device=device
+    )
+    log_to_stderr()
+    try:
+        metrics = train_recognizer(cfg)
+    except UserError as err:
+        fail(str(err))
+    console.print(json.dumps(metrics, indent=1))
 
 
 VAL_FACES = [Path("data/shards/val_128.npz"), Path("data/shards/val_256.npz")]
@@ -790,22 +833,54 @@ def compress_distill(
 @eval_app.command("swapper")
 def eval_swapper(
     modes: list[str] = typer.Option(
-        ["classic", "quality"],
+        ["classic", "quality", "lite"],
         "--mode",
         "-m",
-        help="Models to evaluate (repeat the option): a mode, a model name or a .onnx/.safetensors file.",
+        help="Models to evaluate (repeat the option): a mode or an .onnx file.",
     ),
-    shards: list[Path] = typer.Option(
-        [Path("data/shards/test_128.npz"), Path("data/shards/deepface_128.npz")],
-        "--shard",
-        help="Held-out test shards.",
+    sets: str | None = typer.Option(
+        None,
+        "--sets",
+        help="Comma list of held-out sets: test, deepface, video (default: all; --quick: deepface,video).",
+    ),
+    shards: Path | None = typer.Option(
+        None,
+        "--shards",
+        help="Folder of the data build's shards (default: data/shards in the repo).",
+    ),
+    frames: Path | None = typer.Option(
+        None,
+        "--frames",
+        help="Held-out clip frames (default: <shards>/../frames/video_held_out, else extracted from ../shared/data/videos).",
     ),
     pairs: int = typer.Option(
-        500, "--pairs", help="(source, target) pairs of different identities per shard."
+        100, "--pairs", help="Different-person (source, target) pairs per photo set."
     ),
-    self_pairs: int = typer.Option(200, "--self", help="Crops for the self-swap PSNR/SSIM."),
+    same_pairs: int = typer.Option(
+        50, "--same-pairs", help="Same-person pairs per set (cross-photo reconstruction)."
+    ),
+    self_pairs: int = typer.Option(50, "--self", help="Crop-level self-swaps per set."),
+    grid: int = typer.Option(16, "--grid", help="Rows of eval_grid.png (different-person pairs)."),
+    max_side: int = typer.Option(
+        1600, "--max-side", help="Shrink larger photos to this long side first (time)."
+    ),
+    recognizer: Path | None = typer.Option(
+        None,
+        "--recognizer",
+        help="Evaluation recognizer weights (default: models/MANIFEST's eval_recognizer, hash-checked).",
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="A few real faces (CI): 4 pairs, 2 same-person pairs, one clip."
+    ),
+    resume: bool = typer.Option(
+        True,
+        "--resume/--no-resume",
+        help="Reuse per-pair scores cached in <out>/cache by an earlier run.",
+    ),
     out: Path = typer.Option(
-        Path("benchmarks/eval"), "--out", help="Folder for eval.md, eval.json, eval_grid.png."
+        Path("benchmarks/eval"),
+        "--out",
+        help="Folder for eval.md, eval.json, eval_run.json, eval_grid.png.",
     ),
     device: str = typer.Option("cpu", "--device"),
     seed: int = typer.Option(0, "--seed"),
@@ -815,38 +890,68 @@ def eval_swapper(
         help="Training shard of the evaluated models: drop any test identity it contains.",
     ),
 ) -> None:
-    """ID distance, retrieval, landmark NME and self-swap PSNR/SSIM, one markdown table."""
-    from slimswap.evaluate.swap_eval import evaluate_swapper, markdown_table, save_report
-    from slimswap.paths import shared_data_dir
+    """Full-pipeline swap quality at native size: sharpness, recognizer identity, colour, reconstruction."""
+    from slimswap.evaluate import swap_eval
+    from slimswap.evaluate.recognition import load_eval_recognizer
+    from slimswap.evaluate.report import command_line, environment
+    from slimswap.paths import REPO_ROOT, shared_data_dir
     from slimswap.swap.registry import load_swapper
 
     try:
+        if min(pairs, same_pairs, self_pairs, grid) < 0:
+            raise UserError("--pairs, --same-pairs, --self and --grid must be 0 or more")
+        cfg = swap_eval.EvalConfig(
+            pairs, same_pairs, self_pairs, grid, max_side, seed=seed, resume=resume
+        )
+        cfg = swap_eval.quick_config(cfg) if quick else cfg
+        judge = load_eval_recognizer(recognizer, device)
         root = shared_data_dir()
         if root is None:
             raise UserError(
                 "evaluation needs the face data in ../shared/data (or set SLIMSWAP_SHARED)"
             )
-        results = []
-        for mode in modes:
-            swapper = load_swapper(mode, device)  # a mode, a listed model or any exported file
-            for shard in shards:
-                results.append(
-                    evaluate_swapper(
-                        swapper,
-                        shard,
-                        root,
-                        n_pairs=pairs,
-                        n_self=self_pairs,
-                        seed=seed,
-                        exclude_seen=exclude_seen,
-                    )
-                )
-        command = "slimswap eval swapper " + " ".join(sys.argv[3:])
-        report = save_report(results, out, command)
+        swappers = []
+        for mode in dict.fromkeys(modes):  # a mode, a listed model or any exported file
+            swappers.append(load_swapper(mode, device))
+        names = [
+            n.strip()
+            for n in (sets or ("deepface,video" if quick else "test,deepface,video")).split(",")
+            if n.strip()
+        ]
+        shards_dir = shards or REPO_ROOT / "data" / "shards"
+        held = swap_eval.load_sets(
+            names,
+            shards_dir,
+            root,
+            frames or shards_dir.parent / "frames" / "video_held_out",
+            out / "cache",
+            quick=quick,
+            exclude_seen=exclude_seen,
+        )
+        run = swap_eval.evaluate_swappers(
+            swappers,
+            held,
+            judge,
+            cfg,
+            cache_dir=out / "cache",
+            progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+        )
+        config = {
+            "pairs": cfg.pairs,
+            "same_pairs": cfg.same_pairs,
+            "self": cfg.self_swaps,
+            "grid": cfg.grid,
+            "max_side": cfg.max_side,
+            "min_gap_s": cfg.min_gap_s,
+            "seed": seed,
+            "sets": names,
+            "quick": quick,
+        }
+        paths = swap_eval.save_report(run, out, command_line(), environment(device), config, judge)
     except UserError as err:
         fail(str(err))
-    Console().print(markdown_table(results))
-    print(report)
+    print(paths["md"].read_text().split("## Picture")[0])
+    print(paths["md"])
 
 
 # ------------------------------------------------------------------ benchmarks, robustness, temporal (issue 6)
@@ -970,7 +1075,7 @@ def eval_robustness(
     try:
         if pairs < 1:
             raise UserError("--pairs must be at least 1")
-        analyser = FaceAnalyser(upsample=upsample)
+        analyser = FaceAnalyser(upsample=upsample, detector="dlib")  # the report's judge is dlib
         if faces is not None:
             face_set = robustness.face_set_from_folder(faces, analyser, max_photos=max_photos)
         else:
@@ -1291,6 +1396,52 @@ def job_retry(
         _run_jobs(queue)
     except UserError as err:
         fail(str(err))
+
+
+@contextmanager
+def _status_line(enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A one-line live status on stderr (fps, latency), updated in place; off when piped."""
+    if not enabled:
+        yield lambda line: None
+        return
+    with console.status("live: starting") as status:
+        yield lambda line: status.update(f"live: {line}")
+
+
+@app.command()
+@options_from(LiveSettings)
+def live(
+    source: Path = typer.Option(
+        ..., "--source", "-s", help="Image of the face to put in (one person, frontal is best)."
+    ),
+    settings: LiveSettings | None = None,
+) -> None:
+    """Swap the face from SOURCE into a camera or stream, live; Ctrl-C stops.
+
+    Frames are swapped as they come; when swapping is slower than the source, frames are
+    dropped instead of falling behind. Every frame carries the invisible watermark; a file
+    output is labelled and C2PA-signed like any other.
+    """
+    from slimswap.live import run_live
+
+    def started() -> None:
+        console.print(
+            f"live: swapping into {settings.input or f'camera {settings.camera or 0}'} -> "
+            f"{settings.output}{f' {settings.out}' if settings.out else ''}; Ctrl-C to stop",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    try:
+        with _status_line(sys.stderr.isatty()) as on_status:
+            stats = run_live(source, settings, on_start=started, on_status=on_status)
+    except UserError as err:
+        fail(str(err))
+    console.print(f"live: {stats.summary()}", highlight=False, soft_wrap=True)
+    if settings.stats is not None:
+        console.print(f"stats in {settings.stats}", highlight=False, soft_wrap=True)
+    if settings.output == "file":
+        print(settings.out)
 
 
 @app.command()

@@ -311,7 +311,7 @@ def run_queue(
     start = time.perf_counter()
     summary = QueueSummary()
     swappers = dict(swappers or {})
-    analysers: dict[int, FaceAnalyser] = {}
+    analysers: dict[tuple[int, str], FaceAnalyser] = {}
     with queue.lock():
         recover_interrupted(queue)
         for job in queue.jobs():
@@ -348,7 +348,8 @@ def _run_one(
         if key not in swappers:
             swappers[key] = load(settings.mode, settings.device)
         face_analyser = analyser or analysers.setdefault(
-            settings.upsample, FaceAnalyser(upsample=settings.upsample)
+            (settings.upsample, settings.detector),
+            FaceAnalyser(upsample=settings.upsample, detector=settings.detector),
         )
         Path(job.output).parent.mkdir(parents=True, exist_ok=True)
         swap_file(

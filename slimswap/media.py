@@ -348,6 +348,7 @@ class VideoWriter:
         self.width = info.width - info.width % 2
         self.height = info.height - info.height % 2
         self.frames_written = 0
+        self._next_pts = 0  # the slot after the last frame written
         self._file: atomic_write | None = None
         self._out: av.container.OutputContainer | None = None
         self._src: av.container.InputContainer | None = None
@@ -471,10 +472,16 @@ class VideoWriter:
 
     # -- writing
 
-    def write(self, frames: Iterable[np.ndarray]) -> None:
-        """Encode RGB uint8 frames of the source size, in order."""
+    def write(self, frames: Iterable[np.ndarray], pts: Iterable[int] | None = None) -> None:
+        """Encode RGB uint8 frames of the source size, in order.
+
+        pts: each frame's time in frames of the source rate (default: the next slot, one
+        frame after another). A live recording that dropped frames passes the slots its
+        frames were captured in, so the file keeps real time without repeating frames.
+        """
         if self._out is None or self._video is None:
             raise RuntimeError("VideoWriter.write called outside its `with` block")
+        slots = iter(pts) if pts is not None else None
         for rgb in frames:
             if rgb.shape != (self.info.height, self.info.width, 3) or rgb.dtype != np.uint8:
                 raise ValueError(
@@ -490,11 +497,15 @@ class VideoWriter:
                 dst_color_range="MPEG",
                 interpolation=SWSCALE_FLAGS,
             )
-            frame.pts = self.frames_written
+            slot = self._next_pts if slots is None else int(next(slots))
+            if slot < self._next_pts:
+                raise ValueError(f"frame pts {slot} is not after the previous frame's")
+            frame.pts = slot
             frame.time_base = self._video.codec_context.time_base
             self._out.mux(self._video.encode(frame))
             self.frames_written += 1
-            self._mux_audio_until(self.frames_written / self.info.fps)
+            self._next_pts = slot + 1
+            self._mux_audio_until(self._next_pts / self.info.fps)
 
     def _mux_audio_until(self, t: Fraction | None) -> None:
         """Copy source audio packets up to time t (None: all), interleaving them with video

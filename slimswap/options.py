@@ -16,7 +16,8 @@ import numpy as np
 
 from slimswap.errors import UserError
 
-MASKS = ("box", "area")
+MASKS = ("box", "area", "region")
+DETECTORS = ("mediapipe", "dlib")
 BLENDS = ("feather", "poisson")
 Picture = Path | np.ndarray  # a file, or an RGB uint8 image already in memory
 
@@ -45,7 +46,19 @@ class PasteOptions:
         default=("box", "area"),
         metadata=cli(
             "--mask",
-            help="Blend mask: box, area (face outline) or box,area.",
+            help="Blend masks, combined: box, area (face outline), region (face parts from the "
+            "mesh; see --mask-regions).",
+            cli_type=str,
+            parse=comma_list,
+            show=",".join,
+        ),
+    )
+    regions: tuple[str, ...] = field(
+        default=("skin", "eyes", "brows", "nose", "lips"),
+        metadata=cli(
+            "--mask-regions",
+            help="With --mask region: parts to swap, of skin, eyes, brows, nose, lips, "
+            "mouth-inside (left out: the target's teeth show through).",
             cli_type=str,
             parse=comma_list,
             show=",".join,
@@ -72,6 +85,12 @@ class PasteOptions:
             raise UserError(f"--mask takes a comma list of {', '.join(MASKS)}, got {got}")
         if self.blend not in BLENDS:
             raise UserError(f"--blend must be feather or poisson, got {self.blend!r}")
+        from slimswap.face.mask import REGIONS
+
+        bad = [r for r in self.regions if r not in REGIONS]
+        if bad or not self.regions:
+            got = ",".join(self.regions) or "nothing"
+            raise UserError(f"--mask-regions takes a comma list of {', '.join(REGIONS)}, got {got}")
 
 
 @dataclass
@@ -98,6 +117,14 @@ class SwapOptions(PasteOptions):
         metadata=cli(
             "--detect-every",
             help="Video: run the face detector every N frames (landmarks every frame).",
+        ),
+    )
+    detector: str = field(
+        default="mediapipe",
+        metadata=cli(
+            "--detector",
+            help="Face analysis: mediapipe (default; BlazeFace + face mesh, Apache-2.0 models, "
+            "GPU-capable) or dlib (HOG + 68-point model, non-commercial).",
         ),
     )
     upsample: int = field(
@@ -148,6 +175,12 @@ class SwapOptions(PasteOptions):
             )
         if self.detect_every < 1:
             raise UserError("--detect-every must be at least 1")
+        if self.detector not in DETECTORS:
+            raise UserError(f"--detector must be mediapipe or dlib, got {self.detector!r}")
+        if "region" in self.masks and self.detector == "dlib":
+            raise UserError(
+                "--mask region needs the face mesh: use --detector mediapipe (dlib has 68 points)"
+            )
         if self.batch_size < 1:
             raise UserError("--batch-size must be at least 1")
 
@@ -184,6 +217,7 @@ class JobSettings(SwapOptions):
             raise ValueError("a job's reference must be a file, not an image in memory")
         data = asdict(self)
         data["masks"] = list(self.masks)
+        data["regions"] = list(self.regions)
         data["reference"] = None if self.reference is None else str(self.reference)
         for key in ("c2pa_cert", "c2pa_key"):  # absolute, so a retry from elsewhere finds them
             value = getattr(self, key)
@@ -194,9 +228,108 @@ class JobSettings(SwapOptions):
     def from_json(cls, data: dict) -> JobSettings:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        if "masks" in values:
-            values["masks"] = tuple(values["masks"])
+        for key in ("masks", "regions"):
+            if key in values:
+                values[key] = tuple(values[key])
         for key in ("reference", "c2pa_cert", "c2pa_key"):
             if values.get(key) is not None:
                 values[key] = Path(values[key])
         return cls(**values)
+
+
+LIVE_OUTPUTS = ("window", "file", "v4l2")
+
+
+@dataclass
+class LiveSettings(JobSettings):
+    """`slimswap live`: where frames come from and go to, besides a swap job's settings.
+
+    The frame path (faces, masks, model, labels) is a job's; the live loop adds the source
+    (a camera, or a file or URL played as a live source), the output and the statistics file.
+    """
+
+    camera: int | None = field(
+        default=None,
+        metadata=cli("--camera", help="Camera index (the default source: camera 0)."),
+    )
+    input: str | None = field(
+        default=None,
+        metadata=cli(
+            "--input",
+            help="Instead of a camera: a video file or http(s) URL of one (replayed in real "
+            "time, as a live source) or a live stream URL (rtsp://, rtmp://, udp://, .m3u8; "
+            "read as it arrives).",
+        ),
+    )
+    output: str = field(
+        default="window",
+        metadata=cli(
+            "--output",
+            help="window (on screen; needs OpenCV with GUI support), file (a video at --out) "
+            "or v4l2 (a virtual camera for video calls; --out /dev/videoN).",
+        ),
+    )
+    out: Path | None = field(
+        default=None,
+        metadata=cli(
+            "--out",
+            cli_type=Path | None,
+            help="--output file: the video to write (.mp4/.mov/.mkv); --output v4l2: the "
+            "v4l2loopback device (default: the first one found).",
+        ),
+    )
+    stats: Path | None = field(
+        default=None,
+        metadata=cli(
+            "--stats",
+            cli_type=Path | None,
+            help="At the end, write latency (p50/p95) and throughput (frames captured, "
+            "processed, dropped, fps) as JSON here.",
+        ),
+    )
+    detect_scale: float = field(
+        default=0.5,
+        metadata=cli(
+            "--detect-scale",
+            help="Run the face detector on a copy scaled by this factor (faster; the full "
+            "frame is searched when the copy shows no face); 1 = full size.",
+        ),
+    )
+    camera_size: str | None = field(
+        default=None,
+        metadata=cli("--camera-size", help="Ask the camera for this size, WxH (e.g. 640x480)."),
+    )
+    seconds: float = field(
+        default=0.0,
+        metadata=cli("--seconds", help="Stop after this many seconds (0: at Ctrl-C or the end)."),
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.camera is not None and self.input is not None:
+            raise UserError("give --camera N or --input FILE_OR_URL, not both")
+        if self.camera is not None and self.camera < 0:
+            raise UserError(f"--camera must be 0 or more, got {self.camera}")
+        if self.output not in LIVE_OUTPUTS:
+            raise UserError(
+                f"--output must be one of {', '.join(LIVE_OUTPUTS)}, got {self.output!r}"
+            )
+        if self.output == "file" and self.out is None:
+            raise UserError("--output file needs --out VIDEO (e.g. --out live.mp4)")
+        if self.output == "window" and self.out is not None:
+            raise UserError("--out is for --output file or v4l2, not window")
+        if not 0 < self.detect_scale <= 1:
+            raise UserError(f"--detect-scale must be in (0, 1], got {self.detect_scale}")
+        if self.seconds < 0:
+            raise UserError("--seconds must be 0 (no limit) or more")
+        if self.camera_size is not None:
+            self.camera_wh()
+
+    def camera_wh(self) -> tuple[int, int] | None:
+        """--camera-size as (width, height), or None for the camera's own size."""
+        if self.camera_size is None:
+            return None
+        w, sep, h = self.camera_size.lower().partition("x")
+        if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+            raise UserError(f"--camera-size takes WxH, e.g. 640x480, got {self.camera_size!r}")
+        return int(w), int(h)

@@ -24,7 +24,7 @@ from slimswap.errors import UserError
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser
 from slimswap.face.blend import color_transfer, paste_back
-from slimswap.face.mask import area_mask, box_mask, combine_masks
+from slimswap.face.mask import DEFAULT_REGIONS, area_mask, box_mask, combine_masks, region_mask
 from slimswap.face.select import select_faces
 from slimswap.face.track import Timer, VideoFaces, no_timer
 from slimswap.options import PasteOptions, Picture, SwapOptions
@@ -76,12 +76,23 @@ class StageTimer:
 # ------------------------------------------------------------------ the core
 
 
-def face_mask(landmarks_in_crop: np.ndarray, size: int, masks: Sequence[str]) -> np.ndarray:
+def face_mask(
+    landmarks_in_crop: np.ndarray,
+    size: int,
+    masks: Sequence[str],
+    mesh_in_crop: np.ndarray | None = None,
+    regions: Sequence[str] = DEFAULT_REGIONS,
+) -> np.ndarray:
+    """The paste mask of one crop: the chosen masks combined (box, area, mesh regions)."""
     parts = []
     if "box" in masks:
         parts.append(box_mask(size))
     if "area" in masks:
         parts.append(area_mask(landmarks_in_crop, size))
+    if "region" in masks:
+        if mesh_in_crop is None:
+            raise UserError("--mask region needs the face mesh: use --detector mediapipe")
+        parts.append(region_mask(mesh_in_crop, size, regions))
     return combine_masks(*parts)
 
 
@@ -93,6 +104,7 @@ class _Job:
     crop: np.ndarray
     affine: np.ndarray
     landmarks: np.ndarray  # in crop coordinates
+    mesh: np.ndarray | None = None  # MediaPipe's 468 points in crop coordinates (region masks)
 
 
 def swap_frames(
@@ -119,7 +131,10 @@ def swap_frames(
             for face in frame_faces:
                 crop, affine = align(frames[i], face.kps, size)
                 lm = transform_points(face.landmarks, affine).astype(np.float32)
-                jobs.append(_Job(i, crop, affine, lm))
+                mesh = None
+                if face.mesh is not None:
+                    mesh = transform_points(face.mesh[:, :2], affine).astype(np.float32)
+                jobs.append(_Job(i, crop, affine, lm, mesh))
     if not jobs:
         return list(frames)
     with timer("swap"):
@@ -133,7 +148,7 @@ def swap_frames(
         own = getattr(swapper, "blend_masks", None)  # a swapper may narrow the mask
         narrow = own(np.stack([j.landmarks for j in jobs]), size) if own is not None else None
         for k, (job, crop) in enumerate(zip(jobs, swapped)):
-            mask = face_mask(job.landmarks, size, paste.masks)
+            mask = face_mask(job.landmarks, size, paste.masks, job.mesh, paste.regions)
             if narrow is not None:
                 mask = combine_masks(mask, narrow[k])
             if paste.color_correction:
@@ -171,6 +186,11 @@ def load_source_identity(
         raise UserError(
             f"no face found in source image {_name(source)}; use a clear, frontal photo of one person"
         )
+    return identity_from_face(image, face, resolution)
+
+
+def identity_from_face(image: np.ndarray, face: Face, resolution: int) -> SourceIdentity:
+    """A source identity from an analysed (embedded) face of an image already in memory."""
     crop, affine = align(image, face.kps, resolution)
     landmarks = transform_points(face.landmarks, affine).astype(np.float32)
     return SourceIdentity(embedding=face.embedding, crop=crop, landmarks=landmarks)
@@ -217,7 +237,7 @@ def _who(
     source: Picture, swapper: Swapper, options: SwapOptions, analyser: FaceAnalyser | None
 ) -> tuple[FaceAnalyser, SourceIdentity, np.ndarray | None]:
     """The analyser to use, the source identity, and the reference person's descriptor."""
-    analyser = analyser or FaceAnalyser(upsample=options.upsample)
+    analyser = analyser or FaceAnalyser(upsample=options.upsample, detector=options.detector)
     identity = load_source_identity(source, analyser, swapper.resolution)
     by_reference = options.face_selector == "reference"
     ref = reference_embedding(options.reference, analyser) if by_reference else None

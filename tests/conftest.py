@@ -41,8 +41,20 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def analyser() -> FaceAnalyser:
-    """One FaceAnalyser for the session: dlib models load once (about 1 s)."""
+    """One default FaceAnalyser (MediaPipe; dlib's ResNet for embeddings) for the session."""
     return FaceAnalyser()
+
+
+@pytest.fixture(scope="session")
+def analyser_mp() -> FaceAnalyser:
+    """The MediaPipe backend, named, for tests that compare backends."""
+    return FaceAnalyser(detector="mediapipe")
+
+
+@pytest.fixture(scope="session")
+def analyser_dlib() -> FaceAnalyser:
+    """dlib's HOG detector and 68-point predictor (the reference the 68-point map is fitted to)."""
+    return FaceAnalyser(detector="dlib")
 
 
 def read_rgb(path: Path | str, max_side: int | None = 800) -> np.ndarray:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from slimswap import media
 from slimswap.paths import EXAMPLES_DIR
@@ -17,13 +17,6 @@ from slimswap.paths import EXAMPLES_DIR
 FACE = EXAMPLES_DIR / "grace_hopper.jpg"
 OTHER_FACE = EXAMPLES_DIR / "astronaut.png"
 CLIP = EXAMPLES_DIR / "clip.mp4"
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=600, check=False,
-    )
 
 
 def digest(path: Path) -> str:
@@ -49,7 +42,18 @@ def test_version_prints_package_version():
 def test_swap_help_explains_every_option():
     proc = run_cli("swap", "--help")
     assert proc.returncode == 0
-    for option in ("--source", "--target", "--output", "--face-selector", "--reference", "--mask", "--blend", "--device", "--overwrite", "--mode"):
+    for option in (
+        "--source",
+        "--target",
+        "--output",
+        "--face-selector",
+        "--reference",
+        "--mask",
+        "--blend",
+        "--device",
+        "--overwrite",
+        "--mode",
+    ):
         assert option in proc.stdout
 
 
@@ -123,25 +127,37 @@ def no_face_png(tmp_path) -> Path:
 
 def test_source_without_face(tmp_path, no_face_png):
     out = tmp_path / "o.png"
-    assert_user_error(run_cli("swap", "-s", no_face_png, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "no face found in source")
+    assert_user_error(
+        run_cli("swap", "-s", no_face_png, "-t", OTHER_FACE, "-o", out, "--mode", "classic"),
+        "no face found in source",
+    )
     assert not out.exists()
 
 
 def test_target_image_without_face(tmp_path, no_face_png):
     out = tmp_path / "o.png"
-    assert_user_error(run_cli("swap", "-s", FACE, "-t", no_face_png, "-o", out, "--mode", "classic"), "no face found in target")
+    assert_user_error(
+        run_cli("swap", "-s", FACE, "-t", no_face_png, "-o", out, "--mode", "classic"),
+        "no face found in target",
+    )
     assert not out.exists()
 
 
 def test_truncated_image(tmp_path, truncated_jpg):
     out = tmp_path / "o.png"
-    assert_user_error(run_cli("swap", "-s", truncated_jpg, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), str(truncated_jpg.name))
+    assert_user_error(
+        run_cli("swap", "-s", truncated_jpg, "-t", OTHER_FACE, "-o", out, "--mode", "classic"),
+        str(truncated_jpg.name),
+    )
     assert not out.exists()
 
 
 def test_text_file_named_mp4(tmp_path, text_as_mp4):
     out = tmp_path / "o.mp4"
-    assert_user_error(run_cli("swap", "-s", FACE, "-t", text_as_mp4, "-o", out, "--mode", "classic"), text_as_mp4.name)
+    assert_user_error(
+        run_cli("swap", "-s", FACE, "-t", text_as_mp4, "-o", out, "--mode", "classic"),
+        text_as_mp4.name,
+    )
     assert not out.exists()
 
 
@@ -149,26 +165,34 @@ def test_unsupported_format(tmp_path):
     weird = tmp_path / "face.gifx"
     weird.write_bytes(FACE.read_bytes())
     out = tmp_path / "o.png"
-    assert_user_error(run_cli("swap", "-s", weird, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "gifx")
+    assert_user_error(
+        run_cli("swap", "-s", weird, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "gifx"
+    )
     assert not out.exists()
 
 
 def test_missing_output_folder(tmp_path):
     out = tmp_path / "no" / "such" / "o.png"
-    assert_user_error(run_cli("swap", "-s", FACE, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "folder")
+    assert_user_error(
+        run_cli("swap", "-s", FACE, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "folder"
+    )
     assert not out.exists()
 
 
 def test_existing_output_needs_overwrite(tmp_path):
     out = tmp_path / "o.png"
     out.write_bytes(b"keep me")
-    assert_user_error(run_cli("swap", "-s", FACE, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "--overwrite")
+    assert_user_error(
+        run_cli("swap", "-s", FACE, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "--overwrite"
+    )
     assert out.read_bytes() == b"keep me"
 
 
 def test_unwritable_output_path(tmp_path):
     out = Path("/proc/slimswap_out.png")
-    assert_user_error(run_cli("swap", "-s", FACE, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "writ")
+    assert_user_error(
+        run_cli("swap", "-s", FACE, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "writ"
+    )
     assert not out.exists()
 
 
@@ -176,7 +200,10 @@ def test_output_same_as_target_is_refused(tmp_path):
     target = tmp_path / "t.png"
     target.write_bytes(OTHER_FACE.read_bytes())
     before = digest(target)
-    assert_user_error(run_cli("swap", "-s", FACE, "-t", target, "-o", target, "--overwrite", "--mode", "classic"), "")
+    assert_user_error(
+        run_cli("swap", "-s", FACE, "-t", target, "-o", target, "--overwrite", "--mode", "classic"),
+        "",
+    )
     assert digest(target) == before
 
 
@@ -196,7 +223,9 @@ def test_video_frames_without_face_pass_through(tmp_path):
     mixed = frames[:30] + [blank] * 30
     import dataclasses
 
-    with media.VideoWriter(src, dataclasses.replace(info, frame_count=60, duration_s=2.0), CLIP) as w:
+    with media.VideoWriter(
+        src, dataclasses.replace(info, frame_count=60, duration_s=2.0), CLIP
+    ) as w:
         w.write(mixed)
     out = tmp_path / "o.mp4"
     proc = run_cli("swap", "-s", FACE, "-t", src, "-o", out, "--mode", "classic")

@@ -7,13 +7,12 @@ shows the message in the page; a queued job fails with it as its reason.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from slimswap.errors import UserError
 from slimswap.jobs import JOBS_DIRNAME, JobQueue, enqueue, plan_batch, run_queue
@@ -37,17 +36,6 @@ def damaged_models(tmp_path, monkeypatch) -> Path:
     (folder / entry.file).write_bytes(bytes(data))
     monkeypatch.setenv("SLIMSWAP_MODELS", str(folder))
     return folder / entry.file
-
-
-def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=dict(os.environ),
-    )
 
 
 def assert_one_line_exit_2(proc: subprocess.CompletedProcess, damaged: Path) -> None:

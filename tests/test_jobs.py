@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from slimswap import media
 from slimswap.errors import UserError
@@ -68,16 +69,6 @@ def targets(tmp_path) -> Path:
     shutil.copy(HOPPER, folder / "hopper.jpg")
     no_face_image(folder / "scenery.png")
     return folder
-
-
-def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def queue_for(out: Path) -> JobQueue:

@@ -9,8 +9,6 @@ import json
 import math
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -19,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from cryptography import x509
+from helpers import run_cli
 from PIL import Image
 
 from slimswap import media
@@ -41,16 +40,6 @@ HOPPER = EXAMPLES_DIR / "grace_hopper.jpg"
 ASTRONAUT = EXAMPLES_DIR / "astronaut.png"
 CLIP = EXAMPLES_DIR / "clip.mp4"
 COMPOSITE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def c2pa_store(path: Path) -> tuple[str, dict, dict]:
@@ -110,9 +99,7 @@ def reencode_h264(src: Path, dst: Path, crf: int) -> None:
 @pytest.fixture(scope="module")
 def swapped_png(tmp_path_factory, analyser: FaceAnalyser) -> Path:
     out = tmp_path_factory.mktemp("prov") / "swap.png"
-    swap_file(
-        HOPPER, ASTRONAUT, out, load_swapper("classic"), SwapOptions(), analyser
-    )
+    swap_file(HOPPER, ASTRONAUT, out, load_swapper("classic"), SwapOptions(), analyser)
     return out
 
 
@@ -124,9 +111,7 @@ def swapped_mp4(tmp_path_factory, analyser: FaceAnalyser) -> Path:
     with media.VideoWriter(short, info, source_path=None) as writer:
         writer.write(next(media.read_frames(CLIP, 30)))
     swapped = folder / "swapped.mp4"
-    report = swap_file(
-        HOPPER, short, swapped, load_swapper("classic"), SwapOptions(), analyser
-    )
+    report = swap_file(HOPPER, short, swapped, load_swapper("classic"), SwapOptions(), analyser)
     assert report.frames == 30 and report.frames_swapped > 20
     return swapped
 

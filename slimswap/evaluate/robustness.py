@@ -8,9 +8,8 @@ real image transformations, so the whole pipeline is exercised as a user would r
 - profile: the test faces with the largest yaw (measured on their landmarks), untransformed;
 - low_light: gamma darkening plus sensor noise;
 - small: the frame downscaled so the face is about `small_face_px` wide.
-Per pair the scoring follows `swap_eval.evaluate_swapper` (dlib's analysis of the swapped
-frame: ID distance to source and target, 68-landmark NME against the target's reference
-landmarks). The target's reference face comes from the clean photo, mapped through the
+Per pair the scoring is dlib's analysis of the swapped frame (ID distance to source and
+target, 68-landmark NME against the target's reference landmarks). The target's reference face comes from the clean photo, mapped through the
 transformation, so occluded or darkened landmarks never become their own reference.
 """
 
@@ -26,12 +25,13 @@ import numpy as np
 
 from slimswap.errors import UserError
 from slimswap.evaluate import metrics, report
-from slimswap.evaluate.swap_eval import _face_box, _load_rgb, _resize, match_face
+from slimswap.evaluate.heldout import face_view, load_rgb, match_face, resize
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser, embedding_distance, kps_from_landmarks
 from slimswap.pipeline import swap_frames
 from slimswap.swap.base import SourceIdentity, Swapper
 
+MAX_SIDE = 800  # large deepface photos are shrunk before analysis (seconds otherwise)
 SUBSETS = ("clean", "occlusion_rect", "occlusion_hand", "profile", "low_light", "small")
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
 JAW_LEFT, JAW_RIGHT, NOSE_TIP, CHIN = 0, 16, 30, 8
@@ -71,26 +71,40 @@ def face_set_from_shard(shard_path: Path, data_root: Path) -> FaceSet:
 
     shard = load_shard(shard_path)
     return FaceSet(
-        name=Path(shard_path).stem, labels=np.asarray(shard.labels), embeddings=np.asarray(shard.embeddings),
-        landmarks=np.asarray(shard.landmarks, np.float32), size=shard.size,
-        photos=[data_root / str(p) for p in shard.sources], crop_of=shard.image,
+        name=Path(shard_path).stem,
+        labels=np.asarray(shard.labels),
+        embeddings=np.asarray(shard.embeddings),
+        landmarks=np.asarray(shard.landmarks, np.float32),
+        size=shard.size,
+        photos=[data_root / str(p) for p in shard.sources],
+        crop_of=shard.image,
     )
 
 
-def face_set_from_folder(folder: Path, analyser: FaceAnalyser, max_photos: int = 40, size: int = 128) -> FaceSet:
+def face_set_from_folder(
+    folder: Path, analyser: FaceAnalyser, max_photos: int = 40, size: int = 128
+) -> FaceSet:
     """Photos under <folder>/<identity>/*.jpg analysed here (for when no test shard is built).
 
     Identities are visited round-robin so a few photos already cover several people.
     """
     folder = Path(folder)
     people = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    per_person = [sorted(q for q in p.iterdir() if q.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")) for p in people]
-    order = [(i, files[k]) for k in range(max(map(len, per_person), default=0)) for i, files in enumerate(per_person) if k < len(files)]
+    per_person = [
+        sorted(q for q in p.iterdir() if q.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+        for p in people
+    ]
+    order = [
+        (i, files[k])
+        for k in range(max(map(len, per_person), default=0))
+        for i, files in enumerate(per_person)
+        if k < len(files)
+    ]
     labels, embs, lms, photos, crops = [], [], [], [], []
     for label, path in order:
         if len(photos) >= max_photos:
             break
-        frame = _load_rgb(path)
+        frame = load_rgb(path, MAX_SIDE)
         faces = analyser.detect(frame) or analyser.detect(frame, upsample=analyser.upsample + 1)
         if not faces:
             continue
@@ -102,10 +116,17 @@ def face_set_from_folder(folder: Path, analyser: FaceAnalyser, max_photos: int =
         photos.append(path)
         crops.append(crop)
     if len({*labels}) < 2:
-        raise UserError(f"{folder} needs photos of at least two people in <identity>/ subfolders with detectable faces")
+        raise UserError(
+            f"{folder} needs photos of at least two people in <identity>/ subfolders with detectable faces"
+        )
     return FaceSet(
-        name=folder.name, labels=np.array(labels), embeddings=np.stack(embs).astype(np.float32),
-        landmarks=np.stack(lms).astype(np.float32), size=size, photos=photos, crop_of=lambda i: crops[i],
+        name=folder.name,
+        labels=np.array(labels),
+        embeddings=np.stack(embs).astype(np.float32),
+        landmarks=np.stack(lms).astype(np.float32),
+        size=size,
+        photos=photos,
+        crop_of=lambda i: crops[i],
     )
 
 
@@ -135,7 +156,9 @@ def _skin_colour(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return np.median(pixels, 0) if len(pixels) else np.array([180.0, 140.0, 120.0])
 
 
-def _composite(frame: np.ndarray, alpha: np.ndarray, colour: np.ndarray, shading: np.ndarray | None = None) -> np.ndarray:
+def _composite(
+    frame: np.ndarray, alpha: np.ndarray, colour: np.ndarray, shading: np.ndarray | None = None
+) -> np.ndarray:
     layer = np.broadcast_to(colour.astype(np.float32), frame.shape).copy()
     if shading is not None:
         layer *= shading[..., None]
@@ -149,7 +172,11 @@ def occlude_rect(frame: np.ndarray, landmarks: np.ndarray, rng: np.random.Genera
     w = face_width(lm)
     side = rng.integers(2)
     centre_x = lm[NOSE_TIP, 0]
-    x0, x1 = (lm[JAW_LEFT, 0] - 0.1 * w, centre_x + 0.1 * w) if side == 0 else (centre_x - 0.1 * w, lm[JAW_RIGHT, 0] + 0.1 * w)
+    x0, x1 = (
+        (lm[JAW_LEFT, 0] - 0.1 * w, centre_x + 0.1 * w)
+        if side == 0
+        else (centre_x - 0.1 * w, lm[JAW_RIGHT, 0] + 0.1 * w)
+    )
     y0, y1 = lm[NOSE_TIP, 1], lm[CHIN, 1] + 0.1 * w
     alpha = np.zeros(frame.shape[:2], np.float32)
     cv2.rectangle(alpha, (int(x0), int(y0)), (int(x1), int(y1)), 1.0, thickness=-1)
@@ -172,16 +199,33 @@ def occlude_hand(frame: np.ndarray, landmarks: np.ndarray, rng: np.random.Genera
     theta = np.deg2rad(tilt - 90)
     for k, length in enumerate((0.26, 0.3, 0.28, 0.22)):
         ang = theta + np.deg2rad((k - 1.5) * 14)
-        base = palm + 0.16 * w * np.array([np.cos(ang), np.sin(ang)]) + (k - 1.5) * 0.09 * w * np.array([-np.sin(theta), np.cos(theta)])
+        base = (
+            palm
+            + 0.16 * w * np.array([np.cos(ang), np.sin(ang)])
+            + (k - 1.5) * 0.09 * w * np.array([-np.sin(theta), np.cos(theta)])
+        )
         tip_centre = base + 0.5 * length * w * np.array([np.cos(ang), np.sin(ang)])
-        cv2.ellipse(alpha, pt(tip_centre), (int(0.5 * length * w), int(0.045 * w)), float(np.rad2deg(ang)), 0, 360, 1.0, -1)
+        cv2.ellipse(
+            alpha,
+            pt(tip_centre),
+            (int(0.5 * length * w), int(0.045 * w)),
+            float(np.rad2deg(ang)),
+            0,
+            360,
+            1.0,
+            -1,
+        )
     sigma = max(0.6, 0.012 * w)
     alpha = cv2.GaussianBlur(alpha, (0, 0), sigma)
-    shading = cv2.GaussianBlur(rng.uniform(0.8, 1.0, frame.shape[:2]).astype(np.float32), (0, 0), 0.08 * w)
+    shading = cv2.GaussianBlur(
+        rng.uniform(0.8, 1.0, frame.shape[:2]).astype(np.float32), (0, 0), 0.08 * w
+    )
     return _composite(frame, alpha, 0.9 * _skin_colour(frame, lm), shading)
 
 
-def low_light(frame: np.ndarray, rng: np.random.Generator, p: TransformParams = TransformParams()) -> np.ndarray:
+def low_light(
+    frame: np.ndarray, rng: np.random.Generator, p: TransformParams = TransformParams()
+) -> np.ndarray:
     """Under-exposure: gamma and gain on [0, 1] intensities, then Gaussian sensor noise."""
     dark = np.power(frame.astype(np.float32) / 255.0, p.low_light_gamma) * p.low_light_gain * 255.0
     noisy = dark + rng.normal(0.0, p.low_light_noise, frame.shape)
@@ -203,10 +247,18 @@ def scale_face(face: Face, scale: float) -> Face:
     """A Face in the coordinates of a frame resized by `scale` (pixel centres kept)."""
     lm = ((face.landmarks + 0.5) * scale - 0.5).astype(np.float32)
     bbox = (face.bbox * scale).astype(np.float32)
-    return Face(bbox=bbox, landmarks=lm, kps=kps_from_landmarks(lm), score=face.score, embedding=face.embedding)
+    return Face(
+        bbox=bbox,
+        landmarks=lm,
+        kps=kps_from_landmarks(lm),
+        score=face.score,
+        embedding=face.embedding,
+    )
 
 
-def transform(subset: str, frame: np.ndarray, ref: Face, seed: int, p: TransformParams) -> tuple[np.ndarray, Face]:
+def transform(
+    subset: str, frame: np.ndarray, ref: Face, seed: int, p: TransformParams
+) -> tuple[np.ndarray, Face]:
     """The subset's version of a clean frame and the reference face mapped into it."""
     rng = np.random.default_rng([p.occlusion_seed, seed])
     if subset in ("clean", "profile"):
@@ -239,7 +291,9 @@ class Case:
     found_default: bool = False  # found at the configured upsample (not only on retry)
 
 
-def _pick_sources(labels: np.ndarray, targets: Sequence[int], rng: np.random.Generator) -> list[int]:
+def _pick_sources(
+    labels: np.ndarray, targets: Sequence[int], rng: np.random.Generator
+) -> list[int]:
     out = []
     for t in targets:
         others = np.flatnonzero(labels != labels[t])
@@ -247,12 +301,16 @@ def _pick_sources(labels: np.ndarray, targets: Sequence[int], rng: np.random.Gen
     return out
 
 
-def plan_cases(faces: FaceSet, n: int, seed: int = 0, subsets: Sequence[str] = SUBSETS) -> list[Case]:
+def plan_cases(
+    faces: FaceSet, n: int, seed: int = 0, subsets: Sequence[str] = SUBSETS
+) -> list[Case]:
     """n candidate pairs per subset (x3 spares for photos without a reference face): random
     targets shared by the transformed subsets, the largest-|yaw| faces for `profile`."""
     rng = np.random.default_rng(seed)
     order = [int(i) for i in rng.permutation(len(faces))][: 3 * n]
-    by_yaw = [int(i) for i in np.argsort([-abs(yaw_proxy(lm)) for lm in faces.landmarks], kind="stable")][: 3 * n]
+    by_yaw = [
+        int(i) for i in np.argsort([-abs(yaw_proxy(lm)) for lm in faces.landmarks], kind="stable")
+    ][: 3 * n]
     # one source per target, the same in every transformed subset, so subsets compare paired
     sources = _pick_sources(faces.labels, order, np.random.default_rng([seed, 1]))
     profile_sources = _pick_sources(faces.labels, by_yaw, np.random.default_rng([seed, 2]))
@@ -273,13 +331,17 @@ class _CleanFaces:
         if t not in self.cache:
             if len(self.cache) > 512:
                 self.cache.clear()
-            frame = _load_rgb(self.faces.photos[t])
-            found = self.analyser.detect(frame) or self.analyser.detect(frame, upsample=self.analyser.upsample + 1)
+            frame = load_rgb(self.faces.photos[t], MAX_SIDE)
+            found = self.analyser.detect(frame) or self.analyser.detect(
+                frame, upsample=self.analyser.upsample + 1
+            )
             self.cache[t] = (frame, max(found, key=lambda f: f.area) if found else None)
         return self.cache[t]
 
 
-def detect_target(frame: np.ndarray, ref: Face, analyser: FaceAnalyser, upsample: int) -> tuple[Face | None, bool]:
+def detect_target(
+    frame: np.ndarray, ref: Face, analyser: FaceAnalyser, upsample: int
+) -> tuple[Face | None, bool]:
     """What the pipeline would swap: the detection at the reference face, retrying with one
     more upsampling step (what `--upsample` buys a user); (face, found without the retry)."""
     face = match_face(analyser.detect(frame, upsample=upsample), ref.bbox)
@@ -301,8 +363,15 @@ class PairScore:
 
 
 def score_swap(
-    swapper: Swapper, frame: np.ndarray, face: Face, ref: Face, identity: SourceIdentity,
-    source_emb: np.ndarray, target_emb: np.ndarray, analyser: FaceAnalyser, upsample: int,
+    swapper: Swapper,
+    frame: np.ndarray,
+    face: Face,
+    ref: Face,
+    identity: SourceIdentity,
+    source_emb: np.ndarray,
+    target_emb: np.ndarray,
+    analyser: FaceAnalyser,
+    upsample: int,
 ) -> PairScore:
     """swap_eval's per-pair protocol on any frame: swap `face`, re-detect, embed, compare.
 
@@ -351,7 +420,7 @@ class RobustnessRun:
 def _identity(faces: FaceSet, s: int, resolution: int) -> SourceIdentity:
     return SourceIdentity(
         embedding=faces.embeddings[s].astype(np.float32),
-        crop=_resize(faces.crop_of(s), resolution),
+        crop=resize(faces.crop_of(s), resolution),
         landmarks=faces.landmarks[s].astype(np.float32) * resolution / faces.size,
     )
 
@@ -370,7 +439,7 @@ def evaluate_robustness(
     """Each subset's detection rates and swap quality for every swapper (n pairs a subset)."""
     from rich.progress import track
 
-    analyser = analyser or FaceAnalyser(upsample=upsample)
+    analyser = analyser or FaceAnalyser(upsample=upsample, detector="dlib")  # as the report says
     clean = _CleanFaces(faces, analyser)
     cases = plan_cases(faces, n, seed, subsets)
     done = {s: 0 for s in subsets}
@@ -388,18 +457,27 @@ def evaluate_robustness(
         frame, case.ref = transform(case.subset, frame, ref, case.seed, params)
         case.face, case.found_default = detect_target(frame, case.ref, analyser, upsample)
         done[case.subset] += 1
-        views = [_face_box(frame, case.ref)]
+        views = [face_view(frame, case.ref)]
         for sw in swappers:
             key = (sw.name, case.subset)
-            st = stats.setdefault(key, {k: [] for k in ("found", "found_default", "swap_det", "src", "tgt", "nme")})
+            st = stats.setdefault(
+                key, {k: [] for k in ("found", "found_default", "swap_det", "src", "tgt", "nme")}
+            )
             st["found"].append(case.face is not None)
             st["found_default"].append(case.found_default)
             if case.face is None:
                 continue
             t0 = time.perf_counter()
             score = score_swap(
-                sw, frame, case.face, case.ref, _identity(faces, case.source, sw.resolution),
-                faces.embeddings[case.source], faces.embeddings[case.target], analyser, upsample,
+                sw,
+                frame,
+                case.face,
+                case.ref,
+                _identity(faces, case.source, sw.resolution),
+                faces.embeddings[case.source],
+                faces.embeddings[case.target],
+                analyser,
+                upsample,
             )
             spent[key] = spent.get(key, 0.0) + time.perf_counter() - t0
             st["swap_det"].append(score.swap_detected)
@@ -407,7 +485,7 @@ def evaluate_robustness(
                 st["src"].append(score.id_dist_to_source)
                 st["tgt"].append(score.id_dist_to_target)
                 st["nme"].append(score.landmark_nme)
-            views.append(_face_box(score.swapped, case.ref))
+            views.append(face_view(score.swapped, case.ref))
         if case.subset not in examples and len(views) == len(swappers) + 1:
             examples[case.subset] = views
     results = []
@@ -419,7 +497,9 @@ def evaluate_robustness(
                 r.pairs = len(st["found"])
                 r.target_detect_rate = float(np.mean(st["found_default"]))
                 r.target_detect_rate_retry = float(np.mean(st["found"]))
-                r.swap_detect_rate = float(np.mean(st["swap_det"])) if st["swap_det"] else float("nan")
+                r.swap_detect_rate = (
+                    float(np.mean(st["swap_det"])) if st["swap_det"] else float("nan")
+                )
                 if st["src"]:
                     r.id_dist_to_source = float(np.mean(st["src"]))
                     r.id_dist_to_target = float(np.mean(st["tgt"]))
@@ -428,7 +508,9 @@ def evaluate_robustness(
                 r.seconds = spent.get((sw.name, subset), 0.0)
             results.append(r)
     if not any(r.pairs for r in results):
-        raise UserError(f"no test face of {faces.name} could be analysed; check the photos under the data folder")
+        raise UserError(
+            f"no test face of {faces.name} could be analysed; check the photos under the data folder"
+        )
     return RobustnessRun([sw.name for sw in swappers], results, examples, skipped)
 
 
@@ -454,22 +536,35 @@ def markdown_table(results: Sequence[SubsetResult]) -> str:
     return report.markdown_table(["model", "subset", *[c[1] for c in COLUMNS]], rows)
 
 
-def save_robustness_report(run: RobustnessRun, out_dir: Path, command: str, env: dict, config: dict) -> dict[str, Path]:
+def save_robustness_report(
+    run: RobustnessRun, out_dir: Path, command: str, env: dict, config: dict
+) -> dict[str, Path]:
     """robustness.{json,md,png} and robustness_grid.png (transformed target | swap per model)."""
     out_dir = Path(out_dir)
-    paths = {k: out_dir / f"robustness{s}" for k, s in (("json", ".json"), ("md", ".md"), ("png", ".png"), ("grid", "_grid.png"))}
-    report.write_json(paths["json"], {
-        "environment": env, "command": command, "config": config, "skipped_without_reference": run.skipped,
-        "results": [asdict(r) for r in run.results],
-    })
+    paths = {
+        k: out_dir / f"robustness{s}"
+        for k, s in (("json", ".json"), ("md", ".md"), ("png", ".png"), ("grid", "_grid.png"))
+    }
+    report.write_json(
+        paths["json"],
+        {
+            "environment": env,
+            "command": command,
+            "config": config,
+            "skipped_without_reference": run.skipped,
+            "results": [asdict(r) for r in run.results],
+        },
+    )
     md = [
         report.header("slimswap eval robustness", env, command),
         markdown_table(run.results),
-        ("\n`target found`: dlib finds the transformed target face at the run's `--upsample`; "
-         "`found w/ +1 upsample`: also counting a retry with one more upsampling step (those are "
-         "swapped too); `swap detected`: of the swapped targets, dlib still finds a face at the "
-         "same place. ID distances and NME average over detected swaps; NME is against the clean "
-         "photo's landmarks mapped into the transformed frame.\n"),
+        (
+            "\n`target found`: dlib finds the transformed target face at the run's `--upsample`; "
+            "`found w/ +1 upsample`: also counting a retry with one more upsampling step (those are "
+            "swapped too); `swap detected`: of the swapped targets, dlib still finds a face at the "
+            "same place. ID distances and NME average over detected swaps; NME is against the clean "
+            "photo's landmarks mapped into the transformed frame.\n"
+        ),
         f"Transformations: {config.get('transforms')}\n",
         f"![robustness]({paths['png'].name})\n\n![examples]({paths['grid'].name})\n",
     ]
@@ -485,11 +580,17 @@ def _chart(results: Sequence[SubsetResult], path: Path) -> None:
     subsets = list(dict.fromkeys(r.subset for r in results))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     width = 0.8 / len(models)
-    panels = (("target_detect_rate", "target face found"), ("swap_detect_rate", "swapped face detected"),
-              ("id_dist_to_source", "ID distance to source (lower is better)"))
+    panels = (
+        ("target_detect_rate", "target face found"),
+        ("swap_detect_rate", "swapped face detected"),
+        ("id_dist_to_source", "ID distance to source (lower is better)"),
+    )
     for ax, (key, title) in zip(axes, panels):
         for i, m in enumerate(models):
-            vals = [next(getattr(r, key) for r in results if r.model == m and r.subset == s) for s in subsets]
+            vals = [
+                next(getattr(r, key) for r in results if r.model == m and r.subset == s)
+                for s in subsets
+            ]
             vals = [v if np.isfinite(v) else 0.0 for v in vals]
             ax.bar(np.arange(len(subsets)) + i * width, vals, width, label=m)
         ax.set_xticks(np.arange(len(subsets)) + 0.4 - width / 2, subsets, rotation=30, ha="right")

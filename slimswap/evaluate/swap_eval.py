@@ -1,246 +1,829 @@
-"""`slimswap eval swapper`: swap quality on identities no training step has seen.
+"""`slimswap eval swapper`: score what a user sees, the swap pasted into their own photo.
 
-Protocol (DESIGN.md): for N (source, target) pairs of different held-out identities, swap the
-target photo's face with the full pipeline (align, swap, mask, colour, paste-back), then run
-dlib's own C++ analysis on the result: ID distance to the source and to the target, top-1
-retrieval among all held-out identities, and 68-landmark NME against the target photo's own
-landmarks (pose and expression must follow the target). Self-swap PSNR/SSIM are measured on
-the aligned 128 px crops (the swapper's own resolution) with the target's own identity.
+Protocol (DESIGN.md "Evaluation protocol", issue 11). Every pair of held-out photos goes
+through the product's own full-frame step (align, swap, mask, colour, paste-back; one adapter,
+`swap_in_photo`) on the photo at its own resolution (long side capped at `max_side`, 1600 px
+by default: only large deepface photos are shrunk). Scores are taken on the pasted photo:
+- sharpness ratio (inner face: brows, eyes, nose, mouth), swap over target, mean and worst 10 %;
+- identity by the evaluation-only recognizer (never in a loss): cosine to the source photo
+  and to the target photo, and top-1 retrieval among the set's identities (mean embedding
+  per identity, leaving out the pair's own two photos), as source and as target;
+- skin colour: CIEDE2000 against the target (mean and 95th percentile);
+- 68-landmark NME of the swap against the target (pose and expression must follow it);
+- dlib's distance to source and target, share < 0.6 and dlib retrieval (secondary: the
+  generator's identity loss trains against dlib's network, so these flatter it);
+- cross-photo reconstruction: source = another photo (or a frame a second or more away) of
+  the target's own person, so the ideal output is the target itself: PSNR and SSIM over the
+  face, plus the colour and sharpness scores;
+- crop level (secondary): self-swap PSNR/SSIM on aligned crops at the swapper's resolution.
+Per-pair scores are appended to `<out>/cache/pairs.jsonl` as they are made, so an interrupted
+run continues where it stopped (the cache is keyed by the models' and recognizer's hashes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from slimswap.errors import UserError
-from slimswap.evaluate import metrics
-from slimswap.face.analyser import FaceAnalyser, embedding_distance
-from slimswap.pipeline import swap_frames
+from slimswap.evaluate import metrics, regions, report
+from slimswap.evaluate.heldout import (
+    HeldOutSet,
+    Photos,
+    cross_pairs,
+    face_box_view,
+    redetect,
+    resize,
+    same_pairs,
+)
+from slimswap.evaluate.recognition import CROP_SIZE, EvalRecognizer, auc_summary, verification
+from slimswap.face.analyser import Face, FaceAnalyser, embedding_distance
+from slimswap.pipeline import identity_from_face, swap_frames
 from slimswap.swap.base import SourceIdentity, Swapper
 
-MAX_SIDE = 800  # large deepface photos are shrunk before analysis (seconds otherwise)
+SCORING_VERSION = 1  # bump when a per-pair score changes meaning: cached pairs are then redone
+CELL_PX = 288  # grid cell side, cut around the face from the full-resolution result
 
 
 @dataclass
-class EvalResult:
-    model: str
-    test_set: str
-    pairs: int = 0
-    identities: int = 0  # held-out identities used (after removing any the model saw)
-    detected: int = 0  # swaps in which dlib still finds a face
-    id_dist_to_source: float = float("nan")
-    id_dist_to_target: float = float("nan")
-    share_below_0_6: float = float("nan")
-    retrieval_top1: float = float("nan")
-    landmark_nme: float = float("nan")
-    self_psnr: float = float("nan")
-    self_ssim: float = float("nan")
-    seconds: float = 0.0
-    examples: list = field(default_factory=list, repr=False)
+class EvalConfig:
+    pairs: int = 100  # different-person (source, target) pairs per photo set
+    same_pairs: int = 50  # same-person pairs per set (photos, and video frames)
+    self_swaps: int = 50  # crop-level self-swaps per set
+    grid: int = 16  # rows of the picture (different-person pairs, spread over the photo sets)
+    max_side: int = 1600  # photos larger than this are shrunk before anything (time)
+    min_gap_s: float = 1.0  # video frame pairs at least this far apart
+    seed: int = 0
+    resume: bool = True
 
 
-def _load_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    from slimswap.media import read_image
-
-    img = read_image(path)
-    if max(img.shape[:2]) > MAX_SIDE:
-        s = MAX_SIDE / max(img.shape[:2])
-        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-    return img
+# ----------------------------------------------------------------------------- the pipeline
 
 
-def make_pairs(labels: np.ndarray, n: int, seed: int = 0) -> list[tuple[int, int]]:
-    """n deterministic (source, target) index pairs with different identities."""
-    rng = np.random.default_rng(seed)
-    pairs: list[tuple[int, int]] = []
-    while len(pairs) < n:
-        s, t = rng.integers(0, len(labels), 2)
-        if labels[s] != labels[t]:
-            pairs.append((int(s), int(t)))
-    return pairs
+def swap_in_photo(
+    frame: np.ndarray, face: Face, swapper: Swapper, identity: SourceIdentity
+) -> np.ndarray:
+    """The product's full-frame step on one face (align, swap, mask, colour, paste-back) with
+    the `swap` command's default paste options."""
+    (out,) = swap_frames([frame], [[face]], swapper, identity)
+    return out
 
 
-def unseen_mask(shard, seen_shard_path: Path | None, threshold: float = 0.36) -> np.ndarray:
-    """Rows of `shard` whose identity a model trained on `seen_shard_path` never saw.
+# ----------------------------------------------------------------------------- per-pair scores
 
-    An identity counts as seen when its name is in the training shard or its mean dlib
-    descriptor lies within `threshold` of a training identity's (the same person filed under
-    another name, as the data build's leak guard defines it).
+
+def image_scores(
+    output: np.ndarray, target: np.ndarray, landmarks: np.ndarray, reconstruction: bool
+) -> dict:
+    """Sharpness, skin colour and (for reconstruction) PSNR/SSIM of `output` against `target`.
+
+    Both are full frames of the same size; `landmarks` are the target face's 68 points. Work
+    is done on the face's rectangle only.
     """
-    keep = np.ones(len(shard), bool)
-    if seen_shard_path is None:
-        return keep
-    from slimswap.train.shards import load_shard
-
-    seen = load_shard(seen_shard_path)
-    seen_names = set(str(n) for n in seen.identities)
-    seen_c = np.stack([seen.embeddings[seen.labels == i].astype(np.float32).mean(0) for i in range(len(seen.identities))])
-    for i, name in enumerate(shard.identities):
-        rows = shard.labels == i
-        if not rows.any():
-            continue
-        c = shard.embeddings[rows].astype(np.float32).mean(0)
-        if str(name) in seen_names or np.linalg.norm(seen_c - c, axis=1).min() < threshold:
-            keep[rows] = False
-    return keep
+    x0, y0, x1, y1 = regions.roi_box(landmarks, target.shape)
+    a, b = output[y0:y1, x0:x1], target[y0:y1, x0:x1]
+    lm = np.asarray(landmarks, np.float32) - np.array([x0, y0], np.float32)
+    de_mean, de_p95 = metrics.ciede2000(a, b, regions.skin_mask(b.shape, lm))
+    scores = {
+        "sharpness_ratio": metrics.sharpness_ratio(a, b, regions.inner_face_mask(b.shape, lm)),
+        "de2000_mean": de_mean,
+        "de2000_p95": de_p95,
+    }
+    if reconstruction:
+        face = regions.face_mask(b.shape, lm)
+        scores["psnr"] = metrics.masked_psnr(a, b, face)
+        scores["ssim"] = metrics.masked_ssim(a, b, face)
+    return scores
 
 
-def evaluate_swapper(
-    swapper: Swapper,
-    shard_path: Path,
-    data_root: Path,
-    n_pairs: int = 500,
-    n_self: int = 200,
-    seed: int = 0,
-    analyser: FaceAnalyser | None = None,
-    progress: bool = True,
-    exclude_seen: Path | None = None,
-) -> EvalResult:
-    from rich.progress import track
+@dataclass
+class Gallery:
+    """Per-photo embeddings of one set, for retrieval among its identities."""
 
-    from slimswap.train.shards import load_shard
+    labels: np.ndarray
+    recognizer: np.ndarray  # (N, D) unit vectors
+    dlib: np.ndarray  # (N, 128)
 
-    start = time.time()
-    shard = load_shard(shard_path)
-    analyser = analyser or FaceAnalyser()
-    result = EvalResult(model=swapper.name, test_set=Path(shard_path).stem)
-    # gallery for retrieval: mean dlib descriptor per identity of the test set
-    keep = unseen_mask(shard, exclude_seen)
-    result.identities = int(len(np.unique(shard.labels[keep])))
-    labels = np.where(keep, shard.labels, -1)
-    ids = np.unique(labels[keep])
-    gallery = np.stack([shard.embeddings[labels == i].astype(np.float32).mean(0) for i in ids])
 
-    to_src, to_tgt, nme, queries, query_labels = [], [], [], [], []
-    rows = np.flatnonzero(keep)
-    pairs = [(int(rows[s]), int(rows[t])) for s, t in make_pairs(labels[keep], n_pairs, seed)]
-    cache: dict[int, tuple] = {}
-    for s, t in track(pairs, description=f"eval {swapper.name} on {result.test_set}", disable=not progress):
-        if t not in cache:
-            frame = _load_rgb(data_root / str(shard.sources[t]))
-            faces = analyser.detect(frame)
-            cache[t] = (frame, max(faces, key=lambda f: f.area) if faces else None)
-        frame, face = cache[t]
-        if face is None:
-            continue
-        src_crop = shard.image(s)
-        identity = SourceIdentity(
-            embedding=shard.embeddings[s].astype(np.float32),
-            crop=_resize(src_crop, swapper.resolution),
-            landmarks=shard.landmarks[s].astype(np.float32) * swapper.resolution / shard.size,
+@dataclass
+class Side:
+    """One photo of a pair: its index in the set, its face, its recognizer embedding."""
+
+    index: int
+    path: Path
+    face: Face  # with dlib's descriptor
+    rec: np.ndarray
+
+
+def identity_scores(
+    output: np.ndarray,
+    source: Side,
+    target: Side,
+    gallery: Gallery,
+    judge: EvalRecognizer,
+    analyser: FaceAnalyser,
+    swapped: Face | None,
+) -> dict:
+    """Who the pasted face is, by the recognizer (every pair) and dlib (when dlib finds it).
+
+    The recognizer reads the swap aligned on the target's keypoints (the place the pipeline
+    pasted it), so every pair is judged, even when dlib no longer detects the face.
+    """
+    q = judge.embed_faces([output], [target.face.kps])[0]
+    own = (source.index, target.index)
+    src_label, tgt_label = int(gallery.labels[source.index]), int(gallery.labels[target.index])
+    pred = metrics.nearest_identity(q, gallery.recognizer, gallery.labels, exclude=own)
+    scores = {
+        "rec_cos_to_source": float(q @ source.rec),
+        "rec_cos_to_target": float(q @ target.rec),
+        "rec_top1_as_source": float(pred == src_label),
+        "rec_top1_as_target": float(pred == tgt_label),
+    }
+    if swapped is not None:
+        emb = analyser.embed(output, swapped).embedding
+        dpred = metrics.nearest_identity(emb, gallery.dlib, gallery.labels, own, "euclidean")
+        scores.update(
+            id_dist_to_source=embedding_distance(emb, source.face.embedding),
+            id_dist_to_target=embedding_distance(emb, target.face.embedding),
+            dlib_top1_as_source=float(dpred == src_label),
         )
-        (out,) = swap_frames([frame], [[face]], swapper, identity)
-        result.pairs += 1
-        best = match_face(analyser.detect(out), face.bbox)
-        if best is None:
-            continue
-        best = analyser.embed(out, best)
-        result.detected += 1
-        to_src.append(embedding_distance(best.embedding, shard.embeddings[s]))
-        to_tgt.append(embedding_distance(best.embedding, shard.embeddings[t]))
-        nme.append(metrics.landmark_nme(best.landmarks, face.landmarks))
-        queries.append(best.embedding)
-        query_labels.append(labels[s])
-        if len(result.examples) < 8:
-            result.examples.append((src_crop, _face_box(frame, face), _face_box(out, face)))
-    if not to_src:
-        raise UserError(f"no swapped face was detected in any of {len(pairs)} pairs")
-    result.id_dist_to_source = float(np.mean(to_src))
-    result.id_dist_to_target = float(np.mean(to_tgt))
-    result.share_below_0_6 = float(np.mean(np.array(to_src) < 0.6))
-    result.retrieval_top1 = metrics.top1_retrieval(np.stack(queries), np.array(query_labels), gallery, ids)
-    result.landmark_nme = float(np.mean(nme))
-
-    # self-swap on aligned crops at the swapper's resolution
-    rng = np.random.default_rng(seed + 1)
-    idx = rng.choice(rows, size=min(n_self, len(rows)), replace=False)
-    crops = np.stack([_resize(shard.image(int(i)), swapper.resolution) for i in idx])
-    lms = np.stack([shard.landmarks[int(i)].astype(np.float32) * swapper.resolution / shard.size for i in idx])
-    ps, ss = [], []
-    for k, i in enumerate(idx):
-        ident = SourceIdentity(embedding=shard.embeddings[int(i)].astype(np.float32), crop=crops[k], landmarks=lms[k])
-        (own,) = swapper.swap(crops[k : k + 1], ident, target_landmarks=lms[k : k + 1])
-        ps.append(metrics.psnr(own, crops[k]))
-        ss.append(metrics.ssim(own, crops[k]))
-    finite = [p for p in ps if np.isfinite(p)]
-    result.self_psnr = float(np.mean(finite)) if finite else float("inf")
-    result.self_ssim = float(np.mean(ss))
-    result.seconds = time.time() - start
-    return result
+    return scores
 
 
-def match_face(found: list, box: np.ndarray, min_iou: float = 0.3):
-    """The detection overlapping `box` most, if it overlaps enough (the swapped face)."""
-    from slimswap.face.select import iou
-
-    if not found:
-        return None
-    best = max(found, key=lambda f: iou(f.bbox, box))
-    return best if iou(best.bbox, box) >= min_iou else None
+# ----------------------------------------------------------------------------- the run
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
-    import cv2
+@dataclass
+class SetResult:
+    """One swapper on one set. Field names up to `self_ssim` are those of earlier reports."""
 
-    if img.shape[0] == size:
-        return img
-    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
+    model: str
+    mode: str
+    test_set: str
+    kind: str  # photos | video
+    pairs: int = 0  # different-person pairs scored
+    identities: int = 0
+    detected: int = 0  # of those, swaps dlib still finds at the face's place
+    id_dist_to_source: float = math.nan
+    id_dist_to_target: float = math.nan
+    share_below_0_6: float = math.nan
+    retrieval_top1: float = math.nan  # dlib, as source
+    landmark_nme: float = math.nan
+    self_psnr: float = math.nan  # crop level, swapper's resolution
+    self_ssim: float = math.nan
+    sharpness_ratio: float = math.nan
+    sharpness_ratio_worst10: float = math.nan
+    rec_cos_to_source: float = math.nan
+    rec_cos_to_target: float = math.nan
+    rec_top1_as_source: float = math.nan
+    rec_top1_as_target: float = math.nan
+    de2000_mean: float = math.nan
+    de2000_p95: float = math.nan
+    recon_pairs: int = 0
+    recon_psnr: float = math.nan
+    recon_ssim: float = math.nan
+    recon_de2000_mean: float = math.nan
+    recon_de2000_p95: float = math.nan
+    recon_sharpness_ratio: float = math.nan
+    self_swaps: int = 0
+    crop_px: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        """The fields that apply: a video set has no different-person pairs."""
+        d = asdict(self)
+        if self.kind == "video":
+            d = {k: v for k, v in d.items() if k not in CROSS_ONLY}
+        return report.jsonable(d)
 
 
-def _face_box(frame: np.ndarray, face, size: int = 128) -> np.ndarray:
-    """A square view around the face for the example grid."""
-    from slimswap.face.align import align
+CROSS_ONLY = {
+    "pairs", "identities", "detected", "id_dist_to_source", "id_dist_to_target",
+    "share_below_0_6", "retrieval_top1", "landmark_nme", "sharpness_ratio",
+    "sharpness_ratio_worst10", "rec_cos_to_source", "rec_cos_to_target", "rec_top1_as_source",
+    "rec_top1_as_target", "de2000_mean", "de2000_p95",
+}  # fmt: skip
 
-    crop, _ = align(frame, face.kps, size)
-    return crop
+
+@dataclass
+class GridRow:
+    key: str  # the pair's key in the per-pair rows
+    cells: list[np.ndarray]  # source, target, then one per model (CELL_PX squares)
 
 
-ROW_KEYS = [
-    ("id_dist_to_source", "ID dist → source ↓", "{:.3f}"),
-    ("id_dist_to_target", "ID dist → target", "{:.3f}"),
-    ("share_below_0_6", "share < 0.6", "{:.1%}"),
-    ("retrieval_top1", "retrieval top-1 ↑", "{:.1%}"),
-    ("landmark_nme", "landmark NME ↓", "{:.4f}"),
-    ("self_psnr", "self-swap PSNR dB ↑", "{:.2f}"),
-    ("self_ssim", "self-swap SSIM ↑", "{:.3f}"),
-    ("detected", "swaps detected", "{}"),
+@dataclass
+class EvalRun:
+    results: list[SetResult]
+    rows: list[dict]  # every per-pair score
+    grid: list[GridRow] = field(default_factory=list)
+    verification: dict = field(default_factory=dict)  # set -> recognizer verification
+    sets: dict = field(default_factory=dict)  # set -> photos, identities, shrunk, no_face
+    seconds: float = 0.0
+    resumed_rows: int = 0  # per-pair scores taken from the cache of an earlier run
+
+
+class PairStore:
+    """Per-pair scores, appended to a JSONL file as they are made (resume after a stop).
+
+    Grid cells of the pairs shown in the picture are kept beside it as PNGs.
+    """
+
+    def __init__(self, folder: Path | None, fingerprint: str) -> None:
+        self.folder, self.fp, self.rows = folder, fingerprint, {}
+        self.path = folder / "pairs.jsonl" if folder else None
+        if self.path is not None and self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by an interrupted write
+                    continue
+                if row.get("fp") == fingerprint:
+                    self.rows[(row["key"], row["model"])] = row
+        self.loaded = len(self.rows)
+
+    def get(self, key: str, model: str) -> dict | None:
+        return self.rows.get((key, model))
+
+    def add(self, row: dict) -> dict:
+        row = {"fp": self.fp, **report.jsonable(row)}
+        self.rows[(row["key"], row["model"])] = row
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        return row
+
+    def _cell(self, key: str, i: int) -> Path:
+        digest = hashlib.sha1(f"{self.fp}|{key}|{i}".encode()).hexdigest()[:20]
+        return self.folder / "cells" / f"{digest}.png"
+
+    def save_cells(self, key: str, cells: Sequence[np.ndarray]) -> None:
+        if self.folder is None:
+            return
+        for i, cell in enumerate(cells):
+            path = self._cell(key, i)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), cv2.cvtColor(cell, cv2.COLOR_RGB2BGR))
+
+    def cells(self, key: str, count: int) -> list[np.ndarray] | None:
+        if self.folder is None:
+            return None
+        out = []
+        for i in range(count):
+            path = self._cell(key, i)
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+            if img is None:
+                return None
+            out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        return out
+
+
+def listed_models() -> dict[str, dict]:
+    """models/MANIFEST entries by name, read as plain JSON (any kind of entry)."""
+    from slimswap.swap.registry import manifest_path
+
+    path = manifest_path()
+    if not path.is_file():
+        return {}
+    try:
+        return {e["name"]: e for e in json.loads(path.read_text()).get("models", [])}
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return {}
+
+
+def fingerprint(swappers: Sequence[Swapper], judge: EvalRecognizer, cfg: EvalConfig) -> str:
+    """What the cached scores depend on: models (by weight hash), recognizer, size cap."""
+    listed = listed_models()
+    parts = [str(SCORING_VERSION), judge.sha256, str(cfg.max_side)]
+    for sw in swappers:
+        parts.append(f"{sw.name}:{sw.resolution}:{listed.get(sw.name, {}).get('sha256', '')}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _gallery(
+    hs: HeldOutSet, photos: Photos, judge: EvalRecognizer
+) -> tuple[HeldOutSet, Gallery | None, int]:
+    """The set (minus photos without a face, for folders) and its per-photo embeddings.
+
+    Video sets have no different-person pairs, so no gallery: their frames are analysed
+    only when a pair uses them.
+    """
+    if hs.kind == "video":
+        return hs, None, 0
+    if hs.crops is not None and hs.dlib is not None:  # a shard: crops and descriptors are there
+        crops = np.stack([resize(c, CROP_SIZE) for c in hs.crops])
+        return hs, Gallery(hs.labels, judge.embed_crops(crops), hs.dlib), 0
+    keep, rec, dl = [], [], []
+    for i, path in enumerate(hs.paths):
+        face = photos.face(path)
+        if face is not None:
+            keep.append(i)
+            rec.append(judge.embed_faces([photos.frame(path)], [face.kps])[0])
+            dl.append(face.embedding)
+    if len(np.unique(hs.labels[keep])) < 2:
+        raise UserError(f"{hs.name}: faces found in photos of fewer than two people")
+    sub = HeldOutSet(hs.name, hs.kind, [hs.paths[i] for i in keep], hs.labels[keep], hs.identities)
+    return sub, Gallery(sub.labels, np.stack(rec), np.stack(dl)), len(hs.paths) - len(keep)
+
+
+class _Evaluation:
+    """The state of one run: analysed photos, caches, the pair store, the growing results."""
+
+    def __init__(
+        self,
+        swappers: Sequence[Swapper],
+        judge: EvalRecognizer,
+        cfg: EvalConfig,
+        analyser: FaceAnalyser,
+        store: PairStore,
+    ) -> None:
+        self.swappers, self.judge, self.cfg, self.analyser = swappers, judge, cfg, analyser
+        self.store = store
+        self.photos = Photos(analyser, cfg.max_side)
+        self.identities: dict[tuple[Path, int], SourceIdentity] = {}
+        self.recs: dict[Path, np.ndarray] = {}
+        self.reused = 0  # per-pair scores taken from the store
+
+    def side(self, hs: HeldOutSet, i: int) -> Side | None:
+        hint = None if hs.dlib is None else hs.dlib[i]
+        face = self.photos.face(hs.paths[i], hint)
+        if face is None:
+            return None
+        if hs.paths[i] not in self.recs:
+            frame = self.photos.frame(hs.paths[i])
+            self.recs[hs.paths[i]] = self.judge.embed_faces([frame], [face.kps])[0]
+        return Side(i, hs.paths[i], face, self.recs[hs.paths[i]])
+
+    def identity(self, side: Side, resolution: int) -> SourceIdentity:
+        key = (side.path, resolution)
+        if key not in self.identities:
+            frame = self.photos.frame(side.path)
+            self.identities[key] = identity_from_face(frame, side.face, resolution)
+        return self.identities[key]
+
+    def pair(
+        self, hs: HeldOutSet, gallery: Gallery | None, kind: str, s: int, t: int, cells: bool
+    ) -> tuple[list[dict], list[np.ndarray] | None] | None:
+        """Every swapper's scores on one pair (from the store when there), and the pair's
+        grid cells when asked for; None when a photo has no face."""
+        key = f"{hs.name}|{kind}|{hs.paths[s]}|{hs.paths[t]}"
+        cached = [self.store.get(key, sw.name) for sw in self.swappers]
+        views = self.store.cells(key, len(self.swappers) + 2) if cells else None
+        if all(cached) and (views is not None or not cells):
+            if cached[0].get("skipped"):
+                return None
+            self.reused += len(cached)
+            return cached, views
+        source, target = self.side(hs, s), self.side(hs, t)
+        if source is None or target is None:
+            for sw in self.swappers:
+                self.store.add({"key": key, "model": sw.name, "skipped": True})
+            return None
+        frame = self.photos.frame(target.path)
+        views = [
+            face_box_view(self.photos.frame(source.path), source.face.landmarks, CELL_PX),
+            face_box_view(frame, target.face.landmarks, CELL_PX),
+        ]
+        rows = []
+        for sw in self.swappers:
+            t0 = time.perf_counter()
+            out = swap_in_photo(frame, target.face, sw, self.identity(source, sw.resolution))
+            lm = target.face.landmarks
+            row = {
+                "key": key, "set": hs.name, "kind": kind, "model": sw.name,
+                "source": str(source.path), "target": str(target.path),
+                "face_px": float(np.ptp(lm[:, 0])),
+                **image_scores(out, frame, lm, reconstruction=kind == "same"),
+            }  # fmt: skip
+            swapped = redetect(out, target.face, self.analyser)
+            row["swap_detected"] = swapped is not None
+            if swapped is not None:
+                row["landmark_nme"] = metrics.landmark_nme(swapped.landmarks, lm)
+            if kind == "cross":
+                row.update(
+                    identity_scores(
+                        out, source, target, gallery, self.judge, self.analyser, swapped
+                    )
+                )
+            row["seconds"] = time.perf_counter() - t0
+            rows.append(self.store.add(row))
+            views.append(face_box_view(out, lm, CELL_PX))
+        if cells:
+            self.store.save_cells(key, views)
+        return rows, views if cells else None
+
+    def self_swap(self, hs: HeldOutSet, t: int) -> list[dict]:
+        """Crop level: each swapper re-making a held-out face from its own identity."""
+        key = f"{hs.name}|self|{hs.paths[t]}|{hs.paths[t]}"
+        rows = []
+        for sw in self.swappers:
+            row = self.store.get(key, sw.name)
+            self.reused += row is not None
+            if row is None:
+                ident = self.identity(self.side(hs, t), sw.resolution)
+                (own,) = sw.swap(ident.crop[None], ident, target_landmarks=ident.landmarks[None])
+                psnr = min(metrics.PSNR_CAP, metrics.psnr(own, ident.crop))
+                row = self.store.add(
+                    {"key": key, "set": hs.name, "kind": "self", "model": sw.name,
+                     "psnr": psnr, "ssim": metrics.ssim(own, ident.crop)}
+                )  # fmt: skip
+            rows.append(row)
+        return rows
+
+
+def _plans(hs: HeldOutSet, cfg: EvalConfig) -> list[tuple[str, list[tuple[int, int]], int]]:
+    """(kind, candidate pairs, how many to score): three candidates per wanted pair, so
+    photos without a detectable face do not shorten the run."""
+    plans = []
+    if hs.kind == "photos":
+        plans.append(("cross", cross_pairs(hs.labels, 3 * cfg.pairs, cfg.seed), cfg.pairs))
+    gap = 0.0 if hs.fps is None else cfg.min_gap_s * hs.fps
+    same = same_pairs(hs.labels, 3 * cfg.same_pairs, cfg.seed + 1, hs.frame_index, gap)
+    plans.append(("same", same, cfg.same_pairs))
+    return plans
+
+
+def evaluate_swappers(
+    swappers: Sequence[Swapper],
+    sets: Sequence[HeldOutSet],
+    judge: EvalRecognizer,
+    cfg: EvalConfig | None = None,
+    cache_dir: Path | None = None,
+    analyser: FaceAnalyser | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> EvalRun:
+    """Score every swapper on every set (see the module docstring); per-pair rows are cached."""
+    start = time.time()
+    cfg = cfg or EvalConfig()
+    store = PairStore(cache_dir if cfg.resume else None, fingerprint(swappers, judge, cfg))
+    ev = _Evaluation(swappers, judge, cfg, analyser or FaceAnalyser(detector="dlib"), store)
+    say = progress or (lambda msg: None)
+    photo_sets = [hs for hs in sets if hs.kind == "photos"]
+    per_set_grid = -(-cfg.grid // max(1, len(photo_sets)))
+    run = EvalRun([], [])
+    for hs0 in sets:
+        hs, gallery, no_face = _gallery(hs0, ev.photos, judge)
+        say(f"{hs.name}: {len(hs)} photos of {len(np.unique(hs.labels))} identities")
+        if gallery is not None:
+            run.verification[hs.name] = verification(gallery.recognizer, gallery.labels)
+        rows: list[dict] = []
+        targets: list[int] = []
+        for kind, candidates, want in _plans(hs, cfg):
+            done = 0
+            for s, t in candidates:
+                if done >= want:
+                    break
+                show = kind == "cross" and len(run.grid) < cfg.grid and done < per_set_grid
+                scored = ev.pair(hs, gallery, kind, s, t, cells=show)
+                if scored is None:
+                    continue
+                pair_rows, cells = scored
+                rows += pair_rows
+                targets.append(t)
+                done += 1
+                if cells is not None:
+                    run.grid.append(GridRow(pair_rows[0]["key"], cells))
+                if done % 10 == 0:
+                    say(f"{hs.name} {kind}: {done}/{want} pairs")
+        for t in list(dict.fromkeys(targets))[: cfg.self_swaps]:
+            rows += ev.self_swap(hs, t)
+        run.rows += rows
+        run.sets[hs.name] = {
+            "kind": hs.kind, "photos": len(hs), "identities": len(np.unique(hs.labels)),
+            "no_face": no_face, "shrunk": sum(p in ev.photos.shrunk for p in hs.paths),
+        }  # fmt: skip
+        for sw in swappers:
+            run.results.append(aggregate([r for r in rows if r["model"] == sw.name], sw, hs))
+    if not any(r.pairs or r.recon_pairs for r in run.results):
+        raise UserError("no pair could be scored: no face was found in the held-out photos")
+    run.seconds, run.resumed_rows = time.time() - start, ev.reused
+    return run
+
+
+def _mean(rows: Sequence[dict], key: str) -> float:
+    vals = [r[key] for r in rows if r.get(key) is not None and math.isfinite(r[key])]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def aggregate(rows: Sequence[dict], swapper: Swapper, hs: HeldOutSet) -> SetResult:
+    """Per-pair rows of one swapper on one set -> the set's numbers."""
+    modes = {name: e.get("mode", name) for name, e in listed_models().items()}
+    cross = [r for r in rows if r["kind"] == "cross"]
+    same = [r for r in rows if r["kind"] == "same"]
+    own = [r for r in rows if r["kind"] == "self"]
+    found = [r for r in cross if r.get("swap_detected")]
+    res = SetResult(
+        swapper.name,
+        modes.get(swapper.name, swapper.name),
+        hs.name,
+        hs.kind,
+        crop_px=swapper.resolution,
+    )
+    res.pairs, res.detected = len(cross), len(found)
+    res.identities = len(np.unique(hs.labels))
+    res.id_dist_to_source = _mean(found, "id_dist_to_source")
+    res.id_dist_to_target = _mean(found, "id_dist_to_target")
+    if found:
+        res.share_below_0_6 = float(np.mean([r["id_dist_to_source"] < 0.6 for r in found]))
+    res.retrieval_top1 = _mean(found, "dlib_top1_as_source")
+    res.landmark_nme = _mean(found, "landmark_nme")
+    res.sharpness_ratio = _mean(cross, "sharpness_ratio")
+    res.sharpness_ratio_worst10 = metrics.mean_of_lowest(
+        [r["sharpness_ratio"] for r in cross if r.get("sharpness_ratio") is not None]
+    )
+    for k in (
+        "rec_cos_to_source",
+        "rec_cos_to_target",
+        "rec_top1_as_source",
+        "rec_top1_as_target",
+        "de2000_mean",
+        "de2000_p95",
+    ):
+        setattr(res, k, _mean(cross, k))
+    res.recon_pairs = len(same)
+    res.recon_psnr, res.recon_ssim = _mean(same, "psnr"), _mean(same, "ssim")
+    res.recon_de2000_mean, res.recon_de2000_p95 = (
+        _mean(same, "de2000_mean"),
+        _mean(same, "de2000_p95"),
+    )
+    res.recon_sharpness_ratio = _mean(same, "sharpness_ratio")
+    res.self_swaps = len(own)
+    res.self_psnr, res.self_ssim = _mean(own, "psnr"), _mean(own, "ssim")
+    res.seconds = float(sum(r.get("seconds", 0.0) for r in rows))
+    return res
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _fmt(v, spec: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return spec.format(v)
+
+
+MAIN_COLUMNS = [
     ("pairs", "pairs", "{}"),
-    ("identities", "identities", "{}"),
+    ("sharpness_ratio", "sharpness swap/target ↑1", "{:.2f}"),
+    ("sharpness_ratio_worst10", "worst 10 %", "{:.2f}"),
+    ("rec_cos_to_source", "rec. cos → source ↑", "{:.3f}"),
+    ("rec_cos_to_target", "rec. cos → target", "{:.3f}"),
+    ("rec_top1_as_source", "top-1 as source ↑", "{:.1%}"),
+    ("rec_top1_as_target", "top-1 as target ↓", "{:.1%}"),
+    ("de2000_mean", "ΔE00 skin ↓", "{:.2f}"),
+    ("de2000_p95", "ΔE00 p95 ↓", "{:.2f}"),
+    ("landmark_nme", "landmark NME ↓", "{:.4f}"),
+]
+RECON_COLUMNS = [
+    ("recon_pairs", "pairs", "{}"),
+    ("recon_psnr", "face PSNR dB ↑", "{:.2f}"),
+    ("recon_ssim", "face SSIM ↑", "{:.3f}"),
+    ("recon_de2000_mean", "ΔE00 skin ↓", "{:.2f}"),
+    ("recon_de2000_p95", "ΔE00 p95 ↓", "{:.2f}"),
+    ("recon_sharpness_ratio", "sharpness ↑1", "{:.2f}"),
+]
+SECONDARY_COLUMNS = [
+    ("id_dist_to_source", "dlib dist → source ↓", "{:.3f}"),
+    ("id_dist_to_target", "dlib dist → target", "{:.3f}"),
+    ("share_below_0_6", "share < 0.6", "{:.1%}"),
+    ("retrieval_top1", "dlib top-1 as source", "{:.1%}"),
+    ("detected", "swaps dlib finds", "{}"),
+    ("crop_px", "crop px", "{}"),
+    ("self_psnr", "crop self-swap PSNR dB", "{:.2f}"),
+    ("self_ssim", "crop self-swap SSIM", "{:.3f}"),
+    ("seconds", "seconds", "{:.0f}"),
 ]
 
 
-def markdown_table(results: list[EvalResult]) -> str:
-    head = "| model | test set | " + " | ".join(k[1] for k in ROW_KEYS) + " |"
-    sep = "|" + "---|" * (len(ROW_KEYS) + 2)
+MAIN_NOTE = (
+    "\nSharpness: mean |Laplacian| over brows, eyes, nose and mouth of the pasted swap over the "
+    "target photo's, same pixels (1 = as sharp as the photo; well above 1 is added texture, not "
+    "detail); worst 10 % = mean of the lowest tenth. rec. = the evaluation recognizer: cosine "
+    "of the swap's embedding to the source photo's and the target photo's; top-1 = which "
+    "held-out identity the swap is nearest to (mean embedding per identity, the pair's own "
+    "photos left out). ΔE00: CIEDE2000 against the target over the skin (eyes, brows, lips "
+    "and outline left out), mean and 95th percentile. NME: dlib's 68 landmarks of the swap vs "
+    "the target's, over the outer-eye-corner distance.\n"
+)
+RECON_NOTE = (
+    "\nPSNR and SSIM over the face (jaw line and brows) of the target photo at its own size.\n"
+)
+SECONDARY_NOTE = (
+    "\nCrop self-swap: each swapper re-making a held-out face from its own identity, on the "
+    f"aligned crop at the swapper's resolution (PSNR capped at {metrics.PSNR_CAP:.0f} dB).\n"
+)
+
+
+def markdown_table(results: Sequence[SetResult], columns=MAIN_COLUMNS, kinds=("photos",)) -> str:
+    def cell(r: SetResult, key: str, spec: str) -> str:
+        return "n/a" if (r.kind == "video" and key in CROSS_ONLY) else _fmt(getattr(r, key), spec)
+
     rows = [
-        f"| {r.model} | {r.test_set} | " + " | ".join(fmt.format(getattr(r, key)) for key, _, fmt in ROW_KEYS) + " |"
+        [r.model, r.test_set, *[cell(r, k, f) for k, _, f in columns]]
         for r in results
+        if r.kind in kinds
     ]
-    return "\n".join([head, sep, *rows])
+    return report.markdown_table(["model", "test set", *[c[1] for c in columns]], rows)
 
 
-def save_report(results: list[EvalResult], out_dir: Path, command: str) -> Path:
-    """Markdown table + JSON + a PNG grid (source | target | swap per model) in out_dir."""
-    import cv2
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md = f"# Swap evaluation\n\nCommand: `{command}`\n\n{markdown_table(results)}\n"
-    (out_dir / "eval.md").write_text(md)
-    (out_dir / "eval.json").write_text(
-        json.dumps([{k: v for k, v in asdict(r).items() if k != "examples"} for r in results], indent=1)
+def recognizer_lines(judge: EvalRecognizer, run: EvalRun) -> str:
+    trained = auc_summary(judge.metrics)
+    here = ", ".join(
+        f"{k} {v['auc']:.3f} ({v['positive_pairs']} same / {v['negative_pairs']} different pairs)"
+        for k, v in run.verification.items()
+        if v
     )
-    rows = []
-    for r in results:
-        for src, tgt, swp in r.examples[:4]:
-            rows.append(np.hstack([_resize(src, 128), tgt, swp]))
-    if rows:
-        grid = np.vstack(rows)
-        cv2.imwrite(str(out_dir / "eval_grid.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    return out_dir / "eval.md"
+    return (
+        f"- evaluation recognizer: {judge.describe()}; never used in a training loss\n"
+        f"- its verification AUC on the test identities: {trained or 'not recorded with the weights'} "
+        f"(training report); on this run's photos: {here or 'n/a'}\n"
+    )
+
+
+def save_report(
+    run: EvalRun, out_dir: Path, command: str, env: dict, config: dict, judge: EvalRecognizer
+) -> dict[str, Path]:
+    """eval.md, eval.json (rows as before: one per model and set), eval_run.json, eval_grid.png."""
+    out_dir = Path(out_dir)
+    paths = {
+        "md": out_dir / "eval.md",
+        "json": out_dir / "eval.json",
+        "run": out_dir / "eval_run.json",
+        "grid": out_dir / "eval_grid.png",
+    }
+    models = list(dict.fromkeys(r.model for r in run.results))
+    report.write_json(paths["json"], [r.to_json() for r in run.results])
+    report.write_json(
+        paths["run"],
+        {
+            "environment": env,
+            "command": command,
+            "config": config,
+            "seconds": run.seconds,
+            "recognizer": {
+                "file": str(judge.path),
+                "sha256": judge.sha256,
+                "listed": judge.listed,
+                "training_metrics": judge.metrics,
+            },
+            "verification": run.verification,
+            "sets": run.sets,
+            "resumed_rows": run.resumed_rows,
+        },
+    )
+    shrunk = ", ".join(f"{k}: {v['shrunk']} of {v['photos']}" for k, v in run.sets.items())
+    size_line = (
+        f"- photos at their own resolution, long side capped at {config.get('max_side')} px "
+        f"(photos shrunk: {shrunk}); run time {run.seconds:.0f} s "
+        f"({run.resumed_rows} pair scores from the cache)\n"
+    )
+    md = [
+        report.header("slimswap eval swapper", env, command),
+        recognizer_lines(judge, run),
+        size_line,
+        "## Different people: the swap pasted into the target photo (native size)\n",
+        markdown_table(run.results, MAIN_COLUMNS),
+        MAIN_NOTE,
+        "## Same person, another photo or a video frame >= 1 s away (ideal output: the target)\n",
+        markdown_table(run.results, RECON_COLUMNS, kinds=("photos", "video")),
+        RECON_NOTE,
+        "## Secondary: dlib (the identity loss trains against it) and crop-level numbers\n",
+        markdown_table(run.results, SECONDARY_COLUMNS, kinds=("photos", "video")),
+        SECONDARY_NOTE,
+    ]
+    if run.grid:
+        md.append(
+            f"## Picture\n\n![grid]({paths['grid'].name})\n\nRows: {len(run.grid)} different-person pairs; "
+            f"columns: source | target | {' | '.join(models)}; each cell {CELL_PX} px cut around the "
+            "face from the full-size result (text: sharpness ratio, recognizer cosine to source). "
+            "Not in git: the photos are not redistributable.\n"
+        )
+        save_grid(run, models, paths["grid"])
+    report.write_text(paths["md"], "\n".join(md))
+    return paths
+
+
+def _caption(cell: np.ndarray, text: str) -> np.ndarray:
+    cell = cell.copy()
+    cv2.rectangle(cell, (0, cell.shape[0] - 22), (cell.shape[1], cell.shape[0]), (0, 0, 0), -1)
+    cv2.putText(
+        cell,
+        text,
+        (6, cell.shape[0] - 6),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.5,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
+    return cell
+
+
+def save_grid(run: EvalRun, models: Sequence[str], path: Path) -> Path:
+    """source | target | each model, one row per pair, a header strip with the names."""
+    by_key = {(r["key"], r["model"]): r for r in run.rows}
+    header = np.full((30, CELL_PX * (len(models) + 2), 3), 255, np.uint8)
+    for i, name in enumerate(["source", "target", *models]):
+        cv2.putText(
+            header,
+            name,
+            (i * CELL_PX + 8, 21),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    lines = [header]
+    for item in run.grid:
+        cells = list(item.cells)
+        first = by_key.get((item.key, models[0]), {})
+        cells[1] = _caption(cells[1], f"face {first.get('face_px', 0):.0f} px wide")
+        for j, m in enumerate(models):
+            r = by_key.get((item.key, m), {})
+            sharp, cos = (r.get(k) for k in ("sharpness_ratio", "rec_cos_to_source"))
+            cells[2 + j] = _caption(
+                cells[2 + j], f"sharp {_fmt(sharp, '{:.2f}')}  cos {_fmt(cos, '{:.2f}')}"
+            )
+        lines.append(np.hstack(cells))
+    grid = np.vstack(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+        raise UserError(f"could not write {path}")
+    tmp.replace(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- the sets
+
+SET_NAMES = ("test", "deepface", "video")
+QUICK_CLIP = "liveportrait_driving_d10"  # 512 px: a quick decode
+
+
+def quick_config(cfg: EvalConfig) -> EvalConfig:
+    """A few real faces, for CI: every field computed, in a minute on two cores."""
+    return EvalConfig(
+        pairs=4,
+        same_pairs=2,
+        self_swaps=2,
+        grid=4,
+        max_side=cfg.max_side,
+        seed=cfg.seed,
+        min_gap_s=cfg.min_gap_s,
+        resume=cfg.resume,
+    )
+
+
+def load_sets(
+    names: Sequence[str],
+    shards_dir: Path,
+    data_root: Path,
+    frames_dir: Path | None,
+    cache_dir: Path,
+    quick: bool = False,
+    exclude_seen: Path | None = None,
+) -> list[HeldOutSet]:
+    """The held-out sets by name: test (test split shard), deepface (its shard, else the
+    deepface_testset folder; the folder in --quick), video (the held-out clips' frames).
+
+    Shard sources are found under ../shared/data or, for video frames the build extracted,
+    beside `frames_dir` (the build's frames folder).
+    """
+    from slimswap.evaluate import heldout
+
+    roots = [data_root] if frames_dir is None else [data_root, frames_dir.parent]
+    sets = []
+    for name in names:
+        if name == "test":
+            sets.append(heldout.set_from_shard(shards_dir / "test_128.npz", roots, exclude_seen))
+        elif name == "deepface":
+            shard = shards_dir / "deepface_128.npz"
+            if shard.is_file() and not quick:
+                sets.append(heldout.set_from_shard(shard, roots, exclude_seen))
+            else:
+                folder = data_root / "deepface_testset"
+                sets.append(
+                    heldout.set_from_folder(folder, per_identity=2, identities=3, smallest=True)
+                    if quick
+                    else heldout.set_from_folder(folder)
+                )
+        elif name == "video":
+            clips = [QUICK_CLIP] if quick else None
+            root = heldout.held_out_frames(frames_dir, data_root / "videos", cache_dir, clips)
+            sets.append(
+                heldout.set_from_frames(
+                    root, data_root / "videos", clips, per_clip=4 if quick else None
+                )
+            )
+        else:
+            raise UserError(f"--sets takes a comma list of {', '.join(SET_NAMES)}, got {name!r}")
+    return sets

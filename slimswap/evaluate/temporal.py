@@ -84,7 +84,11 @@ def track_original(video: Path, analyser: FaceAnalyser, every: int) -> OriginalT
             embs[t] = analyser.embed(frame, face).embedding
         if prev is not None:
             ok = lms[-1] is not None and lms[-2] is not None
-            diffs.append(region_change(prev, frame, face_region(frame.shape[:2], lms[-1])) if ok else float("nan"))
+            diffs.append(
+                region_change(prev, frame, face_region(frame.shape[:2], lms[-1]))
+                if ok
+                else float("nan")
+            )
         prev = frame
     if not lms:
         raise UserError(f"no frames decoded from {video}")
@@ -119,8 +123,15 @@ def _nanmean(values: Sequence[float]) -> float:
 
 
 def evaluate_swapped(
-    name: str, video_name: str, original: OriginalTrack, swapped_video: Path, source_embedding: np.ndarray,
-    analyser: FaceAnalyser, every: int, swap_fps: float = 0.0, seconds: float = 0.0,
+    name: str,
+    video_name: str,
+    original: OriginalTrack,
+    swapped_video: Path,
+    source_embedding: np.ndarray,
+    analyser: FaceAnalyser,
+    every: int,
+    swap_fps: float = 0.0,
+    seconds: float = 0.0,
 ) -> TemporalResult:
     """Flicker and ID-over-time of a swapped video against its original's track."""
     diffs, id_frames, to_src, to_tgt = [], [], [], []
@@ -130,40 +141,63 @@ def evaluate_swapped(
         lm = original.landmarks[t] if t < len(original.landmarks) else None
         if prev is not None:
             ok = lm is not None and original.landmarks[t - 1] is not None
-            diffs.append(region_change(prev, frame, face_region(frame.shape[:2], lm)) if ok else float("nan"))
+            diffs.append(
+                region_change(prev, frame, face_region(frame.shape[:2], lm)) if ok else float("nan")
+            )
         prev = frame
         if t in original.embeddings:
             sampled += 1
             found = [f for f in analyser.detect(frame) if iou(f.bbox, original.boxes[t]) >= 0.3]
             if found:
-                face = analyser.embed(frame, max(found, key=lambda f: iou(f.bbox, original.boxes[t])))
+                face = analyser.embed(
+                    frame, max(found, key=lambda f: iou(f.bbox, original.boxes[t]))
+                )
                 id_frames.append(t)
                 to_src.append(embedding_distance(face.embedding, source_embedding))
                 to_tgt.append(embedding_distance(face.embedding, original.embeddings[t]))
     frames = t + 1 if prev is not None else 0
     if frames != len(original.landmarks):
-        raise UserError(f"swapped video has {frames} frames, the original {len(original.landmarks)}")
+        raise UserError(
+            f"swapped video has {frames} frames, the original {len(original.landmarks)}"
+        )
     pairs = [(o, s) for o, s in zip(original.diffs, diffs) if np.isfinite(o) and np.isfinite(s)]
     f_orig = float(np.mean([o for o, _ in pairs])) if pairs else float("nan")
     f_swap = float(np.mean([s for _, s in pairs])) if pairs else float("nan")
     ratio = f_swap / f_orig if pairs and f_orig > 0 else float("nan")
     return TemporalResult(
-        model=name, video=video_name, frames=frames,
+        model=name,
+        video=video_name,
+        frames=frames,
         frames_with_face=sum(lm is not None for lm in original.landmarks),
-        flicker_original=f_orig, flicker_swapped=f_swap, flicker_ratio=ratio, target_ratio=TARGET_RATIO,
-        meets_target=bool(np.isfinite(ratio) and ratio <= TARGET_RATIO), id_every=every, id_samples=len(id_frames),
+        flicker_original=f_orig,
+        flicker_swapped=f_swap,
+        flicker_ratio=ratio,
+        target_ratio=TARGET_RATIO,
+        meets_target=bool(np.isfinite(ratio) and ratio <= TARGET_RATIO),
+        id_every=every,
+        id_samples=len(id_frames),
         id_detect_rate=len(id_frames) / sampled if sampled else float("nan"),
-        id_dist_to_source_mean=_nanmean(to_src), id_dist_to_source_max=max(to_src) if to_src else float("nan"),
-        id_dist_to_target_mean=_nanmean(to_tgt), swap_fps=swap_fps, seconds=seconds,
+        id_dist_to_source_mean=_nanmean(to_src),
+        id_dist_to_source_max=max(to_src) if to_src else float("nan"),
+        id_dist_to_target_mean=_nanmean(to_tgt),
+        swap_fps=swap_fps,
+        seconds=seconds,
         series={
-            "frame_change_original": original.diffs, "frame_change_swapped": diffs,
-            "id_frames": id_frames, "id_dist_to_source": to_src, "id_dist_to_target": to_tgt,
+            "frame_change_original": original.diffs,
+            "frame_change_swapped": diffs,
+            "id_frames": id_frames,
+            "id_dist_to_source": to_src,
+            "id_dist_to_target": to_tgt,
         },
     )
 
 
 def evaluate_temporal(
-    swappers: Sequence[Swapper], video: Path, source: Path, every: int = 10, max_frames: int = 0,
+    swappers: Sequence[Swapper],
+    video: Path,
+    source: Path,
+    every: int = 10,
+    max_frames: int = 0,
     analyser: FaceAnalyser | None = None,
 ) -> list[TemporalResult]:
     """Swap `video` with each swapper (the full pipeline, written and decoded like a user's
@@ -180,7 +214,9 @@ def evaluate_temporal(
     results = []
     with tempfile.TemporaryDirectory(prefix="slimswap-temporal-") as tmp_name:
         tmp = Path(tmp_name)
-        target = trim_video(Path(video), tmp / "original.mp4", max_frames) if max_frames else Path(video)
+        target = (
+            trim_video(Path(video), tmp / "original.mp4", max_frames) if max_frames else Path(video)
+        )
         original = track_original(target, analyser, every)
         if not any(lm is not None for lm in original.landmarks):
             raise UserError(f"no face found in {video}")
@@ -190,9 +226,19 @@ def evaluate_temporal(
             out = tmp / f"swapped_{len(results)}.mp4"
             options = SwapOptions(overwrite=True, detect_every=DETECT_EVERY)
             rep = swap_video(Path(source), target, out, sw, options, analyser)
-            results.append(evaluate_swapped(
-                sw.name, Path(video).name, original, out, src_emb, analyser, every, rep.fps, time.perf_counter() - start,
-            ))
+            results.append(
+                evaluate_swapped(
+                    sw.name,
+                    Path(video).name,
+                    original,
+                    out,
+                    src_emb,
+                    analyser,
+                    every,
+                    rep.fps,
+                    time.perf_counter() - start,
+                )
+            )
     return results
 
 
@@ -201,27 +247,61 @@ def evaluate_temporal(
 
 def markdown_table(results: Sequence[TemporalResult]) -> str:
     rows = [
-        [r.model, r.video, r.frames, r.flicker_original, r.flicker_swapped, r.flicker_ratio,
-         "yes" if r.meets_target else "no", r.id_dist_to_source_mean, r.id_dist_to_source_max,
-         r.id_dist_to_target_mean, f"{r.id_samples} (every {r.id_every})"]
+        [
+            r.model,
+            r.video,
+            r.frames,
+            r.flicker_original,
+            r.flicker_swapped,
+            r.flicker_ratio,
+            "yes" if r.meets_target else "no",
+            r.id_dist_to_source_mean,
+            r.id_dist_to_source_max,
+            r.id_dist_to_target_mean,
+            f"{r.id_samples} (every {r.id_every})",
+        ]
         for r in results
     ]
-    head = ["model", "video", "frames", "flicker original", "flicker swapped", "ratio",
-            f"ratio <= {TARGET_RATIO}", "ID → source mean", "ID → source max", "ID → target mean", "ID samples"]
+    head = [
+        "model",
+        "video",
+        "frames",
+        "flicker original",
+        "flicker swapped",
+        "ratio",
+        f"ratio <= {TARGET_RATIO}",
+        "ID → source mean",
+        "ID → source max",
+        "ID → target mean",
+        "ID samples",
+    ]
     return report.markdown_table(head, rows)
 
 
-def save_temporal_report(results: Sequence[TemporalResult], out_dir: Path, command: str, env: dict, config: dict) -> dict[str, Path]:
+def save_temporal_report(
+    results: Sequence[TemporalResult], out_dir: Path, command: str, env: dict, config: dict
+) -> dict[str, Path]:
     out_dir = Path(out_dir)
-    paths = {k: out_dir / f"temporal{s}" for k, s in (("json", ".json"), ("md", ".md"), ("png", ".png"))}
-    report.write_json(paths["json"], {"environment": env, "command": command, "config": config,
-                                      "results": [asdict(r) for r in results]})
+    paths = {
+        k: out_dir / f"temporal{s}" for k, s in (("json", ".json"), ("md", ".md"), ("png", ".png"))
+    }
+    report.write_json(
+        paths["json"],
+        {
+            "environment": env,
+            "command": command,
+            "config": config,
+            "results": [asdict(r) for r in results],
+        },
+    )
     md = [
         report.header("slimswap eval temporal", env, command),
         markdown_table(results),
-        ("\nflicker: mean |frame t - frame t-1| (grey levels) inside the original face's landmark hull "
-         "at frame t, over frames where the face is tracked in both; ratio = swapped / original. "
-         "ID: dlib distance of the swapped face to the source photo and to the original frame's face.\n"),
+        (
+            "\nflicker: mean |frame t - frame t-1| (grey levels) inside the original face's landmark hull "
+            "at frame t, over frames where the face is tracked in both; ratio = swapped / original. "
+            "ID: dlib distance of the swapped face to the source photo and to the original frame's face.\n"
+        ),
         f"![temporal]({paths['png'].name})\n",
     ]
     report.write_text(paths["md"], "\n".join(md))
@@ -238,8 +318,21 @@ def _chart(results: Sequence[TemporalResult], path: Path) -> None:
     for r in results:
         s = r.series["frame_change_swapped"]
         a.plot(range(1, len(s) + 1), s, lw=1, label=f"{r.model} (ratio {r.flicker_ratio:.2f})")
-        b.plot(r.series["id_frames"], r.series["id_dist_to_source"], marker="o", ms=3, label=f"{r.model} → source")
-        b.plot(r.series["id_frames"], r.series["id_dist_to_target"], marker="x", ms=3, ls=":", label=f"{r.model} → target")
+        b.plot(
+            r.series["id_frames"],
+            r.series["id_dist_to_source"],
+            marker="o",
+            ms=3,
+            label=f"{r.model} → source",
+        )
+        b.plot(
+            r.series["id_frames"],
+            r.series["id_dist_to_target"],
+            marker="x",
+            ms=3,
+            ls=":",
+            label=f"{r.model} → target",
+        )
     a.set_ylabel("face-region change\n(grey levels / frame)")
     a.set_title(f"temporal stability on {results[0].video if results else ''}")
     a.legend(fontsize=8)

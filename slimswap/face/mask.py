@@ -118,3 +118,77 @@ def combine_masks(*masks: np.ndarray) -> np.ndarray:
     if len(shapes) != 1:
         raise ValueError(f"masks must share one shape, got {sorted(shapes)}")
     return np.minimum.reduce([np.asarray(m, np.float32) for m in masks])
+
+
+# ----------------------------------------------------------------------------- regions (mesh)
+
+REGIONS = ("skin", "eyes", "brows", "nose", "lips", "mouth-inside")
+# everything but the inside of the mouth: the target's teeth and tongue show through
+# (Deep-Live-Cam's "mouth mask"); add mouth-inside to swap it too
+DEFAULT_REGIONS = ("skin", "eyes", "brows", "nose", "lips")
+
+
+def _fill(
+    hard: np.ndarray, mesh: np.ndarray, outlines: tuple[tuple[int, ...], ...], value: float
+) -> None:
+    """Fill closed mesh outlines into `hard` at 1/16 px precision (cv2 fixed-point shift 4)."""
+    polys = [np.round(mesh[list(o), :2] * 16).astype(np.int32) for o in outlines]
+    cv2.fillPoly(hard, polys, value, lineType=cv2.LINE_8, shift=4)
+
+
+def region_parts(mesh: np.ndarray, size: int | tuple[int, int]) -> dict[str, np.ndarray]:
+    """Hard (0/1) masks of each region from a (468, 2|3) mesh in crop pixels.
+
+    The regions partition the face oval: skin is the oval minus eyes, brows, nose and the
+    outer lip outline; lips are the outer outline minus the inner one; mouth-inside is the
+    inner outline (teeth, tongue, the dark of an open mouth).
+    """
+    from slimswap.face import mesh_map as mm
+
+    h, w = _size_hw(size)
+    mesh = np.asarray(mesh, np.float32)
+
+    def fill(*outlines: tuple[int, ...]) -> np.ndarray:
+        hard = np.zeros((h, w), np.float32)
+        _fill(hard, mesh, outlines, 1.0)
+        return hard
+
+    oval = fill(mm.FACE_OVAL)
+    eyes = fill(mm.RIGHT_EYE, mm.LEFT_EYE)
+    brows = fill(mm.RIGHT_BROW, mm.LEFT_BROW)
+    nose = fill(mm.NOSE)
+    outer = fill(mm.LIPS_OUTER)
+    inner = fill(mm.LIPS_INNER)
+    skin = oval * (1 - np.maximum.reduce([eyes, brows, nose, outer]))
+    return {
+        "skin": skin,
+        "eyes": eyes,
+        "brows": brows,
+        "nose": nose,
+        "lips": outer * (1 - inner),
+        "mouth-inside": inner,
+    }
+
+
+def region_mask(
+    mesh: np.ndarray,
+    size: int | tuple[int, int],
+    regions: tuple[str, ...] = DEFAULT_REGIONS,
+    blur_ratio: float = 0.03,
+) -> np.ndarray:
+    """The union of the named face regions (see REGIONS), feathered inwards.
+
+    mesh: MediaPipe's 468 points in the crop's pixel coordinates. blur_ratio: feather width
+    as a fraction of the face oval's size; smaller than the area mask's, because the holes it
+    leaves (an open mouth) are small and the feather widens them.
+    """
+    bad = [r for r in regions if r not in REGIONS]
+    if bad or not regions:
+        raise ValueError(f"regions must be some of {', '.join(REGIONS)}, got {regions!r}")
+    parts = region_parts(mesh, size)
+    hard = np.maximum.reduce([parts[r] for r in regions])
+    from slimswap.face.mesh_map import FACE_OVAL
+
+    oval = np.asarray(mesh, np.float32)[list(FACE_OVAL), :2]
+    extent = float(min(oval.max(0) - oval.min(0)))
+    return _feather(hard, blur_ratio * max(1.0, extent))

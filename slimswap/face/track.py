@@ -13,12 +13,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from slimswap.errors import UserError
-from slimswap.face.analyser import Face, FaceAnalyser, kps_from_landmarks
+from slimswap.face.analyser import Face, FaceAnalyser, box_from_landmarks, kps_from_landmarks
 from slimswap.face.select import iou, select_faces
 
 # `timer(stage)` is a context manager that accounts the time spent in a stage (StageTimer)
@@ -27,28 +27,6 @@ Timer = Callable[[str], AbstractContextManager]
 
 def no_timer(stage: str) -> AbstractContextManager:
     return nullcontext()
-
-
-# box_from_landmarks constants: least-squares fit of dlib HOG boxes to their own 68 landmarks
-# on 224 faces (deepface_testset + 150 LFW); median IoU with the detector's box 0.84.
-BOX_SIDE_PER_WIDTH = 0.467
-BOX_SIDE_PER_HEIGHT = 0.592
-BOX_CENTRE_SHIFT = (0.016, -0.032)  # box centre minus landmark mean, in box sides
-
-
-def box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    """A HOG-detector-like square box (x0, y0, x1, y1) re-derived from 68 landmarks.
-
-    dlib's shape predictor was trained on its HOG detector's boxes, so a tracked face must be
-    re-landmarked inside a box of that kind, not inside the landmarks' own extent (taller,
-    brow to chin): feeding the predictor a box of the wrong scale makes landmarks drift.
-    """
-    lm = np.asarray(landmarks, np.float64)
-    width, height = lm.max(0) - lm.min(0)
-    side = BOX_SIDE_PER_WIDTH * width + BOX_SIDE_PER_HEIGHT * height
-    cx, cy = lm.mean(0) + np.array(BOX_CENTRE_SHIFT) * side
-    half = side / 2
-    return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)
 
 
 @dataclass
@@ -162,20 +140,17 @@ SMOOTH_MOTION = 0.05  # mean landmark motion (in eye distances) followed without
 SMOOTH_MIN = 0.35  # blend factor for a still face
 
 
-def smooth_landmarks(previous: np.ndarray | None, landmarks: np.ndarray) -> np.ndarray:
-    """Damp landmark jitter on a still face, follow real motion at once.
+def smoothing_factor(previous: np.ndarray, landmarks: np.ndarray) -> float:
+    """How far to follow new landmarks (0..1): damp jitter on a still face, follow real motion.
 
-    dlib's landmarks wobble by a pixel or two between frames even when the face does not
-    move; every wobble moves the aligned crop and shows as flicker in the swap. The blend
-    factor grows with the motion (relative to the eye distance), so a moving head is never
-    dragged behind (a simplified one-euro filter, written by hand).
+    Landmarks wobble by a pixel or two between frames even when the face does not move;
+    every wobble moves the aligned crop and shows as flicker in the swap. The blend factor
+    grows with the motion (relative to the eye distance), so a moving head is never dragged
+    behind (a simplified one-euro filter, written by hand).
     """
-    if previous is None:
-        return landmarks
     iod = float(np.linalg.norm(landmarks[36:42].mean(0) - landmarks[42:48].mean(0))) or 1.0
     motion = float(np.abs(landmarks - previous).mean()) / iod
-    alpha = float(np.clip(motion / SMOOTH_MOTION, SMOOTH_MIN, 1.0))
-    return (previous + alpha * (landmarks - previous)).astype(np.float32)
+    return float(np.clip(motion / SMOOTH_MOTION, SMOOTH_MIN, 1.0))
 
 
 class VideoFaces:
@@ -202,6 +177,7 @@ class VideoFaces:
         self.schedule = DetectionSchedule(detect_every)
         self.chosen_ids: set[int] = set()
         self.smoothed: dict[int, np.ndarray] = {}
+        self.smoothed_mesh: dict[int, np.ndarray] = {}
 
     def __call__(self, index: int, frame: np.ndarray, timer: Timer = no_timer) -> list[Face]:
         """Faces to swap in frame `index` (the chosen tracks' smoothed faces)."""
@@ -219,16 +195,23 @@ class VideoFaces:
         faces = []
         with timer("landmarks"):
             for track, box in self.schedule.boxes_to_follow(self.tracker):
-                lm = self.analyser.landmarks(frame, box)
-                faces.append(
-                    Face(box_from_landmarks(lm), lm, kps_from_landmarks(lm), track.face.score)
-                )
+                face = self.analyser.face_from_box(frame, box, track.face.score)
+                faces.append(replace(face, bbox=box_from_landmarks(face.landmarks)))
         return faces
 
     def _smooth(self, track_id: int, face: Face) -> Face:
-        lm = smooth_landmarks(self.smoothed.get(track_id), face.landmarks)
+        """The face with its landmarks (and mesh) smoothed along its track."""
+        prev, lm, mesh = self.smoothed.get(track_id), face.landmarks, face.mesh
+        if prev is not None:
+            alpha = smoothing_factor(prev, lm)
+            lm = (prev + alpha * (lm - prev)).astype(np.float32)
+            prev_mesh = self.smoothed_mesh.get(track_id)
+            if mesh is not None and prev_mesh is not None:
+                mesh = (prev_mesh + alpha * (mesh - prev_mesh)).astype(np.float32)
         self.smoothed[track_id] = lm
-        return Face(face.bbox, lm, kps_from_landmarks(lm), face.score, face.embedding)
+        if mesh is not None:
+            self.smoothed_mesh[track_id] = mesh
+        return replace(face, landmarks=lm, kps=kps_from_landmarks(lm), mesh=mesh)
 
     def _choose(self, frame: np.ndarray, faces: list[Face], tracks: list[Track]) -> list[Face]:
         if self.selector == "many":

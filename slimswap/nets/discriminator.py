@@ -18,7 +18,9 @@ class PatchDiscriminator(nn.Module):
         layers: list[nn.Module] = []
         cin, cout = 3, base
         for _ in range(n_layers):
-            layers.append(nn.Sequential(spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2)))
+            layers.append(
+                nn.Sequential(spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2))
+            )
             cin, cout = cout, min(cout * 2, 512)
         layers.append(nn.Sequential(spectral_norm(nn.Conv2d(cin, cin, 3, 1, 1)), nn.LeakyReLU(0.2)))
         self.layers = nn.ModuleList(layers)

@@ -24,7 +24,9 @@ class LandmarkNet(nn.Module):
         for cin, cout in itertools.pairwise(chans):
             layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4))
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * w * 16, 512), nn.ReLU(inplace=True), nn.Linear(512, 136))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(8 * w * 16, 512), nn.ReLU(inplace=True), nn.Linear(512, 136)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).view(-1, 68, 2) + 0.5

@@ -39,6 +39,11 @@ class SwapGeneratorConfig:
     n_blocks: int = 3  # AdaIN residual blocks in the S/16 bottleneck
     separable: bool = False  # depthwise-separable convolutions (the lite student)
     attention_dim: int = 0  # > 0: attention fusion of the target features in the bottleneck
+    # Channels the target may pass at S/8 and S/16 (0: full width). At 256 px the full-width S/8
+    # features hold as many numbers as the image, and the first runs learned to rebuild the
+    # target from them (benchmarks/RESULTS.md, generator v2 ablation); a narrow path carries
+    # pose, lighting and mouth state but not the target's face.
+    target_channels: int = 16
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -47,6 +52,7 @@ class SwapGeneratorConfig:
     def from_json(cls, text: str) -> SwapGeneratorConfig:
         d = json.loads(text)
         d["widths"] = tuple(d["widths"])
+        d.setdefault("target_channels", 0)  # files written before the field: full width
         return cls(**d)
 
     @classmethod
@@ -118,11 +124,12 @@ class AdaINResBlock(nn.Module):
 class AttentionFusion(nn.Module):
     """Query from the identity path, key/value from the target path; residual with gamma = 0."""
 
-    def __init__(self, channels: int, dim: int) -> None:
+    def __init__(self, channels: int, dim: int, target_channels: int | None = None) -> None:
         super().__init__()
+        target_channels = target_channels or channels
         self.q = nn.Conv2d(channels, dim, 1)
-        self.k = nn.Conv2d(channels, dim, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(target_channels, dim, 1)
+        self.v = nn.Conv2d(target_channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
         self.scale = dim**-0.5
 
@@ -180,10 +187,16 @@ class WarpSwapGenerator(nn.Module):
                 Down(w[3], w[4], sep),
             ]
         )
-        self.fuse16 = nn.Conv2d(2 * w[4], w[4], 1)
+        tc8, tc16 = (c.target_channels,) * 2 if c.target_channels else (w[3], w[4])
+        self.t_proj = (
+            nn.ModuleList([nn.Conv2d(w[3], tc8, 1), nn.Conv2d(w[4], tc16, 1)])
+            if c.target_channels
+            else None
+        )
+        self.fuse16 = nn.Conv2d(w[4] + tc16, w[4], 1)
         self.blocks = nn.ModuleList(AdaINResBlock(w[4], c.id_dim, sep) for _ in range(c.n_blocks))
-        self.fusion = AttentionFusion(w[4], c.attention_dim) if c.attention_dim else None
-        self.up8 = Up(w[4], 2 * w[3], w[3], sep)  # + guide S/8, target S/8
+        self.fusion = AttentionFusion(w[4], c.attention_dim, tc16) if c.attention_dim else None
+        self.up8 = Up(w[4], w[3] + tc8, w[3], sep)  # + guide S/8, target S/8
         self.up4 = Up(w[3], w[2], w[2], sep, id_dim=c.id_dim)  # + guide S/4 (no target: copy path)
         self.up2 = Up(w[2], w[1], w[1], sep)  # + guide S/2
         self.up1 = Up(w[1], w[0], w[0], sep)  # + guide S
@@ -205,6 +218,8 @@ class WarpSwapGenerator(nn.Module):
         t = [target]
         for layer in self.t_down:
             t.append(layer(t[-1]))
+        if self.t_proj is not None:
+            t[3], t[4] = self.t_proj[0](t[3]), self.t_proj[1](t[4])
         h = self.fuse16(torch.cat([g[4], t[4]], 1))
         for block in self.blocks:
             h = block(h, idv)

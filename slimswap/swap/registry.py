@@ -61,6 +61,9 @@ class ModelEntry:
     params: int = 0
     macs: int = 0
     bytes: int = 0
+    # Set only when the model met its release targets on the native-size evaluation
+    # (`slimswap eval swapper`); `--mode auto` picks no other learned model.
+    auto: bool = False
     provenance: dict = field(default_factory=dict, compare=False)
     metrics: dict = field(default_factory=dict, compare=False)
     folder: Path = field(default_factory=models_dir, compare=False)
@@ -116,6 +119,13 @@ def manifest_path() -> Path:
 
 
 def read_manifest() -> list[ModelEntry]:
+    """The swap models listed in models/MANIFEST.
+
+    The manifest also lists the face-analysis nets (mode "analysis", read by
+    slimswap.face.detect_mediapipe) and the evaluation-only recognizer (mode "evaluation",
+    read by slimswap.evaluate.recognition); they are left out here, so nothing that
+    enumerates swappers (modes, bench, UI) ever takes them for one.
+    """
     path = manifest_path()
     if not path.is_file():
         return []
@@ -125,7 +135,9 @@ def read_manifest() -> list[ModelEntry]:
         raise UserError(
             f"{path} is not valid JSON ({exc}); restore it with `git checkout -- {path}`"
         ) from None
-    return [ModelEntry.from_json(e, path.parent) for e in data.get("models", [])]
+    swap_modes = set(SWAP_MODES) - {"auto", "classic"}
+    entries = [e for e in data.get("models", []) if e.get("mode") in swap_modes]
+    return [ModelEntry.from_json(e, path.parent) for e in entries]
 
 
 def write_manifest_entry(entry: dict) -> None:
@@ -157,14 +169,16 @@ def available_modes() -> list[str]:
 
 
 def resolve_mode(mode: str, device: str) -> str:
-    """`auto` means lite where it exists (fast everywhere), else quality, else classic."""
+    """`auto`: lite, else quality, where a model of that mode met its release targets on the
+    native-size evaluation (MANIFEST `"auto": true`); otherwise classic, the landmark warp,
+    which needs no weights and never falls below what the evaluation measured for it."""
     if mode not in SWAP_MODES:
         raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(SWAP_MODES)}")
     if mode != "auto":
         return mode
-    have = available_modes()
+    ready = {e.mode for e in read_manifest() if e.auto and e.path.is_file()}
     for m in ("lite", "quality"):
-        if m in have:
+        if m in ready:
             return m
     return "classic"
 

@@ -192,7 +192,7 @@ def _analyser():
     if _worker.get("analyser") is None:
         from slimswap.face.analyser import FaceAnalyser  # dlib: only where faces are analysed
 
-        _worker["analyser"] = FaceAnalyser()
+        _worker["analyser"] = FaceAnalyser(detector="dlib")  # the shards carry dlib landmarks
     return _worker["analyser"]
 
 

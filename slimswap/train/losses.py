@@ -25,7 +25,9 @@ def hinge_g_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:
     return sum(-f.float().mean() for f in fake_logits) / len(fake_logits)
 
 
-def feature_matching_loss(fake_feats: list[list[torch.Tensor]], real_feats: list[list[torch.Tensor]], last: int = 1) -> torch.Tensor:
+def feature_matching_loss(
+    fake_feats: list[list[torch.Tensor]], real_feats: list[list[torch.Tensor]], last: int = 1
+) -> torch.Tensor:
     """L1 between discriminator activations of swap and target, on the last `last` layers only.
 
     Matching early (high-resolution) layers pulls the swap back to a copy of the target.
@@ -40,7 +42,9 @@ def feature_matching_loss(fake_feats: list[list[torch.Tensor]], real_feats: list
 
 def lighting_loss(swap: torch.Tensor, target: torch.Tensor, cells: int = 8) -> torch.Tensor:
     """Low-frequency colour of the swap must match the target's (no colour casts)."""
-    return F.l1_loss(F.adaptive_avg_pool2d(swap.float(), cells), F.adaptive_avg_pool2d(target.float(), cells))
+    return F.l1_loss(
+        F.adaptive_avg_pool2d(swap.float(), cells), F.adaptive_avg_pool2d(target.float(), cells)
+    )
 
 
 def landmark_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -65,7 +69,9 @@ def mirror_permutation(mean_landmarks: torch.Tensor) -> torch.Tensor:
     return torch.cdist(mirrored, mean_landmarks).argmin(dim=1)
 
 
-def identity_features(idnet: torch.nn.Module, crops01: torch.Tensor, taps: tuple[int, ...] = (2, 6, 9)) -> list[torch.Tensor]:
+def identity_features(
+    idnet: torch.nn.Module, crops01: torch.Tensor, taps: tuple[int, ...] = (2, 6, 9)
+) -> list[torch.Tensor]:
     """Intermediate activations of the identity ResNet: the perceptual-loss feature space.
 
     A face-recognition network's mid-level features describe facial structure rather than

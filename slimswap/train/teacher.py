@@ -343,6 +343,7 @@ class TeacherTrainer:
             "target": target.contiguous(memory_format=mf),
             "guide": guide.contiguous(memory_format=mf),
             "source_embedding": d.embeddings[src],
+            "target_embedding": d.embeddings[tgt],
             "pair": pair | (d.labels[src] == d.labels[tgt]),
             "source": source,
         }
@@ -406,7 +407,9 @@ class TeacherTrainer:
         w = self.cfg.weights
         target, pair, src_emb = b["target"], b["pair"], b["source_embedding"]
         swap = self.G_train(target, b["guide"], src_emb)
-        l_id = losses.identity_loss(self.identity(self.id_view(swap)), src_emb)
+        swap_emb = self.identity(self.id_view(swap))
+        l_id = losses.identity_loss(swap_emb, src_emb)
+        copying = self.copy_alarm(swap_emb, src_emb, b["target_embedding"], pair)
         l_adv, l_fm = self.adversarial_terms(swap, target, D)
         per_light = (
             (F.adaptive_avg_pool2d(swap.float(), 8) - F.adaptive_avg_pool2d(target.float(), 8))
@@ -427,8 +430,30 @@ class TeacherTrainer:
         return (
             swap,
             total,
-            {"id": l_id, "adv": l_adv, "fm": l_fm, "light": l_light, "rec": l_rec, "perc": l_perc},
+            {
+                "id": l_id,
+                "adv": l_adv,
+                "fm": l_fm,
+                "light": l_light,
+                "rec": l_rec,
+                "perc": l_perc,
+                "closer_to_target": copying,
+            },
         )
+
+    @staticmethod
+    def copy_alarm(
+        swap_emb: torch.Tensor, src_emb: torch.Tensor, tgt_emb: torch.Tensor, pair: torch.Tensor
+    ) -> torch.Tensor:
+        """Share of the swaps (different people only) that dlib finds closer to the target.
+
+        Logged, never trained on: it rises towards 1 when the generator learns to rebuild the
+        target instead of swapping (the copy trap the first v2 runs fell into).
+        """
+        with torch.no_grad():
+            to_src = F.cosine_similarity(swap_emb.float(), src_emb.float(), dim=1)
+            to_tgt = F.cosine_similarity(swap_emb.float(), tgt_emb.float(), dim=1)
+            return losses.masked_mean((to_tgt > to_src).float(), ~pair)
 
     def adversarial_terms(
         self, swap: torch.Tensor, target: torch.Tensor, D: nn.Module

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import onnx
 import pytest
+from helpers import run_cli
 from onnx import TensorProto, helper
 
 from slimswap.errors import UserError
@@ -23,16 +22,6 @@ from slimswap.face.align import TEMPLATE_NAME
 from slimswap.files import sha256_file
 from slimswap.swap import registry
 from slimswap.swap.neural import PM1, from_model_output, to_model_input
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slimswap.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def test_quick_bench_cli_fills_every_field_with_finite_numbers(tmp_path):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from slimswap import media
 from slimswap.evaluate import report, robustness, temporal
@@ -17,10 +16,6 @@ from slimswap.paths import EXAMPLES_DIR
 
 FACE = EXAMPLES_DIR / "grace_hopper.jpg"
 CLIP = EXAMPLES_DIR / "clip.mp4"
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slimswap.cli", *map(str, args)], capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -86,20 +81,32 @@ def test_yaw_proxy_follows_the_nose_and_profile_takes_the_most_turned(hopper):
         moved = lm.copy()
         moved[robustness.NOSE_TIP, 0] += shift * width
         turned[shift] = robustness.yaw_proxy(moved)
-    assert min(abs(turned[-0.25]), abs(turned[0.25])) > 0.3 and turned[-0.25] * turned[0.25] < 0  # turning either way
+    assert (
+        min(abs(turned[-0.25]), abs(turned[0.25])) > 0.3 and turned[-0.25] * turned[0.25] < 0
+    )  # turning either way
 
     # a set of 6 frontal faces (nose centred) where face 4 is turned most and face 1 next
     lm[robustness.NOSE_TIP, 0] = (lm[robustness.JAW_LEFT, 0] + lm[robustness.JAW_RIGHT, 0]) / 2
     lms = np.stack([lm] * 6)
     lms[4, robustness.NOSE_TIP, 0] += 0.3 * width
     lms[1, robustness.NOSE_TIP, 0] -= 0.2 * width
-    faces = robustness.FaceSet("toy", np.array([0, 1, 2, 0, 1, 2]), np.zeros((6, 128)), lms, 128, [FACE] * 6, lambda i: None)
+    faces = robustness.FaceSet(
+        "toy",
+        np.array([0, 1, 2, 0, 1, 2]),
+        np.zeros((6, 128)),
+        lms,
+        128,
+        [FACE] * 6,
+        lambda i: None,
+    )
     cases = robustness.plan_cases(faces, n=1, seed=0)
     profile = [c.target for c in cases if c.subset == "profile"]
     assert profile[:2] == [4, 1]
     assert all(faces.labels[c.source] != faces.labels[c.target] for c in cases)
     # transformed subsets share targets and sources, so they compare pairwise
-    per_subset = {s: [(c.source, c.target) for c in cases if c.subset == s] for s in robustness.SUBSETS}
+    per_subset = {
+        s: [(c.source, c.target) for c in cases if c.subset == s] for s in robustness.SUBSETS
+    }
     assert per_subset["clean"] == per_subset["low_light"] == per_subset["small"]
 
 
@@ -108,13 +115,26 @@ def test_yaw_proxy_follows_the_nose_and_profile_takes_the_most_turned(hopper):
 
 def test_eval_robustness_cli_reports_every_subset_with_finite_numbers(tmp_path, shared_data):
     proc = run_cli(
-        "eval", "robustness", "--mode", "classic", "--faces", shared_data / "deepface_testset",
-        "--max-photos", 8, "--pairs", 2, "--out", tmp_path,
+        "eval",
+        "robustness",
+        "--mode",
+        "classic",
+        "--faces",
+        shared_data / "deepface_testset",
+        "--max-photos",
+        8,
+        "--pairs",
+        2,
+        "--out",
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "robustness.json").read_text())
     assert report.missing_fields(data) == []
-    assert data["command"].startswith("slimswap eval robustness") and data["environment"]["device"] == "cpu"
+    assert (
+        data["command"].startswith("slimswap eval robustness")
+        and data["environment"]["device"] == "cpu"
+    )
     rows = {r["subset"]: r for r in data["results"]}
     assert list(rows) == list(robustness.SUBSETS)
     for r in rows.values():
@@ -147,25 +167,44 @@ def test_flicker_ratio_is_one_for_the_original_and_high_for_noise(short_clip, tm
     rng = np.random.default_rng(0)
     with media.VideoWriter(noisy, media.probe_video(short_clip), None) as writer:
         for batch in media.read_frames(short_clip, 8):
-            writer.write([np.clip(f + rng.normal(0, 12, f.shape), 0, 255).astype(np.uint8) for f in batch])
+            writer.write(
+                [np.clip(f + rng.normal(0, 12, f.shape), 0, 255).astype(np.uint8) for f in batch]
+            )
     flickery = temporal.evaluate_swapped("noisy", "short", original, noisy, emb, fa, every=8)
     assert flickery.flicker_ratio > temporal.TARGET_RATIO and not flickery.meets_target
 
 
 def test_eval_temporal_cli_on_the_bundled_clip(tmp_path):
-    proc = run_cli("eval", "temporal", "--mode", "classic", "--max-frames", 16, "--every", 5, "--out", tmp_path)
+    proc = run_cli(
+        "eval", "temporal", "--mode", "classic", "--max-frames", 16, "--every", 5, "--out", tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "temporal.json").read_text())
     assert report.missing_fields(data) == []
     (r,) = data["results"]
-    assert (r["model"], r["video"], r["frames"], r["frames_with_face"]) == ("classic", "clip.mp4", 16, 16)
+    assert (r["model"], r["video"], r["frames"], r["frames_with_face"]) == (
+        "classic",
+        "clip.mp4",
+        16,
+        16,
+    )
     assert r["id_samples"] == 4 and r["series"]["id_frames"] == [0, 5, 10, 15]
-    assert len(r["series"]["frame_change_swapped"]) == len(r["series"]["frame_change_original"]) == 15
-    assert r["flicker_original"] > 0 and r["flicker_ratio"] == pytest.approx(r["flicker_swapped"] / r["flicker_original"])
+    assert (
+        len(r["series"]["frame_change_swapped"]) == len(r["series"]["frame_change_original"]) == 15
+    )
+    assert r["flicker_original"] > 0 and r["flicker_ratio"] == pytest.approx(
+        r["flicker_swapped"] / r["flicker_original"]
+    )
     assert 0 < r["id_dist_to_source_mean"] <= r["id_dist_to_source_max"] < 1.2
     assert (tmp_path / "temporal.png").stat().st_size > 0
 
 
 def test_eval_temporal_rejects_a_missing_video(tmp_path):
-    proc = run_cli("eval", "temporal", "--mode", "classic", "--video", tmp_path / "nope.mp4", "--out", tmp_path)
-    assert proc.returncode == 2 and "video file not found" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli(
+        "eval", "temporal", "--mode", "classic", "--video", tmp_path / "nope.mp4", "--out", tmp_path
+    )
+    assert (
+        proc.returncode == 2
+        and "video file not found" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )

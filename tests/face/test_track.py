@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from slimswap.errors import UserError
-from slimswap.face.analyser import Face, kps_from_landmarks
+from slimswap.face.analyser import Face, box_from_landmarks, kps_from_landmarks
 from slimswap.face.select import iou
-from slimswap.face.track import DetectionSchedule, FaceTracker, box_from_landmarks
+from slimswap.face.track import DetectionSchedule, FaceTracker
 
 
 def _box_face(x0: float, y0: float, side: float = 100.0, score: float = 1.0) -> Face:

@@ -20,7 +20,7 @@ from slimswap.face.select import iou
 from slimswap.paths import EXAMPLES_DIR, MODELS_DIR
 from slimswap.pipeline import load_source_identity, swap_frames
 from slimswap.swap.base import Swapper
-from slimswap.swap.registry import load_swapper, pick_entry, read_manifest
+from slimswap.swap.registry import load_swapper, pick_entry, read_manifest, resolve_mode
 
 BACKENDS = ["classic", *(e.name for e in read_manifest() if e.path.is_file())]
 SOURCE = EXAMPLES_DIR / "grace_hopper.jpg"
@@ -137,3 +137,15 @@ def test_wrong_precision_or_missing_field_is_refused(models_copy):
     (models_copy / "MANIFEST").write_text(json.dumps(data))
     with pytest.raises(UserError, match="lacks template"):
         read_manifest()
+
+
+def test_auto_picks_only_a_learned_model_that_met_its_targets(models_copy):
+    data = json.loads((models_copy / "MANIFEST").read_text())
+    learned = [e for e in data["models"] if e["mode"] in ("lite", "quality")]
+    for e in learned:
+        e["auto"] = False
+    (models_copy / "MANIFEST").write_text(json.dumps(data))
+    assert resolve_mode("auto", "cpu") == "classic"  # nothing met its targets
+    for mode in ("quality", "lite"):  # lite is preferred once it qualifies
+        _edit_entry(models_copy, next(e["name"] for e in learned if e["mode"] == mode), auto=True)
+        assert resolve_mode("auto", "cpu") == mode

@@ -9,14 +9,8 @@ Needs `scripts/install_browser.sh` (apt chromium + pip playwright); skips withou
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -25,87 +19,21 @@ from slimswap.face.analyser import embedding_distance
 from slimswap.paths import EXAMPLES_DIR
 from slimswap.provenance import verify_file
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("SLIMSWAP_UI_ARTIFACTS", Path(__file__).parent / "artifacts"))
 SOURCE = EXAMPLES_DIR / "grace_hopper.jpg"
 TARGET = EXAMPLES_DIR / "astronaut.png"
-# as python.md says for this machine: no GPU, no sandbox (root), no background connections
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed: run scripts/install_browser.sh"
-)
-pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[ui]'")
-if not CHROMIUM.is_file():
-    pytest.skip(
-        f"Debian's Chromium is not installed ({CHROMIUM}): run scripts/install_browser.sh",
-        allow_module_level=True,
-    )
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server():
-    """`slimswap ui` in a subprocess, as a user starts it; its log lands in the artefacts."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/"
-    with open(ARTIFACTS / "ui_server.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "slimswap.cli", "ui", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.time() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(url, timeout=1).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.time() > deadline:
-                        raise RuntimeError(
-                            f"slimswap ui did not start; see {ARTIFACTS / 'ui_server.log'}"
-                        ) from None
-                    time.sleep(0.25)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.set_default_timeout(30_000)
-        page.goto(server)
-        page.wait_for_selector("#swap-btn")
-        yield page
-        browser.close()
+def page(server, launch_chromium):
+    browser = launch_chromium()
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(30_000)
+    page.goto(server)
+    page.wait_for_selector("#swap-btn")
+    yield page
+    browser.close()
 
 
 def _swap_and_wait(page, run: int) -> tuple[float, str]:
@@ -121,7 +49,7 @@ def _swap_and_wait(page, run: int) -> tuple[float, str]:
     return time.perf_counter() - start, page.locator("#result-image img").get_attribute("src")
 
 
-def test_swap_in_the_browser_shows_a_labelled_result_with_a_face(page, analyser):
+def test_swap_in_the_browser_shows_a_labelled_result_with_a_face(page, analyser, artifacts):
     page.locator("#sources input[type=file]").set_input_files(str(SOURCE))
     page.locator("#target input[type=file]").set_input_files(str(TARGET))
     page.wait_for_selector("#target-faces img")  # the target's faces are shown as thumbnails
@@ -134,7 +62,9 @@ def test_swap_in_the_browser_shows_a_labelled_result_with_a_face(page, analyser)
     assert used, status
     from slimswap.ui.app import default_mode
 
-    assert default_mode() != "lite" or used.group(1).startswith("lite"), status  # lite is the default once shipped
+    assert default_mode() != "lite" or used.group(1).startswith("lite"), (
+        status
+    )  # lite is the default once shipped
     pipeline_s = float(re.search(r"in ([0-9.]+) s", status).group(1))
 
     link = page.locator("#downloads a[download]")
@@ -144,13 +74,13 @@ def test_swap_in_the_browser_shows_a_labelled_result_with_a_face(page, analyser)
     )
     with page.expect_download() as download:
         link.click()
-    result = ARTIFACTS / "ui_result.png"
+    result = artifacts / "ui_result.png"
     download.value.save_as(result)
     assert (
         result.read_bytes() == page.request.get(src).body()
     )  # the shown image is the downloaded file
-    page.screenshot(path=str(ARTIFACTS / "ui_swap.png"), full_page=True)
-    (ARTIFACTS / "ui_timing.json").write_text(
+    page.screenshot(path=str(artifacts / "ui_swap.png"), full_page=True)
+    (artifacts / "ui_timing.json").write_text(
         json.dumps(
             {
                 "what": f"image swap of examples/astronaut.png (512x512) in the page, model {used.group(1)}, warm app",
@@ -178,7 +108,7 @@ def test_swap_in_the_browser_shows_a_labelled_result_with_a_face(page, analyser)
     assert report.label_present and report.watermark_present
 
 
-def test_no_face_is_a_readable_message_not_a_traceback(page, tmp_path):
+def test_no_face_is_a_readable_message_not_a_traceback(page, tmp_path, artifacts):
     scenery = tmp_path / "scenery.png"
     media.write_image(scenery, media.read_image(TARGET)[:200, -200:])  # the shuttle model: no face
     for box in ("#sources", "#target"):  # start from empty inputs, whatever ran before
@@ -195,7 +125,7 @@ def test_no_face_is_a_readable_message_not_a_traceback(page, tmp_path):
     toast.first.wait_for()
     page.wait_for_timeout(600)  # let the message box finish sliding in before the screenshot
     page.screenshot(
-        path=str(ARTIFACTS / "ui_error.png")
+        path=str(artifacts / "ui_error.png")
     )  # viewport: the message box is pinned to it
     text = toast.first.inner_text()
     assert "scenery.png" in text and "Traceback" not in text and "/tmp/" not in text
