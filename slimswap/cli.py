@@ -740,8 +740,10 @@ def compress_report(
     out: Path = typer.Option(Path("benchmarks/compress"), "--out"),
 ) -> None:
     """Params, MACs, size, CPU latency and PSNR vs teacher for the teacher, student and exports."""
+    from slimswap.compress.data import face_inputs
     from slimswap.compress.report import Candidate, build_rows, markdown, save
     from slimswap.evaluate.report import command_line
+    from slimswap.swap.weights import read_metadata
 
     try:
         cands = [Candidate("teacher", teacher), Candidate("student", student)]
@@ -758,7 +760,10 @@ def compress_report(
         for c in cands:
             if not c.path.is_file():
                 raise UserError(f"model file not found: {c.path}")
-        rows, context = build_rows(cands, faces, n_faces, seconds)
+        teacher_res = int(read_metadata(teacher)["config"]["resolution"])
+        inputs = face_inputs(faces, n_faces, teacher_res, seed=2)
+        source = f"{', '.join(map(str, faces))}, seed 2"
+        rows, context = build_rows(cands, inputs, source, seconds)
         path = save(rows, context, out, command_line())
     except UserError as err:
         fail(str(err))

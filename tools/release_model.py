@@ -7,6 +7,7 @@
     python tools/release_model.py exports models/lite_256.safetensors lite_256 [--metrics REPORT]
         -> entries lite_256_fp32/_fp16/_int8 for the files `slimswap compress export --name
            lite_256 --out models` wrote, with its saved validation (models/lite_256_export.json)
+    python tools/release_model.py summary REPORT    # MANIFEST's compression_summary from it
     python tools/release_model.py unlist NAME ...   # drop entries (then `git rm` their files)
 
 REPORT is `slimswap compress report`'s compression.json: the row of each released file (CPU
@@ -85,11 +86,17 @@ def main() -> None:
     e.add_argument("model", type=Path)
     e.add_argument("name")
     e.add_argument("--metrics", type=Path)
+    s = sub.add_parser("summary")
+    s.add_argument("report", type=Path)
     u = sub.add_parser("unlist")
     u.add_argument("names", nargs="+")
     args = parser.parse_args()
     command = "python tools/release_model.py " + " ".join(sys.argv[1:])
 
+    if args.cmd == "summary":
+        rows = release.write_compression_summary(args.report)["rows"]
+        print("compression_summary:", ", ".join(r["name"] for r in rows))
+        return
     if args.cmd == "unlist":
         print("removed:", ", ".join(release.unlist(args.names)) or "none")
         return

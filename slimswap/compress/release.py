@@ -182,8 +182,9 @@ def report_metrics(row: dict | None, context: dict) -> dict:
             "cpu_ms_median_2_threads": round(row["cpu_ms"], 1),
             "cpu_ms_p10": round(row["cpu_ms_p10"], 1),
             "load_average": context["load_average_before"],
-            "psnr_vs_teacher_db": round(row["psnr_vs_teacher_db"], 2),
-            "face_psnr_vs_teacher_db": round(row["face_psnr_vs_teacher_db"], 2),
+            "psnr_vs_teacher_db": _finite(row["psnr_vs_teacher_db"]),
+            "face_psnr_vs_teacher_db": _finite(row["face_psnr_vs_teacher_db"]),
+            "face_psnr_vs_own_torch_fp32_db": _finite(row.get("face_psnr_vs_torch_twin_db")),
             "faces": context["faces"]["n"],
             "date": context["started"],
             "report": "benchmarks/compress/compression.md",
@@ -197,6 +198,40 @@ def export_metrics(report_json: Path | None, name: str) -> dict:
     return {
         p: report_metrics(rows.get(f"{name}_{p}.onnx"), context) for p in ("fp32", "fp16", "int8")
     }
+
+
+def write_compression_summary(report_json: Path) -> dict:
+    """The manifest's "compression_summary": every row of `compress report`'s compression.json
+    (size, params, MACs, CPU ms, PSNR vs the teacher) with the conditions they were timed in."""
+    from slimswap.swap.registry import write_manifest_section
+
+    rows, context = report_rows(report_json)
+    keys = ("name", "file", "backend", "precision", "bytes", "params", "macs")
+    summary = {
+        "report": "benchmarks/compress/compression.md",
+        "date": context["started"],
+        "load_average": context["load_average_before"],
+        "threads": context["threads"],
+        "rows": [
+            {
+                **{k: r[k] for k in keys},
+                "cpu_ms_median": round(r["cpu_ms"], 1),
+                "cpu_ms_median_1_thread": round(r["cpu_ms_1_thread"], 1),
+                "psnr_vs_teacher_db": _finite(r["psnr_vs_teacher_db"]),
+                "face_psnr_vs_teacher_db": _finite(r["face_psnr_vs_teacher_db"]),
+            }
+            for r in rows.values()
+        ],
+    }
+    write_manifest_section("compression_summary", summary)
+    return summary
+
+
+def _finite(x: float | None) -> float | None:
+    """JSON has no infinity: the teacher against itself (or a torch row's twin) is null."""
+    import math
+
+    return round(x, 2) if x is not None and math.isfinite(x) else None
 
 
 def unlist(names: list[str]) -> list[str]:

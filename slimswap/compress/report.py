@@ -14,6 +14,7 @@ report. Identity and sharpness are not measured here: they come from `slimswap e
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -45,6 +46,8 @@ class Row:
     cpu_ms_1_thread: float  # median per face, batch 1, one thread
     psnr_vs_teacher_db: float
     face_psnr_vs_teacher_db: float
+    # an ONNX file against the fp32 torch model it was exported from (INT8 vs fp32, ...)
+    face_psnr_vs_torch_twin_db: float = float("nan")
 
 
 @dataclass
@@ -107,17 +110,19 @@ def interleaved_latency(
 
 def build_rows(
     candidates: list[Candidate],
-    faces: list[Path],
-    n_faces: int = 64,
+    inputs: export.Inputs,
+    faces: str,
     seconds_per_model: float = 20.0,
 ) -> tuple[list[Row], dict]:
-    """Rows for every candidate (the first must be the teacher, torch) and the run's context."""
-    from slimswap.compress.data import face_inputs
+    """Rows for every candidate (the first must be the teacher, torch) and the run's context.
+
+    inputs: real model inputs at the models' resolution (`compress.data.face_inputs`);
+    faces: where they came from, for the report's text.
+    """
     from slimswap.compress.prune import count
 
     torch.set_num_threads(THREADS)
     teacher = load_torch(candidates[0].path)
-    inputs = face_inputs(faces, n_faces, int(teacher.config.resolution), seed=2)
     face = export.face_weight(inputs)
     one = {k: v[:1] for k, v in inputs.items()}
     ref = export.run_torch(teacher, inputs)
@@ -166,6 +171,7 @@ def build_rows(
                 float(np.median(times[c.name, ONE_THREAD])),
                 export.psnr_pm1(outs[c.name], ref),
                 export.psnr_pm1(outs[c.name], ref, face),
+                export.psnr_pm1(outs[c.name], outs[c.twin], face) if c.twin else float("nan"),
             )
         )
     context = {
@@ -175,7 +181,7 @@ def build_rows(
         "threads": THREADS,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
-        "faces": {"shards": [str(p) for p in faces], "n": len(inputs["target"]), "seed": 2},
+        "faces": {"source": faces, "n": len(inputs["target"])},
         "versions": _versions(),
     }
     return rows, context
@@ -208,19 +214,21 @@ def markdown(rows: list[Row]) -> str:
     head = (
         "| model | file | backend | precision | size MB | size vs teacher fp32 | params | "
         "GMACs | MACs vs teacher | CPU ms median | CPU ms p10 | calls | CPU ms median, 1 thread "
-        "| PSNR vs teacher dB | face PSNR vs teacher dB |"
+        "| PSNR vs teacher dB | face PSNR vs teacher dB | face PSNR vs own torch fp32 dB |"
     )
     lines = [
         head,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        twin = r.face_psnr_vs_torch_twin_db
         lines.append(
             f"| {r.name} | {r.file} | {r.backend} | {r.precision} | {r.bytes / 1e6:.2f} | "
             f"{r.bytes / full:.1%} | {r.params / 1e6:.3f}M | {r.macs / 1e9:.3f} | "
             f"{r.macs / t.macs:.1%} | {r.cpu_ms:.1f} | {r.cpu_ms_p10:.1f} | {r.timed_calls} | "
             f"{r.cpu_ms_1_thread:.1f} | "
-            f"{r.psnr_vs_teacher_db:.1f} | {r.face_psnr_vs_teacher_db:.1f} |"
+            f"{r.psnr_vs_teacher_db:.1f} | {r.face_psnr_vs_teacher_db:.1f} | "
+            f"{'' if math.isnan(twin) else f'{twin:.1f}'} |"
         )
     return "\n".join(lines)
 
@@ -234,10 +242,10 @@ def context_text(context: dict) -> str:
         f"timing and {context['load_average_after']} after (the machine is shared: medians "
         "of interleaved rounds, the 10th percentile shows the less-loaded end). PSNR of each "
         f"model's swaps against the teacher's fp32 torch swaps on {context['faces']['n']} real "
-        f"faces of {', '.join(context['faces']['shards'])} with other people's warped faces "
-        "and identities; 'face' = inside the face region (the guide's mask). Versions: "
-        + ", ".join(f"{k} {v}" for k, v in context["versions"].items())
-        + "."
+        f"faces ({context['faces']['source']}) with other people's warped faces "
+        "and identities; 'face' = inside the face region (the guide's mask); the last column "
+        "compares an ONNX file with the torch model it was exported from (INT8 vs fp32). "
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in context["versions"].items()) + "."
     )
 
 
@@ -260,9 +268,14 @@ def save(rows: list[Row], context: dict, out_dir: Path, command: str) -> Path:
             + "\n"
         )
     with atomic_write(out_dir / "compression.json") as tmp:
-        tmp.write_text(
-            json.dumps({"context": context, "rows": [asdict(r) for r in rows]}, indent=1)
-        )
+        rows_json = [
+            {
+                k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(r).items()
+            }
+            for r in rows
+        ]  # JSON has no infinity or NaN: the teacher against itself is null
+        tmp.write_text(json.dumps({"context": context, "rows": rows_json}, indent=1))
     full = teacher_fp32_bytes(rows)
     metrics = [
         ("size vs teacher fp32 (%)", lambda r: 100 * r.bytes / full),

@@ -135,3 +135,39 @@ def test_released_exports_are_listed_and_load(tmp_path, monkeypatch):
     assert "reduce_range" in int8.provenance["quantization"]
     assert int8.metrics["export"]["int8_vs_fp32_psnr_db"] == 40.0
     assert int8.metrics["compression_report"]["cpu_ms_median_2_threads"] == 1.0
+
+
+def test_unlist_and_summary_leave_the_other_entries(tmp_path, monkeypatch):
+    """The release helpers edit one entry or section of models/MANIFEST and nothing else."""
+    import shutil
+
+    from slimswap.compress.release import unlist, write_compression_summary
+
+    shutil.copytree(MODELS_DIR, tmp_path / "models")
+    monkeypatch.setenv("SLIMSWAP_MODELS", str(tmp_path / "models"))
+    before = json.loads((tmp_path / "models" / "MANIFEST").read_text())["models"]
+    assert unlist(["lite_256_fp16", "no_such_model"]) == ["lite_256_fp16"]
+    report = tmp_path / "compression.json"
+    row = {
+        "name": "student int8",
+        "file": "lite_256_int8.onnx",
+        "backend": "onnx",
+        "precision": "int8",
+        "bytes": 1,
+        "params": 2,
+        "macs": 3,
+        "cpu_ms": 10.04,
+        "cpu_ms_1_thread": 12.0,
+        "psnr_vs_teacher_db": None,
+        "face_psnr_vs_teacher_db": 29.512,
+    }
+    context = {"started": "now", "load_average_before": [1, 1, 1], "threads": 2}
+    report.write_text(json.dumps({"context": context, "rows": [row]}))
+    write_compression_summary(report)
+    data = json.loads((tmp_path / "models" / "MANIFEST").read_text())
+    assert [e["name"] for e in data["models"]] == [
+        e["name"] for e in before if e["name"] != "lite_256_fp16"
+    ]
+    (summary_row,) = data["compression_summary"]["rows"]
+    assert summary_row["cpu_ms_median"] == 10.0 and summary_row["psnr_vs_teacher_db"] is None
+    assert summary_row["face_psnr_vs_teacher_db"] == 29.51

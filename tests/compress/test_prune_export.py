@@ -188,3 +188,39 @@ def test_int8_node_sensitivity_measures_every_conv(tiny_batches, tmp_path):
     assert all(c.psnr_db >= steps[0].psnr_db - 0.5 for c in costs)
     text = quantize.sensitivity_markdown(costs, steps)
     assert quantize.conv_part(costs[0].node) in text
+
+
+def test_report_rows_for_torch_and_onnx_files(tiny_batches, tmp_path):
+    """The report times and scores every file against the teacher; an ONNX row takes its
+    parameters and MACs from the torch model it was exported from."""
+    from slimswap.compress.report import Candidate, build_rows, markdown, save
+    from slimswap.swap.weights import save_generator
+
+    teacher, student = tiny(TINY), tiny(TINY_STUDENT, seed=1)
+    paths = {
+        n: save_generator(m, tmp_path / f"{n}.safetensors")
+        for n, m in (("teacher", teacher), ("student", student))
+    }
+    fp32 = export.to_onnx(student, tmp_path / "student_fp32.onnx")
+    cands = [
+        Candidate("teacher", paths["teacher"]),
+        Candidate("student", paths["student"]),
+        Candidate("student fp32", fp32, twin="student"),
+    ]
+    inputs = as_numpy(tiny_batches[0].swap)
+    rows, context = build_rows(cands, inputs, "bundled faces", seconds_per_model=0.2)
+    by_name = {r.name: r for r in rows}
+    assert by_name["teacher"].psnr_vs_teacher_db == float("inf")
+    assert np.isfinite(by_name["student"].psnr_vs_teacher_db)
+    onnx_row = by_name["student fp32"]
+    assert (onnx_row.params, onnx_row.macs) == (by_name["student"].params, by_name["student"].macs)
+    assert onnx_row.params == sum(p.numel() for p in student.parameters())
+    assert onnx_row.face_psnr_vs_torch_twin_db > 80  # the export is the torch model
+    assert abs(onnx_row.psnr_vs_teacher_db - by_name["student"].psnr_vs_teacher_db) < 0.01
+    assert all(r.cpu_ms > 0 and r.cpu_ms_1_thread > 0 and r.timed_calls >= 20 for r in rows)
+    assert len(context["load_average_before"]) == 3 and context["faces"]["n"] == 4
+    text = markdown(rows)
+    assert all(f"| {r.name} |" in text for r in rows)
+    md = save(rows, context, tmp_path / "report", "test")
+    assert md.read_text().count("\n|") == len(rows) + 2
+    assert (tmp_path / "report" / "compression.png").stat().st_size > 1000
