@@ -7,7 +7,7 @@ shows the message in the page; a queued job fails with it as its reason.
 
 from __future__ import annotations
 
-import shutil
+import json
 import subprocess
 from pathlib import Path
 
@@ -26,11 +26,23 @@ TARGET = EXAMPLES_DIR / "astronaut.png"
 
 @pytest.fixture
 def damaged_models(tmp_path, monkeypatch) -> Path:
-    """models/MANIFEST and the lite file a CPU runs, that file with one byte flipped."""
+    """A copy of models/ whose lite file (the one a CPU runs) has one byte flipped.
+
+    The other files are linked, not copied: the face-analysis nets must be there for the
+    commands to reach the swap model at all. The lite entries are marked `auto`, so the UI's
+    default mode (which it loads before serving) is the damaged model.
+    """
     folder = tmp_path / "models"
     folder.mkdir()
-    shutil.copy(MODELS_DIR / "MANIFEST", folder / "MANIFEST")
+    manifest = json.loads((MODELS_DIR / "MANIFEST").read_text())
+    for e in manifest["models"]:
+        if e["mode"] == "lite":
+            e["auto"] = True
+    (folder / "MANIFEST").write_text(json.dumps(manifest))
     entry = pick_entry("lite", "cpu")
+    for path in MODELS_DIR.iterdir():
+        if path.is_file() and path.name not in ("MANIFEST", entry.file):
+            (folder / path.name).symlink_to(path)
     data = bytearray(entry.path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     (folder / entry.file).write_bytes(bytes(data))

@@ -1,1 +1,2 @@
-"""Compression: sensitivity analysis, structured pruning, distillation, quantization, export."""
+"""Compression: sensitivity analysis, structured pruning, INT8 quantization, ONNX export, the
+compression report and releases (distillation lives with training: slimswap.train.distill)."""

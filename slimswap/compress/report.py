@@ -1,139 +1,256 @@
-"""The compression report: teacher / pruned / student / student-int8 side by side.
+"""The compression report: teacher and student (and a pruned teacher), torch and ONNX files.
 
-Size, parameters, MACs, CPU latency (batch 1, this machine), PSNR of each model's swaps
-against the teacher's on real held-out faces, and the quality numbers of `slimswap eval
-swapper` (ID distance, NME) where that evaluation has been run for the model.
+For every file: parameters, MACs at the model's resolution, file size (and its share of the
+teacher's fp32 size, parameters x 4 bytes), CPU latency per face (batch 1; torch and ONNX
+Runtime both on 2 threads) and the PSNR of its swaps against the teacher's fp32 torch swaps
+on real val faces with real warp guides, over the whole crop and inside the face region.
+
+Latency on a shared machine: every model is timed in interleaved rounds (a burst of load hits
+all of them alike rather than whichever ran at that moment), the median and the 10th
+percentile of all calls are reported, and the load average before and after goes into the
+report. Identity and sharpness are not measured here: they come from `slimswap eval`.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import platform
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from slimswap.compress.export import psnr_pm1, run_onnx
+from slimswap.compress import export
+from slimswap.files import atomic_write
+
+THREADS = 2  # the report's latency column; ONE_THREAD is timed alongside
+ONE_THREAD = 1
 
 
 @dataclass
 class Row:
     name: str
     file: str
+    backend: str  # torch | onnx
+    precision: str
     bytes: int
     params: int
     macs: int
-    cpu_ms: float
+    cpu_ms: float  # median per face, batch 1, THREADS threads
+    cpu_ms_p10: float
+    timed_calls: int
+    cpu_ms_1_thread: float  # median per face, batch 1, one thread
     psnr_vs_teacher_db: float
-    id_dist_to_source: float = float("nan")
-    landmark_nme: float = float("nan")
+    face_psnr_vs_teacher_db: float
+    # an ONNX file against the fp32 torch model it was exported from (INT8 vs fp32, ...)
+    face_psnr_vs_torch_twin_db: float = float("nan")
 
 
-def _latency(fn, repeats: int = 30) -> float:
-    """Median milliseconds per call after 5 warm-up calls."""
-    from slimswap.evaluate.bench import percentiles_ms, time_calls
+@dataclass
+class Candidate:
+    """One file to report: a torch generator (.safetensors, or a pickled pruned .pt) or an
+    ONNX export, whose parameters and MACs come from the torch model it was exported from."""
 
-    return percentiles_ms(
-        time_calls(fn, warmup=5, repeats=repeats, budget_s=float("inf"), cuda=False)
-    )[0]
+    name: str
+    path: Path
+    twin: str = ""  # for ONNX: the name of the torch candidate it was exported from
 
 
-def _onnx_session(path: Path):
-    import onnxruntime as ort
+def load_torch(path: Path) -> torch.nn.Module:
+    from slimswap.swap.weights import load_generator
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    if path.suffix == ".pt":  # a pruned model: irregular widths no config describes
+        return torch.load(path, weights_only=False).float().eval()
+    return load_generator(path)
+
+
+def precision_of(path: Path) -> str:
+    if path.suffix == ".onnx":
+        for p in ("fp32", "fp16", "int8"):
+            if path.stem.endswith(f"_{p}"):
+                return p
+        return "fp32"
+    if path.suffix == ".pt":
+        return "fp32"
+    from slimswap.swap.weights import stored_precision
+
+    return f"{stored_precision(path)} file, fp32 compute"
+
+
+def interleaved_latency(
+    fns: dict, seconds_per_model: float = 20.0, min_calls: int = 20
+) -> dict[object, list[float]]:
+    """Milliseconds per call of each function, timed in interleaved rounds after warm-up.
+
+    Each model gets about `seconds_per_model` (at least `min_calls` calls), spread over 10
+    rounds that visit every model in turn.
+    """
+    per_call = {}
+    for name, fn in fns.items():
+        for _ in range(3):
+            fn()
+        start = time.perf_counter()
+        fn()
+        per_call[name] = time.perf_counter() - start
+    rounds = 10
+    times: dict[object, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            calls = max(min_calls // rounds, int(seconds_per_model / rounds / per_call[name]))
+            for _ in range(max(1, calls)):
+                start = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - start) * 1000)
+    return times
 
 
 def build_rows(
-    teacher_path: Path, candidates: dict[str, Path], calib_shard: Path, eval_json: Path | None
-) -> list[Row]:
-    from slimswap.compress.data import real_arrays
-    from slimswap.compress.prune import count
-    from slimswap.swap.neural import to_model_input
-    from slimswap.swap.weights import load_generator
+    candidates: list[Candidate],
+    inputs: export.Inputs,
+    faces: str,
+    seconds_per_model: float = 20.0,
+) -> tuple[list[Row], dict]:
+    """Rows for every candidate (the first must be the teacher, torch) and the run's context.
 
-    crops, _, other = real_arrays(calib_shard, 64, seed=2)
-    x = to_model_input(crops)
-    teacher = load_generator(teacher_path)
-    with torch.no_grad():
-        ref = teacher(torch.from_numpy(x), torch.from_numpy(other)).numpy()
-    evals = {}
-    if eval_json is not None and eval_json.is_file():
-        for r in json.loads(eval_json.read_text()):
-            if r["test_set"] == "test_128":
-                evals[r["model"]] = r
-    x1, e1 = torch.from_numpy(x[:1]), torch.from_numpy(other[:1])
-    macs, params = count(teacher, (x1, e1))
-    with torch.no_grad():
-        t_ms = _latency(lambda: teacher(x1, e1))
-    rows = [
-        Row(
-            "teacher",
-            teacher_path.name,
-            teacher_path.stat().st_size * 2,
-            params,
-            macs,
-            t_ms,
-            float("inf"),
-        )
-    ]
-    for name, path in candidates.items():
-        if path.suffix == ".onnx":
-            sess = _onnx_session(path)
-            out = run_onnx(path, x, other)
-            ms = _latency(
-                lambda sess=sess: sess.run(None, {"target": x[:1], "identity": other[:1]})
-            )
-            torch_twin = path.with_name(
-                path.name.replace("_int8.onnx", ".safetensors").replace(
-                    "_fp32.onnx", ".safetensors"
-                )
-            )
-            pt = path.with_name(path.stem.replace("_fp32", "") + ".pt")
-            if pt.is_file():
-                model = torch.load(pt, weights_only=False)
-            elif torch_twin.is_file():
-                model = load_generator(torch_twin)
-            else:
-                model = None
-            m, p = count(model, (x1, e1)) if model is not None else (0, 0)
+    inputs: real model inputs at the models' resolution (`compress.data.face_inputs`);
+    faces: where they came from, for the report's text.
+    """
+    from slimswap.compress.prune import count
+
+    torch.set_num_threads(THREADS)
+    teacher = load_torch(candidates[0].path)
+    face = export.face_weight(inputs)
+    one = {k: v[:1] for k, v in inputs.items()}
+    ref = export.run_torch(teacher, inputs)
+    torch_models = {c.name: load_torch(c.path) for c in candidates if c.path.suffix != ".onnx"}
+    counts = {name: count(m) for name, m in torch_models.items()}
+    outs, fns = {}, {}
+    for c in candidates:
+        if c.path.suffix == ".onnx":
+            outs[c.name] = export.run_onnx(export.session(c.path, THREADS), inputs)
+            for threads in (THREADS, ONE_THREAD):
+                sess = export.session(c.path, threads)
+                feed = export.feed_for(sess, one)
+                fns[c.name, threads] = lambda sess=sess, feed=feed: sess.run(None, feed)
         else:
-            model = load_generator(path)
-            with torch.no_grad():
-                out = model(torch.from_numpy(x), torch.from_numpy(other)).numpy()
-                ms = _latency(lambda model=model: model(x1, e1))
-            m, p = count(model, (x1, e1))
-        row = Row(name, path.name, path.stat().st_size, p, m, ms, psnr_pm1(out, ref))
-        ev = evals.get(path.stem) or evals.get(name)
-        if ev:
-            row.id_dist_to_source, row.landmark_nme = ev["id_dist_to_source"], ev["landmark_nme"]
-        rows.append(row)
-    ev = evals.get(teacher_path.stem)
-    if ev:
-        rows[0].id_dist_to_source, rows[0].landmark_nme = (
-            ev["id_dist_to_source"],
-            ev["landmark_nme"],
+            model = torch_models[c.name]
+            outs[c.name] = export.run_torch(model, inputs)
+            args = {k: torch.from_numpy(one[k]) for k in export.input_names(model)}
+            for threads in (THREADS, ONE_THREAD):
+
+                def call(model=model, args=args, threads=threads):
+                    torch.set_num_threads(threads)
+                    with torch.inference_mode():
+                        return model(**args)
+
+                fns[c.name, threads] = call
+    load_before = os.getloadavg()
+    started = time.strftime("%Y-%m-%d %H:%M")
+    times = interleaved_latency(fns, seconds_per_model)
+    torch.set_num_threads(THREADS)
+    load_after = os.getloadavg()
+    rows = []
+    for c in candidates:
+        macs, params = counts[c.twin or c.name]
+        rows.append(
+            Row(
+                c.name,
+                c.path.name,
+                "onnx" if c.path.suffix == ".onnx" else "torch",
+                precision_of(c.path),
+                c.path.stat().st_size,
+                params,
+                macs,
+                float(np.median(times[c.name, THREADS])),
+                float(np.percentile(times[c.name, THREADS], 10)),
+                len(times[c.name, THREADS]),
+                float(np.median(times[c.name, ONE_THREAD])),
+                export.psnr_pm1(outs[c.name], ref),
+                export.psnr_pm1(outs[c.name], ref, face),
+                export.psnr_pm1(outs[c.name], outs[c.twin], face) if c.twin else float("nan"),
+            )
         )
-    return rows
+    context = {
+        "started": started,
+        "cpu": _cpu(),
+        "cores": os.cpu_count(),
+        "threads": THREADS,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+        "faces": {"source": faces, "n": len(inputs["target"])},
+        "versions": _versions(),
+    }
+    return rows, context
+
+
+def _cpu() -> str:
+    from slimswap.evaluate.report import cpu_features, cpu_name
+
+    flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in cpu_features().items())
+    return f"{cpu_name()} ({flags})"
+
+
+def _versions() -> dict:
+    import onnxruntime
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def teacher_fp32_bytes(rows: list[Row]) -> int:
+    return rows[0].params * 4
 
 
 def markdown(rows: list[Row]) -> str:
     t = rows[0]
+    full = teacher_fp32_bytes(rows)
+    head = (
+        "| model | file | backend | precision | size MB | size vs teacher fp32 | params | "
+        "GMACs | MACs vs teacher | CPU ms median | CPU ms p10 | calls | CPU ms median, 1 thread "
+        "| PSNR vs teacher dB | face PSNR vs teacher dB | face PSNR vs own torch fp32 dB |"
+    )
     lines = [
-        "| model | file | size MB | size vs teacher fp32 | params | MACs | MACs vs teacher | CPU ms (batch 1, 2 threads) | PSNR vs teacher dB | ID dist → source | landmark NME |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        head,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        twin = r.face_psnr_vs_torch_twin_db
         lines.append(
-            f"| {r.name} | {r.file} | {r.bytes / 1e6:.2f} | {r.bytes / t.bytes:.1%} | {r.params / 1e6:.2f}M | {r.macs / 1e9:.2f}G | "
-            f"{r.macs / t.macs:.1%} | {r.cpu_ms:.1f} | {r.psnr_vs_teacher_db:.1f} | {r.id_dist_to_source:.3f} | {r.landmark_nme:.4f} |"
+            f"| {r.name} | {r.file} | {r.backend} | {r.precision} | {r.bytes / 1e6:.2f} | "
+            f"{r.bytes / full:.1%} | {r.params / 1e6:.3f}M | {r.macs / 1e9:.3f} | "
+            f"{r.macs / t.macs:.1%} | {r.cpu_ms:.1f} | {r.cpu_ms_p10:.1f} | {r.timed_calls} | "
+            f"{r.cpu_ms_1_thread:.1f} | "
+            f"{r.psnr_vs_teacher_db:.1f} | {r.face_psnr_vs_teacher_db:.1f} | "
+            f"{'' if math.isnan(twin) else f'{twin:.1f}'} |"
         )
     return "\n".join(lines)
 
 
-def save(rows: list[Row], out_dir: Path, command: str) -> Path:
+def context_text(context: dict) -> str:
+    return (
+        f"Run {context['started']} on {context['cpu']}, {context['cores']} cores, "
+        f"{context['threads']} threads (torch and ONNX Runtime; one thread in its own column; "
+        "ONNX Runtime without thread spinning, as the swapper runs it), batch 1 at the model's "
+        f"resolution; load average (1/5/15 min) {context['load_average_before']} before the "
+        f"timing and {context['load_average_after']} after (the machine is shared: medians "
+        "of interleaved rounds, the 10th percentile shows the less-loaded end). PSNR of each "
+        f"model's swaps against the teacher's fp32 torch swaps on {context['faces']['n']} real "
+        f"faces ({context['faces']['source']}) with other people's warped faces "
+        "and identities; 'face' = inside the face region (the guide's mask); the last column "
+        "compares an ONNX file with the torch model it was exported from (INT8 vs fp32). "
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in context["versions"].items()) + "."
+    )
+
+
+def save(rows: list[Row], context: dict, out_dir: Path, command: str) -> Path:
+    """compression.md / .json / .png in out_dir; returns the markdown's path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,34 +258,39 @@ def save(rows: list[Row], out_dir: Path, command: str) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "compression.md"
-    md.write_text(
-        "# Compression report\n\n"
-        f"Command: `{command}`. Teacher size is its fp32 size (2 x the fp16 file). CPU latency on this "
-        "2-core machine; PSNR of each model's swaps against the teacher's on 64 real val faces with "
-        "other people's identities; ID distance and NME from `benchmarks/eval/eval.json` (test split).\n\n"
-        + markdown(rows)
-        + "\n"
-    )
-    (out_dir / "compression.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
-    metrics = [
-        ("size MB", lambda r: r.bytes / 1e6),
-        ("GMACs", lambda r: r.macs / 1e9),
-        ("CPU ms", lambda r: r.cpu_ms),
-        ("ID dist → source", lambda r: r.id_dist_to_source),
-        ("landmark NME", lambda r: r.landmark_nme),
-        ("PSNR vs teacher", lambda r: min(r.psnr_vs_teacher_db, 60)),
-    ]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    names = [r.name for r in rows]
-    for ax, (title, f) in zip(axes.flat, metrics):
-        ax.bar(
-            names,
-            [f(r) for r in rows],
-            color=["tab:gray", "tab:orange", "tab:blue", "tab:green"][: len(rows)],
+    with atomic_write(md) as tmp:
+        tmp.write_text(
+            "# Compression report\n\n"
+            f"Command: `{command}`.\n\n"
+            + context_text(context)
+            + " Teacher fp32 size = its parameters x 4 bytes.\n\n"
+            + markdown(rows)
+            + "\n"
         )
+    with atomic_write(out_dir / "compression.json") as tmp:
+        rows_json = [
+            {
+                k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(r).items()
+            }
+            for r in rows
+        ]  # JSON has no infinity or NaN: the teacher against itself is null
+        tmp.write_text(json.dumps({"context": context, "rows": rows_json}, indent=1))
+    full = teacher_fp32_bytes(rows)
+    metrics = [
+        ("size vs teacher fp32 (%)", lambda r: 100 * r.bytes / full),
+        ("GMACs", lambda r: r.macs / 1e9),
+        ("CPU ms per face (median)", lambda r: r.cpu_ms),
+        ("face PSNR vs teacher (dB)", lambda r: min(r.face_psnr_vs_teacher_db, 60)),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.5))
+    names = [r.name for r in rows]
+    for ax, (title, f) in zip(axes.flat, metrics, strict=True):
+        ax.bar(names, [f(r) for r in rows], color=["tab:gray"] + ["tab:blue"] * (len(rows) - 1))
         ax.set_title(title)
-        ax.tick_params(axis="x", rotation=20)
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "compression.png", dpi=80)
+    with atomic_write(out_dir / "compression.png") as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
     return md

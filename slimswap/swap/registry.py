@@ -149,6 +149,32 @@ def write_manifest_entry(entry: dict) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def write_manifest_section(key: str, value: object) -> None:
+    """Set one top-level section of the manifest other than "models" (e.g. the compression
+    summary), keeping everything else; written atomically."""
+    if key == "models":
+        raise ValueError("model entries are written one at a time by write_manifest_entry")
+    path = manifest_path()
+    data = json.loads(path.read_text()) if path.is_file() else {"models": []}
+    data[key] = value
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def remove_manifest_entries(names: list[str]) -> list[str]:
+    """Drop the entries with these names (others kept, written atomically); returns the
+    names that were listed."""
+    path = manifest_path()
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    removed = [e["name"] for e in data["models"] if e["name"] in names]
+    data["models"] = [e for e in data["models"] if e["name"] not in names]
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return removed
+
+
 def available_modes() -> list[str]:
     """Learned modes with a model file present."""
     return sorted({e.mode for e in read_manifest() if e.path.is_file()})

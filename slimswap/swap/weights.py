@@ -38,17 +38,22 @@ def save_generator(
 
 
 def build_generator(arch: str, config_json: str) -> torch.nn.Module:
-    """Construct an untrained generator from its arch name and config JSON."""
-    from slimswap.nets import generator, student, warp_generator
+    """Construct an untrained generator from its arch name and config JSON.
+
+    Only the warp-guided generator (v2) exists; a v1 file (TeacherGenerator/StudentGenerator,
+    the 128 px releases before it) is refused by name rather than mis-loaded.
+    """
+    from slimswap.nets import warp_generator
 
     if arch == "WarpSwapGenerator":
         return warp_generator.WarpSwapGenerator(
             warp_generator.SwapGeneratorConfig.from_json(config_json)
         )
-    if arch == "TeacherGenerator":
-        return generator.TeacherGenerator(generator.TeacherConfig.from_json(config_json))
-    if arch == "StudentGenerator":
-        return student.StudentGenerator(student.StudentConfig.from_json(config_json))
+    if arch in ("TeacherGenerator", "StudentGenerator"):
+        raise UserError(
+            f"{arch} is the v1 (128 px) generator, which this slimswap no longer runs; use the "
+            "released 256 px models (models/MANIFEST)"
+        )
     raise UserError(f"unknown generator architecture {arch!r} in weight file")
 
 

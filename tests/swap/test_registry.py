@@ -58,8 +58,15 @@ def test_swap_keeps_batch_shape_and_dtype(model, targets, analyser):
     assert one.shape == crops[:1].shape and eight.shape == crops.shape
     assert one.dtype == eight.dtype == np.uint8
     assert swapper.swap(crops[:0], identity, target_landmarks=lms[:0]).shape == crops[:0].shape
-    # a face's swap does not depend on what else is in the batch
-    assert np.abs(one[0].astype(int) - eight[0]).max() <= 1
+    # a face's swap does not depend on what else is in the batch. The warp guide of a batch of
+    # 8 differs from a batch of 1 by float rounding (~2e-7); an INT8 graph turns that into new
+    # rounding choices, i.e. its quantization noise drawn again (about one grey level RMS, as
+    # INT8 vs fp32), so there it is bounded as noise; leaking another face in would be far more
+    diff = one[0].astype(float) - eight[0]
+    if model.endswith("_int8"):
+        assert np.sqrt((diff**2).mean()) < 2.0 and np.abs(diff).max() <= 16, np.abs(diff).max()
+    else:
+        assert np.abs(diff).max() <= 1
     assert np.abs(eight.astype(int) - crops).mean() > 3  # and it is a swap, not a copy
 
 
@@ -116,7 +123,7 @@ def _edit_entry(models, name: str, **changes) -> None:
     [
         ({"template": "insightface arcface_112_v2"}, "aligned to"),
         ({"normalisation": "RGB in [0, 1]"}, "expects input"),
-        ({"resolution": 256}, "256"),
+        ({"resolution": 128}, "says 128"),
         ({"sha256": "0" * 64}, "corrupted"),
     ],
 )
@@ -133,7 +140,8 @@ def test_wrong_precision_or_missing_field_is_refused(models_copy):
     with pytest.raises(UserError, match="holds fp16 weights"):
         load_swapper(torch_entry.name, "cpu")
     data = json.loads((models_copy / "MANIFEST").read_text())
-    del data["models"][0]["template"]
+    swap_entry = next(e for e in data["models"] if e["name"] == torch_entry.name)
+    del swap_entry["template"]
     (models_copy / "MANIFEST").write_text(json.dumps(data))
     with pytest.raises(UserError, match="lacks template"):
         read_manifest()
