@@ -40,20 +40,19 @@ def save_generator(
 def build_generator(arch: str, config_json: str) -> torch.nn.Module:
     """Construct an untrained generator from its arch name and config JSON.
 
-    Only the warp-guided generator (v2) exists; a v1 file (TeacherGenerator/StudentGenerator,
-    the 128 px releases before it) is refused by name rather than mis-loaded.
+    WarpSwapGenerator is the warp-guided v2; TeacherGenerator and StudentGenerator are the v1
+    (128 px) networks of the released `quality` and `lite` models.
     """
-    from slimswap.nets import warp_generator
+    from slimswap.nets import generator, student, warp_generator
 
     if arch == "WarpSwapGenerator":
         return warp_generator.WarpSwapGenerator(
             warp_generator.SwapGeneratorConfig.from_json(config_json)
         )
-    if arch in ("TeacherGenerator", "StudentGenerator"):
-        raise UserError(
-            f"{arch} is the v1 (128 px) generator, which this slimswap no longer runs; use the "
-            "released 256 px models (models/MANIFEST)"
-        )
+    if arch == "TeacherGenerator":
+        return generator.TeacherGenerator(generator.TeacherConfig.from_json(config_json))
+    if arch == "StudentGenerator":
+        return student.StudentGenerator(student.StudentConfig.from_json(config_json))
     raise UserError(f"unknown generator architecture {arch!r} in weight file")
 
 

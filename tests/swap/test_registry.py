@@ -123,7 +123,7 @@ def _edit_entry(models, name: str, **changes) -> None:
     [
         ({"template": "insightface arcface_112_v2"}, "aligned to"),
         ({"normalisation": "RGB in [0, 1]"}, "expects input"),
-        ({"resolution": 128}, "says 128"),
+        ({"resolution": 64}, "says 64"),
         ({"sha256": "0" * 64}, "corrupted"),
     ],
 )
