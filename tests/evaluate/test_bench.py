@@ -99,6 +99,14 @@ def _tiny_onnx(path, resolution: int = 128) -> None:
 
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):
+    """An empty model folder for swap models, with the face-analysis nets linked in."""
+    from slimswap.paths import MODELS_DIR
+
+    manifest = json.loads((MODELS_DIR / "MANIFEST").read_text())
+    analysis = [e for e in manifest["models"] if e["mode"] == "analysis"]
+    for e in analysis:
+        (tmp_path / e["file"]).symlink_to(MODELS_DIR / e["file"])
+    (tmp_path / "MANIFEST").write_text(json.dumps({"models": analysis}))
     monkeypatch.setenv("SLIMSWAP_MODELS", str(tmp_path))
     return tmp_path
 

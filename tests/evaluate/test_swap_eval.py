@@ -31,7 +31,7 @@ def real_swap(analyser):
     tface = analyser.embed(target, max(analyser.detect(target), key=lambda f: f.area))
     sface = analyser.embed(source, max(analyser.detect(source), key=lambda f: f.area))
     swapper = load_swapper("classic")
-    identity = swap_eval.source_identity(source, sface, swapper.resolution)
+    identity = swap_eval.identity_from_face(source, sface, swapper.resolution)
     out = swap_eval.swap_in_photo(target, tface, swapper, identity)
     assert out.shape == target.shape and (out != target).any()
     return target, out, tface
