@@ -216,8 +216,11 @@ def provenance_metadata(swapper: Swapper) -> dict[str, str]:
 # ------------------------------------------------------------------ jobs
 
 
-def _prepare(source: Picture, target: Picture, output: Path, options: SwapOptions) -> Path:
-    """Check everything a job needs before it starts; returns the output path."""
+def _prepare(
+    source: Picture, target: Picture, output: Path, swapper: Swapper, options: SwapOptions
+) -> tuple[Path, OutputSigner | None]:
+    """Check everything a job needs before it starts (the signing credentials too, so a bad
+    key fails now, not after the work); returns the output path and its C2PA signer."""
     options.check()
     for p, what in ((source, "source"), (target, "target"), (options.reference, "reference")):
         if isinstance(p, (str, Path)):
@@ -230,7 +233,7 @@ def _prepare(source: Picture, target: Picture, output: Path, options: SwapOption
         raise UserError(
             f"output {output} must be the same kind (image or video) as the target {_name(target)}"
         )
-    return Path(output)
+    return Path(output), provenance_signer(Path(output), swapper, options)
 
 
 def _who(
@@ -255,8 +258,7 @@ def swap_image(
 ) -> SwapReport:
     """Swap the selected face(s) of one image; raises UserError when the target has no face."""
     start, timer = time.perf_counter(), StageTimer()
-    output = _prepare(source, target, output, options)
-    signer = provenance_signer(output, swapper, options)
+    output, signer = _prepare(source, target, output, swapper, options)
     frame = _read(target)
     analyser, identity, ref = _who(source, swapper, options, analyser)
     with timer("detect"):
@@ -329,8 +331,7 @@ def swap_video(
 ) -> SwapReport:
     """Swap faces through a whole video; frames without a (selected) face pass unchanged."""
     start, timer = time.perf_counter(), StageTimer()
-    output = _prepare(source, target, output, options)
-    signer = provenance_signer(output, swapper, options)
+    output, signer = _prepare(source, target, output, swapper, options)
     info = media.probe_video(target)
     analyser, identity, ref = _who(source, swapper, options, analyser)
     faces_in = VideoFaces(analyser, options.face_selector, ref, options.detect_every)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimswap.nets.warp_generator import AdaIN
+
 
 @dataclass
 class TeacherConfig:
@@ -37,28 +39,6 @@ class TeacherConfig:
     @classmethod
     def from_json(cls, text: str) -> TeacherConfig:
         return cls(**json.loads(text))
-
-
-class AdaIN(nn.Module):
-    """Instance norm whose scale and shift come from the identity vector.
-
-    Scale and shift are two Linear layers rather than one split in half, so structured
-    pruning (torch-pruning's dependency graph) can remove a channel from both consistently.
-    """
-
-    def __init__(self, channels: int, id_dim: int) -> None:
-        super().__init__()
-        self.norm = nn.InstanceNorm2d(channels, affine=False)
-        self.gamma = nn.Linear(id_dim, channels)
-        self.beta = nn.Linear(id_dim, channels)
-        for layer in (self.gamma, self.beta):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
-
-    def forward(self, x: torch.Tensor, idv: torch.Tensor) -> torch.Tensor:
-        gamma = self.gamma(idv)[:, :, None, None]
-        beta = self.beta(idv)[:, :, None, None]
-        return self.norm(x) * (1 + gamma) + beta
 
 
 class AdaINResBlock(nn.Module):

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimswap.nets.generator import AdaIN, TeacherConfig, decode, inner_face_prior
+from slimswap.nets.generator import TeacherConfig, decode, inner_face_prior
+from slimswap.nets.warp_generator import AdaIN, AttentionFusion
 
 
 @dataclass
@@ -77,27 +78,6 @@ class DWAdaINBlock(nn.Module):
     def forward(self, x: torch.Tensor, idv: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.norm1(self.conv1(x), idv), 0.2)
         return x + self.norm2(self.conv2(h), idv)
-
-
-class AttentionFusion(nn.Module):
-    """Query from the identity path, key/value from the target path; residual with gamma = 0."""
-
-    def __init__(self, channels: int, dim: int) -> None:
-        super().__init__()
-        self.q = nn.Conv2d(channels, dim, 1)
-        self.k = nn.Conv2d(channels, dim, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
-        self.scale = dim**-0.5
-
-    def forward(self, identity_path: torch.Tensor, target_path: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = identity_path.shape
-        q = self.q(identity_path).flatten(2).transpose(1, 2)  # N, HW, d
-        k = self.k(target_path).flatten(2)  # N, d, HW
-        v = self.v(target_path).flatten(2).transpose(1, 2)  # N, HW, C
-        attn = torch.softmax(torch.bmm(q, k) * self.scale, dim=-1)
-        out = torch.bmm(attn, v).transpose(1, 2).reshape(n, c, h, w)
-        return identity_path + self.gamma * out
 
 
 def dw_down(cin: int, cout: int) -> nn.Sequential:
