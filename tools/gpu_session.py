@@ -36,6 +36,7 @@ log = logging.getLogger("gpu_session")
 
 
 def teacher_config(out: str, seconds: float, **kw) -> TrainConfig:
+    kw.setdefault("batch", int(os.environ.get("BATCH", "32")))
     return TrainConfig(
         data=TRAIN,
         out=out,
@@ -53,7 +54,14 @@ def run_teacher(seconds: float, out: str = "runs/teacher", **kw) -> dict:
 
 
 # A/B variants of equal GPU time: what each lever is worth (benchmarks/RESULTS.md ablation table)
+HIDDEN = SwapGeneratorConfig(target_channels=0, hide_target_face=True)
 ABLATIONS = {
+    # session 2 (2026-11-28): the target's face hidden from the generator (no copy path)
+    "hidden": {"model": HIDDEN},
+    "hidden_pairs60": {"model": HIDDEN, "pair_share": 0.6},
+    "hidden_id30": {"model": HIDDEN, "weights": LossWeights(identity=30.0)},
+    "hidden_student": {"model": replace(SwapGeneratorConfig.student(), target_channels=0)},
+    # session 1: the target seen whole (target_channels 0 and hide_target_face False reproduce it)
     "full": {},
     "no_warp": {"warp": False},  # the guide carries only the face region (v1-like generator)
     "no_pairs": {"pair_share": 0.0},  # no same-person supervision
@@ -87,7 +95,7 @@ def score(generators: dict[str, Path], out: Path, n_cross: int = 300, n_same: in
         raise SystemExit("no recognizer weights yet")
     results = {}
     for name, path in generators.items():
-        g = load_generator(path, device=dev) if path else None
+        g = load_generator(path, device=dev) if str(path) not in ("", ".", "none") else None
         s = score_generator(g, ds, rec, idnet, n_cross, n_same)
         results.update({f"{name}:{k}": asdict(v) for k, v in s.items()})
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,10 +151,20 @@ def main(argv: list[str]) -> None:
         train_recognizer(
             RecognizerTrainConfig(data=TRAIN[0], eval_data=TEST[:1], max_seconds=float(argv[1]))
         )
+    elif cmd == "quick":  # the first minute of a call: one variant for a few steps, then scored
+        out = "runs/quick"
+        run_teacher(
+            60, out=out, max_steps=int(argv[2]) if len(argv) > 2 else 30, **ABLATIONS[argv[1]]
+        )
+        score(
+            {"quick": Path(out) / "teacher_ema_fp16.safetensors"}, Path(out) / "scores.json", 20, 10
+        )
     elif cmd == "ablate":
         name, seconds = argv[1], float(argv[2])
         out = f"runs/ablate_{name}"
-        run_teacher(seconds, out=out, **ABLATIONS[name])
+        run_teacher(seconds, out=out, init_from=os.environ.get("INIT_FROM", ""), **ABLATIONS[name])
+        if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 scores
+            return
         score({name: Path(out) / "teacher_ema_fp16.safetensors"}, Path(out) / "scores.json")
     elif cmd == "distill":
         from slimswap.train.distill import DistillConfig, distill_student

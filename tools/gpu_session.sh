@@ -5,6 +5,11 @@
 #   bash tools/gpu_session.sh watch S   # wait S seconds, report progress (logs, samples) in $OUT
 #   bash tools/gpu_session.sh then CMD  # start a background step on GPU 1 (ablate NAME SECS | distill SECS)
 #   bash tools/gpu_session.sh collect   # wait for the teacher, return compact weights and logs
+#   bash tools/gpu_session.sh ab SECS V1 V2 ..  # session 2: one A/B variant per GPU, SECS each, scored
+#                                               # against the plain warp paste; returns every EMA,
+#                                               # and the compact checkpoint of the best
+#   bash tools/gpu_session.sh cont SECS [V]     # continue the best A/B variant (or V) with DDP on
+#                                               # every GPU, from runs/ (warm) or .carry/init/
 # Needs .carry/ (shards + identity_fp16.safetensors); a warm machine keeps runs/ between calls.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 STAGE=runs/stage NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -16,6 +21,46 @@ report() {
   nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader
 }
 case "${1:-}" in
+cont)
+  secs=$2; v=${3:-$(head -1 runs/best.txt 2>/dev/null)}
+  init=runs/ablate_$v/compact; [ -f "$init/state.json" ] || init=runs/stage/init
+  [ -d .carry/init ] && [ ! -f "$init/state.json" ] && { mkdir -p runs/stage/init; cp .carry/init/* runs/stage/init/; }
+  n=$(nvidia-smi -L | wc -l); echo "continue $v from $init on $n GPUs for $secs s"
+  export RECOGNIZER=models/eval_recognizer.safetensors
+  COMPILE=0 INIT_FROM=$init timeout $((secs + 120)) torchrun --standalone --nproc_per_node="$n" tools/gpu_session.py ablate "$v" "$secs" > runs/cont.log 2>&1
+  echo "rc $?"; grep -v Warning runs/cont.log | grep -E "step|$v:|Error|error" | tail -8
+  mkdir -p "$OUT"; d=runs/ablate_$v
+  cp "$d/teacher_ema_fp16.safetensors" "$OUT/$v.safetensors"
+  cp "$d/compact/G.safetensors" "$OUT/cont_G.safetensors"; cp "$d/compact/D.safetensors" "$OUT/cont_D.safetensors"
+  tar czf "$OUT/cont_logs.tgz" runs/cont.log "$d/scores.json" "$d/train_log.csv" "$d"/samples_*.png "$d/compact/state.json" 2>/dev/null
+  ls -la "$OUT"
+  true ;;
+ab)
+  secs=$2; shift 2
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  export RECOGNIZER=models/eval_recognizer.safetensors
+  i=0
+  for v in "$@"; do
+    setsid nohup env CUDA_VISIBLE_DEVICES=$i COMPILE=0 python3 tools/gpu_session.py ablate "$v" "$secs" > "runs/ablate_$v.log" 2>&1 < /dev/null &
+    i=$((i + 1))
+  done
+  sleep 100  # the first minute proves every variant runs: a crash ends the call now
+  for v in "$@"; do grep -q "img/s" "runs/ablate_$v.log" || { echo "== $v did not start"; tail -30 "runs/ablate_$v.log"; }; done
+  grep -q "img/s" runs/ablate_"$1".log || { pkill -f gpu_session.py; cp runs/*.log "$OUT/"; exit 1; }
+  while pgrep -f "gpu_session.py ablate" > /dev/null; do sleep 3; done
+  CUDA_VISIBLE_DEVICES=0 python3 tools/gpu_session.py score warp=none > runs/score_warp.log 2>&1
+  cp runs/scores.json runs/scores_warp.json
+  for v in "$@"; do echo "== $v"; grep -v Warning "runs/ablate_$v.log" | grep -E "step|$v:" | tail -4; done
+  grep "warp:" runs/score_warp.log
+  python3 tools/pick_variant.py runs "$@" > runs/best.txt; cat runs/best.txt
+  best=$(head -1 runs/best.txt)
+  mkdir -p "$OUT"
+  for v in "$@"; do cp "runs/ablate_$v/teacher_ema_fp16.safetensors" "$OUT/$v.safetensors" 2>/dev/null; done
+  cp "runs/ablate_$best/compact/G.safetensors" "$OUT/best_G.safetensors"
+  cp "runs/ablate_$best/compact/D.safetensors" "$OUT/best_D.safetensors"
+  tar czf "$OUT/logs.tgz" runs/*.log runs/best.txt runs/scores_warp.json runs/ablate_*/scores.json runs/ablate_*/train_log.csv runs/ablate_*/samples_*.png runs/ablate_*/compact/state.json 2>/dev/null
+  ls -la "$OUT"
+  true ;;
 final)
   touch runs/teacher/STOP; while pgrep -f "gpu_session.py" > /dev/null; do sleep 2; done
   mkdir -p "$OUT/v1"; cp runs/teacher/teacher_ema_fp16.safetensors "$OUT/v1/teacher_s4skip.safetensors"

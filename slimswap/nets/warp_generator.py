@@ -7,9 +7,12 @@ source's dlib identity. Why this shape (shared/notes/warp_guided_probe.md, teach
   16 px bottleneck: soft, waxy, half source, half target. Here high-frequency source texture
   arrives already in place through skips from the guide at every resolution, so nothing has
   to be invented and the output can be as sharp as the source photo.
-- The target enters only at 1/4 and 1/8 resolution (and the bottleneck): enough for pose,
-  lighting, mouth interior and occluders, too coarse to copy the target's face through
-  (full-resolution target skips were the copy trap).
+- The target enters only at 1/8 and 1/16 resolution, and with its face hidden
+  (`hide_target_face`: the face region is blanked before the target encoder), so the network
+  sees the target's hair, background, neck and light but never the face it replaces. The
+  first v2 runs, which saw the whole target even through a narrow 1/8 path, learned to
+  rebuild it (benchmarks/RESULTS.md: recognised as the target 65-95 % of the time); with the
+  face hidden the only face it can draw is the warped source's.
 - The output starts as the guide pasted over the target (`base`) plus a learned residual
   whose last layer is zero-initialised: at step 0 it is a colour-matched warp paste, and
   training spends its time on realism and identity instead of learning to copy pixels.
@@ -44,6 +47,9 @@ class SwapGeneratorConfig:
     # target from them (benchmarks/RESULTS.md, generator v2 ablation); a narrow path carries
     # pose, lighting and mouth state but not the target's face.
     target_channels: int = 16
+    # Blank the target's face region (the guide's region channel) before the target encoder:
+    # closes the copy path by construction; pose and expression still arrive through the warp.
+    hide_target_face: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -53,6 +59,7 @@ class SwapGeneratorConfig:
         d = json.loads(text)
         d["widths"] = tuple(d["widths"])
         d.setdefault("target_channels", 0)  # files written before the field: full width
+        d.setdefault("hide_target_face", False)  # files written before the field saw the face
         return cls(**d)
 
     @classmethod
@@ -215,7 +222,7 @@ class WarpSwapGenerator(nn.Module):
         g = [self.g_stem(guide)]
         for layer in self.g_down:
             g.append(layer(g[-1]))
-        t = [target]
+        t = [target * (1 - guide[:, 3:4]) if self.config.hide_target_face else target]
         for layer in self.t_down:
             t.append(layer(t[-1]))
         if self.t_proj is not None:

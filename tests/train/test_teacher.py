@@ -91,6 +91,35 @@ def test_dataset_flip_mirrors_landmarks_and_region(real_faces):
     assert left_f[0] < lmk_f[0, 42:48].mean(0)[0]
 
 
+@pytest.mark.parametrize("hide", [True, False])
+def test_hidden_target_face_cannot_reach_the_swap(real_faces, identity_weights, tmp_path, hide):
+    """With the target's face hidden, repainting it changes nothing in the swap (no copy path).
+
+    The output layer is randomised (it starts at zero, which would hide any dependence);
+    the same change to a generator that sees the whole target must change its output.
+    """
+    from dataclasses import replace
+
+    from slimswap.nets.warp_generator import WarpSwapGenerator
+
+    t = make_trainer(real_faces, tmp_path / "a", 1, identity_weights)
+    b = t.sample_batch(4)
+    torch.manual_seed(0)
+    g = WarpSwapGenerator(replace(TINY, hide_target_face=hide)).eval()
+    torch.nn.init.normal_(g.out.weight, std=0.1)
+    inside = b["guide"][:, 3:4] >= 1.0  # where the region is fully face
+    assert float(inside.float().mean()) > 0.1
+    repainted = torch.where(inside, torch.rand_like(b["target"]) * 2 - 1, b["target"])
+    with torch.no_grad():
+        a = g(b["target"], b["guide"], b["source_embedding"])
+        c = g(repainted, b["guide"], b["source_embedding"])
+    change = float((a - c).abs().max())
+    if hide:
+        assert change == 0.0
+    else:
+        assert change > 0.01
+
+
 def test_same_person_never_returns_itself_when_others_exist(real_faces):
     ds = dataset(real_faces)
     g = torch.Generator().manual_seed(0)
