@@ -363,6 +363,17 @@ def data_build(
     print(out)
 
 
+def _build_frames(shards_dir: Path) -> Path:
+    """The held-out clip frames `data build --videos` wrote beside its shards.
+
+    Older builds kept them in <shards>/../frames; either is used, the newer first.
+    """
+    for folder in (shards_dir / "video_frames", shards_dir.parent / "frames"):
+        if (folder / "video_held_out").is_dir():
+            return folder / "video_held_out"
+    return shards_dir / "video_frames" / "video_held_out"
+
+
 def _with_video_frames(
     videos: Path, out: Path, train: list[Path], extra: dict[str, Path]
 ) -> tuple[list[Path], dict[str, Path]]:
@@ -856,7 +867,7 @@ def eval_swapper(
     frames: Path | None = typer.Option(
         None,
         "--frames",
-        help="Held-out clip frames (default: <shards>/../frames/video_held_out, else extracted from ../shared/data/videos).",
+        help="Held-out clip frames (default: the data build's <shards>/video_frames/video_held_out, else extracted from ../shared/data/videos).",
     ),
     pairs: int = typer.Option(
         100, "--pairs", help="Different-person (source, target) pairs per photo set."
@@ -928,7 +939,7 @@ def eval_swapper(
             names,
             shards_dir,
             root,
-            frames or shards_dir.parent / "frames" / "video_held_out",
+            frames or _build_frames(shards_dir),
             out / "cache",
             quick=quick,
             exclude_seen=exclude_seen,

@@ -167,12 +167,18 @@ def live_swapper(
     ms against 30 ms. A torch swapper keeps torch's threads: the model itself runs there.
     torch.set_num_threads is process-wide: `torch_threads=False` leaves it alone, for a
     process that does other work too (the web UI's server).
+
+    `auto` on a CPU means `lite` here where one is listed: `auto` elsewhere picks `quality`
+    (the evaluation's choice), whose ~140 ms per face on a 2-core CPU cannot keep a camera's
+    pace; live video needs the fast model first.
     """
     import torch
 
     from slimswap.swap.neural import OnnxSwapper, TorchSwapper
-    from slimswap.swap.registry import find_entry
+    from slimswap.swap.registry import available_modes, find_entry
 
+    if mode == "auto" and device == "cpu" and "lite" in available_modes():
+        mode = "lite"
     swapper = load_swapper(mode, device)
     if device != "cpu":
         return swapper

@@ -25,7 +25,7 @@ cont)
   secs=$2; v=${3:-$(head -1 runs/best.txt 2>/dev/null)}
   init=runs/ablate_$v/compact; [ -f "$init/state.json" ] || init=runs/stage/init
   [ -d .carry/init ] && [ ! -f "$init/state.json" ] && { mkdir -p runs/stage/init; cp .carry/init/* runs/stage/init/; }
-  n=$(nvidia-smi -L | wc -l); echo "continue $v from $init on $n GPUs for $secs s"
+  n=${NGPU:-$(nvidia-smi -L | wc -l)}; echo "continue $v from $init on $n GPUs for $secs s"
   export RECOGNIZER=models/eval_recognizer.safetensors
   COMPILE=0 INIT_FROM=$init timeout $((secs + 120)) torchrun --standalone --nproc_per_node="$n" tools/gpu_session.py ablate "$v" "$secs" > runs/cont.log 2>&1
   echo "rc $?"; grep -v Warning runs/cont.log | grep -E "step|$v:|Error|error" | tail -8

@@ -60,14 +60,18 @@ def importance_loss(model: nn.Module, batch: FaceBatch) -> torch.Tensor:
 
 
 def input_depthwise(model: nn.Module) -> set[str]:
-    """Depthwise convolutions that read a model input directly (the student's first target
-    layer): their channels are the input image's, which no pruning may remove."""
+    """Depthwise convolutions that read a model input (the student's first target layer):
+    their channels are the input image's, which no pruning may remove.
+
+    Matched by shape, not identity: the generator may hand the conv a masked copy of the
+    input (`hide_target_face` blanks the target's face before its encoder).
+    """
     inputs = example_inputs(model, resolution=TRACE_RESOLUTION)
-    given = {id(t) for t in inputs.values()}
+    given = {tuple(t.shape) for t in inputs.values()}
     found: set[str] = set()
     hooks = [
         m.register_forward_pre_hook(
-            lambda mod, args, name=n: found.add(name) if id(args[0]) in given else None
+            lambda mod, args, name=n: found.add(name) if tuple(args[0].shape) in given else None
         )
         for n, m in model.named_modules()
         if isinstance(m, nn.Conv2d) and m.groups > 1

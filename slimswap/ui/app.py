@@ -57,7 +57,7 @@ def ui_modes() -> list[str]:
 
 
 def default_mode() -> str:
-    """What `--mode auto` picks on a CPU: lite where it exists."""
+    """What `--mode auto` picks on a CPU: the learned model the evaluation cleared, else classic."""
     return resolve_mode("auto", "cpu")
 
 

@@ -13,33 +13,50 @@ from slimswap.paths import EXAMPLES_DIR, MODELS_DIR
 from slimswap.swap.neural import to_model_input
 from slimswap.swap.weights import load_generator
 
-LITE = MODELS_DIR / "lite_128.safetensors"
-FP32 = MODELS_DIR / "lite_128_fp32.onnx"
-FP16 = MODELS_DIR / "lite_128_fp16.onnx"
-INT8 = MODELS_DIR / "lite_128_int8.onnx"
-# the released (v1) lite model's float Convs: stem, 32 px skip fusion, output, attention
-V1_FLOAT_CONV_PARTS = ("/stem/", "/fuse32/", "/out/", "/fusion/")
+LITE = MODELS_DIR / "lite_256.safetensors"
+FP32 = MODELS_DIR / "lite_256_fp32.onnx"
+FP16 = MODELS_DIR / "lite_256_fp16.onnx"
+INT8 = MODELS_DIR / "lite_256_int8.onnx"
+SIZE = 256
+
+
+def float_conv_parts() -> list[str]:
+    """The Convs the export kept float (its sensitivity pick), from the export's own record."""
+    return json.loads((MODELS_DIR / "lite_256_export.json").read_text())["float_conv_parts"]
 
 
 @pytest.fixture(scope="module")
 def real_inputs(analyser) -> dict[str, np.ndarray]:
-    """Aligned 128 px crops of real faces (bundled examples + clip frames), each with another
-    face's identity."""
+    """Aligned 256 px crops of real faces (bundled examples + clip frames), each swapped to
+    the previous face: its identity, and the guide of that face warped onto this one."""
+    import torch
+
     from slimswap import media
-    from slimswap.face.align import align
+    from slimswap.face.align import align, transform_points
+    from slimswap.face.warp import guide_for_crops
 
     frames = [
         media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"),
         media.read_image(EXAMPLES_DIR / "astronaut.png"),
     ]
     frames += [f for b in media.read_frames(EXAMPLES_DIR / "clip.mp4", 8) for f in b][::15]
-    crops, embs = [], []
+    crops, embs, lms = [], [], []
     for frame in frames:
         face = analyser.embed(frame, max(analyser.detect(frame), key=lambda f: f.area))
-        crops.append(align(frame, face.kps, 128)[0])
+        crop, affine = align(frame, face.kps, SIZE)
+        crops.append(crop)
         embs.append(face.embedding)
-    identity = np.roll(np.stack(embs).astype(np.float32), 1, axis=0)
-    return {"target": to_model_input(np.stack(crops)), "identity": identity}
+        lms.append(transform_points(face.landmarks, affine).astype(np.float32))
+    target = torch.from_numpy(to_model_input(np.stack(crops)))
+    src = np.roll(np.arange(len(crops)), 1)
+    guide = torch.cat(
+        [
+            guide_for_crops(target[i : i + 1], lms[i][None], target[j : j + 1], lms[j])
+            for i, j in enumerate(src)
+        ]
+    )
+    identity = np.stack(embs).astype(np.float32)[src]
+    return {"target": target.numpy(), "guide": guide.numpy(), "identity": identity}
 
 
 def test_onnx_fp32_matches_torch(real_inputs):
@@ -57,15 +74,16 @@ def test_int8_graph_keeps_sensitive_nodes_float_and_weights_7_bit():
     import onnx
 
     graph = onnx.load(str(INT8)).graph
+    parts = float_conv_parts()
     sensitive = [
         n.name
         for n in graph.node
         if n.op_type in quantize.FLOAT_OP_TYPES
-        or (n.op_type == "Conv" and any(p in n.name + "/" for p in V1_FLOAT_CONV_PARTS))
+        or (n.op_type == "Conv" and any(p in n.name + "/" for p in parts))
     ]
     kinds = {n.op_type for n in graph.node if n.name in sensitive}
-    assert {"MatMul", "Softmax", "InstanceNormalization"} <= kinds
-    assert any("/fuse32/" in n for n in sensitive) and any("/fusion/" in n for n in sensitive)
+    assert {"MatMul", "Softmax", "InstanceNormalization"} <= kinds  # attention fusion, norms
+    assert any("/out/" in n for n in sensitive) and any("/g_stem/" in n for n in sensitive)
     status = quantize.float_nodes_in_qdq(INT8, sensitive)
     assert all(status.values()), [n for n, ok in status.items() if not ok]
     convs = [n.name for n in graph.node if n.op_type == "Conv" and n.name not in sensitive]
@@ -78,7 +96,7 @@ def test_lite_is_a_fraction_of_the_teacher():
     from slimswap.swap.registry import read_manifest
 
     by_name = {e.name: e for e in read_manifest()}
-    teacher, lite = by_name["teacher_128"], by_name["lite_128"]
+    teacher, lite = by_name["teacher_256"], by_name["lite_256"]
     assert INT8.stat().st_size <= 0.10 * teacher.params * 4
     assert lite.macs <= 0.25 * teacher.macs
 
@@ -98,26 +116,26 @@ def test_released_exports_are_listed_and_load(tmp_path, monkeypatch):
     (tmp_path / "models" / "MANIFEST").write_text(json.dumps(data))
     checks = {"psnr_vs_torch_db": 50.0, "face_psnr_vs_torch_db": 48.0}
     checks["max_abs_error_vs_torch"] = 1e-3
-    report = {p: {**checks, "file": f"lite_128_{p}.onnx"} for p in ("fp32", "fp16", "int8")}
+    report = {p: {**checks, "file": f"lite_256_{p}.onnx"} for p in ("fp32", "fp16", "int8")}
     report["int8"].update(psnr_vs_onnx_fp32_db=40.0, face_psnr_vs_onnx_fp32_db=39.0)
     report.update(float_conv_parts=["/stem/"], excluded_nodes=["a", "b"])
     report["faces"] = {"calibration": 64, "check": 32}
     metrics = {"int8": {"compression_report": {"cpu_ms_median_2_threads": 1.0}}}
     release_exports(
-        tmp_path / "models" / "lite_128.safetensors",
-        "lite_128",
+        tmp_path / "models" / "lite_256.safetensors",
+        "lite_256",
         report,
         "slimswap compress export",
         metrics,
     )
     by_name = {e.name: e for e in read_manifest()}
     for precision in ("fp32", "fp16", "int8"):
-        entry = by_name[f"lite_128_{precision}"]
+        entry = by_name[f"lite_256_{precision}"]
         assert (entry.backend, entry.precision, entry.mode) == ("onnx", precision, "lite")
-        assert entry.provenance["commands"] == by_name["lite_128"].provenance["commands"]
+        assert entry.provenance["commands"] == by_name["lite_256"].provenance["commands"]
         swapper = load_swapper(entry.name)
-        assert swapper.resolution == 128 and not swapper.guided
-    int8 = by_name["lite_128_int8"]
+        assert swapper.resolution == SIZE and swapper.guided
+    int8 = by_name["lite_256_int8"]
     assert "reduce_range" in int8.provenance["quantization"]
     assert int8.metrics["export"]["int8_vs_fp32_psnr_db"] == 40.0
     assert int8.metrics["compression_report"]["cpu_ms_median_2_threads"] == 1.0
@@ -132,11 +150,11 @@ def test_unlist_and_summary_leave_the_other_entries(tmp_path, monkeypatch):
     shutil.copytree(MODELS_DIR, tmp_path / "models")
     monkeypatch.setenv("SLIMSWAP_MODELS", str(tmp_path / "models"))
     before = json.loads((tmp_path / "models" / "MANIFEST").read_text())["models"]
-    assert unlist(["lite_128_fp16", "no_such_model"]) == ["lite_128_fp16"]
+    assert unlist(["lite_256_fp16", "no_such_model"]) == ["lite_256_fp16"]
     report = tmp_path / "compression.json"
     row = {
         "name": "student int8",
-        "file": "lite_128_int8.onnx",
+        "file": "lite_256_int8.onnx",
         "backend": "onnx",
         "precision": "int8",
         "bytes": 1,
@@ -152,7 +170,7 @@ def test_unlist_and_summary_leave_the_other_entries(tmp_path, monkeypatch):
     write_compression_summary(report)
     data = json.loads((tmp_path / "models" / "MANIFEST").read_text())
     assert [e["name"] for e in data["models"]] == [
-        e["name"] for e in before if e["name"] != "lite_128_fp16"
+        e["name"] for e in before if e["name"] != "lite_256_fp16"
     ]
     (summary_row,) = data["compression_summary"]["rows"]
     assert summary_row["cpu_ms_median"] == 10.0 and summary_row["psnr_vs_teacher_db"] is None

@@ -88,11 +88,14 @@ def test_swap_moves_identity_towards_the_source(model, targets, analyser):
     assert closer >= 4 and np.mean(after) < np.mean(before) - 0.05
 
 
-def test_lite_on_a_cpu_runs_int8_and_precision_picks_the_file():
+def test_lite_on_a_cpu_runs_onnx_and_precision_picks_the_file():
     lite = [e for e in read_manifest() if e.mode == "lite"]
     if not any(e.backend == "onnx" for e in lite):
         pytest.skip("no exported lite model listed")
-    assert pick_entry("lite", "cpu").backend == "onnx"
+    assert (pick_entry("lite", "cpu").backend, pick_entry("lite", "cpu").precision) == (
+        "onnx",
+        "fp32",
+    )
     assert pick_entry("lite", "cuda").backend == "torch"
     for e in lite:
         if e.backend == "onnx":
