@@ -426,7 +426,9 @@ def train_teacher_cmd(
         False, "--student", help="Train the lite (depthwise-separable) network directly."
     ),
     target_channels: int = typer.Option(
-        16, "--target-channels", help="Channels the target may pass at 1/8 and 1/16 size."
+        0,
+        "--target-channels",
+        help="Channels the target may pass at 1/8 and 1/16 size (0: full width, as released).",
     ),
     pair_share: float = typer.Option(
         0.35, "--pair-share", help="Share of same-person (supervised) pairs in a batch."

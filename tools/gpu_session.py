@@ -55,17 +55,21 @@ def run_teacher(seconds: float, out: str = "runs/teacher", **kw) -> dict:
 
 # A/B variants of equal GPU time: what each lever is worth (benchmarks/RESULTS.md ablation table)
 HIDDEN = SwapGeneratorConfig(target_channels=0, hide_target_face=True)
+SESSION1 = SwapGeneratorConfig(target_channels=0, hide_target_face=False)  # saw the whole target
 ABLATIONS = {
     # session 2 (2026-11-28): the target's face hidden from the generator (no copy path)
-    "hidden": {"model": HIDDEN},
-    "hidden_pairs60": {"model": HIDDEN, "pair_share": 0.6},
-    "hidden_id30": {"model": HIDDEN, "weights": LossWeights(identity=30.0)},
-    "hidden_student": {"model": replace(SwapGeneratorConfig.student(), target_channels=0)},
-    # session 1: the target seen whole (target_channels 0 and hide_target_face False reproduce it)
-    "full": {},
-    "no_warp": {"warp": False},  # the guide carries only the face region (v1-like generator)
-    "no_pairs": {"pair_share": 0.0},  # no same-person supervision
-    "identity_5": {"weights": LossWeights(identity=5.0)},
+    "hidden": {"model": HIDDEN, "weights": LossWeights(identity=15.0)},
+    "hidden_pairs60": {"model": HIDDEN, "pair_share": 0.6, "weights": LossWeights(identity=15.0)},
+    "hidden_id30": {"model": HIDDEN, "weights": LossWeights(identity=30.0)},  # released
+    "hidden_student": {
+        "model": replace(SwapGeneratorConfig.student(), target_channels=0),
+        "weights": LossWeights(identity=15.0),
+    },
+    # session 1 (the copy trap; benchmarks/RESULTS.md)
+    "full": {"model": SESSION1, "weights": LossWeights(identity=15.0)},
+    "no_warp": {"model": SESSION1, "warp": False, "weights": LossWeights(identity=15.0)},
+    "no_pairs": {"model": SESSION1, "pair_share": 0.0, "weights": LossWeights(identity=15.0)},
+    "identity_5": {"model": SESSION1, "weights": LossWeights(identity=5.0)},
 }
 
 

@@ -42,11 +42,11 @@ class SwapGeneratorConfig:
     n_blocks: int = 3  # AdaIN residual blocks in the S/16 bottleneck
     separable: bool = False  # depthwise-separable convolutions (the lite student)
     attention_dim: int = 0  # > 0: attention fusion of the target features in the bottleneck
-    # Channels the target may pass at S/8 and S/16 (0: full width). At 256 px the full-width S/8
-    # features hold as many numbers as the image, and the first runs learned to rebuild the
-    # target from them (benchmarks/RESULTS.md, generator v2 ablation); a narrow path carries
-    # pose, lighting and mouth state but not the target's face.
-    target_channels: int = 16
+    # Channels the target may pass at S/8 and S/16 (0: full width). Session 1 narrowed this
+    # to 16 to stop the copying (at 256 px the full-width S/8 features hold as many numbers as
+    # the image); it did not stop it (benchmarks/RESULTS.md). With the face hidden (below)
+    # there is nothing to copy, and the released models use the full width.
+    target_channels: int = 0
     # Blank the target's face region (the guide's region channel) before the target encoder:
     # closes the copy path by construction; pose and expression still arrive through the warp.
     hide_target_face: bool = True
