@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from slimswap.compress import export, quantize
-from slimswap.paths import EXAMPLES_DIR, MODELS_DIR
+from slimswap.paths import MODELS_DIR
 from slimswap.swap.neural import to_model_input
 from slimswap.swap.weights import load_generator
 
@@ -30,16 +30,12 @@ def real_inputs(analyser) -> dict[str, np.ndarray]:
     """Aligned 256 px crops of real faces (bundled examples + clip frames), each swapped to
     the previous face: its identity, and the guide of that face warped onto this one."""
     import torch
+    from helpers import bundled_face_frames
 
-    from slimswap import media
     from slimswap.face.align import align, transform_points
     from slimswap.face.warp import guide_for_crops
 
-    frames = [
-        media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"),
-        media.read_image(EXAMPLES_DIR / "astronaut.png"),
-    ]
-    frames += [f for b in media.read_frames(EXAMPLES_DIR / "clip.mp4", 8) for f in b][::15]
+    frames = bundled_face_frames(15)
     crops, embs, lms = [], [], []
     for frame in frames:
         face = analyser.embed(frame, max(analyser.detect(frame), key=lambda f: f.area))

@@ -19,17 +19,13 @@ TINY = SwapGeneratorConfig(resolution=64, widths=(8, 8, 16, 16, 16), n_blocks=1)
 @pytest.fixture(scope="module")
 def real_faces():
     """Aligned 128px crops of the bundled faces (two photos + clip frames) with dlib data."""
-    from slimswap import media
+    from helpers import bundled_face_frames
+
     from slimswap.face.align import align, transform_points
     from slimswap.face.analyser import FaceAnalyser
-    from slimswap.paths import EXAMPLES_DIR
 
     fa = FaceAnalyser()
-    frames = [
-        media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"),
-        media.read_image(EXAMPLES_DIR / "astronaut.png"),
-    ]
-    frames += [f for batch in media.read_frames(EXAMPLES_DIR / "clip.mp4", 8) for f in batch][::20]
+    frames = bundled_face_frames(20)
     crops, embs, lms = [], [], []
     for frame in frames:
         face = fa.embed(frame, max(fa.detect(frame), key=lambda f: f.area))
