@@ -95,6 +95,37 @@ def to_fp16(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
+def to_fp16_storage(src: str | Path, dst: str | Path) -> Path:
+    """fp32 compute with weights stored as fp16: every fp32 initializer becomes fp16 plus a
+    Cast back to fp32, which ONNX Runtime folds into an fp32 constant when the session loads.
+
+    Why: the teacher's fp32 file (25 MB) is over the 16 MiB a committed weight file may be,
+    and an fp16-compute graph runs 4x slower on a CPU (benchmarks/RESULTS.md). Stored this way
+    it is half the size and computes exactly what the fp16 safetensors loaded as fp32 compute.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or init.name.startswith("fp16_storage/"):
+            continue
+        half = numpy_helper.to_array(init).astype(np.float16)
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, f"fp16_storage/{name}"))
+        casts.append(helper.make_node("Cast", [init.name], [name], to=TensorProto.FLOAT))
+    nodes = casts + list(graph.node)  # casts first: the graph stays topologically sorted
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    dst = Path(dst)
+    with atomic_write(dst) as tmp:
+        onnx.save(model, str(tmp))
+    return dst
+
+
 def session(path: str | Path, threads: int | None = None):
     """A CPU ONNX Runtime session as the swapper runs it (threads: intra-op threads; None:
     ONNX Runtime's default), with no busy-waiting between ops: on the loaded 2-core machine
