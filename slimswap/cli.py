@@ -498,14 +498,13 @@ def train_recognizer_cmd(
 
 
 VAL_FACES = [Path("data/shards/val_128.npz"), Path("data/shards/val_256.npz")]
+TEACHER = Path("models/teacher_256.safetensors")  # the released quality model
 FACES_HELP = "Shards of real faces (repeat --faces); default: the val split."
 
 
 @compress_app.command("sensitivity")
 def compress_sensitivity(
-    model: Path = typer.Option(
-        Path("models/quality_256.safetensors"), "--model", help="Generator weights (safetensors)."
-    ),
+    model: Path = typer.Option(TEACHER, "--model", help="Generator weights (safetensors)."),
     faces: list[Path] = typer.Option(VAL_FACES, "--faces", help=FACES_HELP),
     batches: int = typer.Option(2, "--batches"),
     batch: int = typer.Option(4, "--batch"),
@@ -548,7 +547,7 @@ def compress_sensitivity(
 
 @compress_app.command("prune")
 def compress_prune(
-    model: Path = typer.Option(Path("models/quality_256.safetensors"), "--model"),
+    model: Path = typer.Option(TEACHER, "--model"),
     faces: list[Path] = typer.Option(VAL_FACES, "--faces", help=FACES_HELP),
     target: float = typer.Option(
         0.5, "--target", help="Stop when MACs (or params) are at most this share of the original."
@@ -733,7 +732,7 @@ def compress_int8_sensitivity(
 
 @compress_app.command("report")
 def compress_report(
-    teacher: Path = typer.Option(Path("models/quality_256.safetensors"), "--teacher"),
+    teacher: Path = typer.Option(TEACHER, "--teacher"),
     student: Path = typer.Option(Path("models/lite_256.safetensors"), "--student"),
     onnx: list[str] = typer.Option(
         [
@@ -787,7 +786,7 @@ def compress_report(
 @compress_app.command("distill")
 def compress_distill(
     teacher: Path = typer.Option(
-        Path("models/quality_256.safetensors"),
+        TEACHER,
         "--teacher",
         help="Teacher weights (safetensors with config).",
     ),

@@ -155,14 +155,6 @@ def main(argv: list[str]) -> None:
         train_recognizer(
             RecognizerTrainConfig(data=TRAIN[0], eval_data=TEST[:1], max_seconds=float(argv[1]))
         )
-    elif cmd == "quick":  # the first minute of a call: one variant for a few steps, then scored
-        out = "runs/quick"
-        run_teacher(
-            60, out=out, max_steps=int(argv[2]) if len(argv) > 2 else 30, **ABLATIONS[argv[1]]
-        )
-        score(
-            {"quick": Path(out) / "teacher_ema_fp16.safetensors"}, Path(out) / "scores.json", 20, 10
-        )
     elif cmd == "ablate":
         name, seconds = argv[1], float(argv[2])
         out = f"runs/ablate_{name}"
