@@ -74,7 +74,16 @@ class PasteOptions:
         default=True,
         metadata=cli(
             "--color-correction/--no-color-correction",
-            help="Match the swap's colours to the target's skin; --no-color-correction keeps its own.",
+            help="Match the swap's colours to the target's skin (overall, then its local tone: "
+            "no blotches or casts); --no-color-correction keeps its own.",
+        ),
+    )
+    detail: bool = field(
+        default=True,
+        metadata=cli(
+            "--detail/--no-detail",
+            help="Faces larger than the model's crop: lay the target's own fine skin detail "
+            "back over the upsampled swap (no soft faces at 100 % zoom).",
         ),
     )
 

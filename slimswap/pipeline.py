@@ -23,10 +23,18 @@ from slimswap import media
 from slimswap.errors import UserError
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser
-from slimswap.face.blend import color_transfer, paste_back
-from slimswap.face.mask import DEFAULT_REGIONS, area_mask, box_mask, combine_masks, region_mask
+from slimswap.face.blend import color_transfer, paste_back, skin_tone_transfer
+from slimswap.face.mask import (
+    DEFAULT_REGIONS,
+    area_mask,
+    box_mask,
+    combine_masks,
+    region_mask,
+    skin_mask,
+)
 from slimswap.face.select import select_faces
 from slimswap.face.track import Timer, VideoFaces, no_timer
+from slimswap.face.warp import opening_mask
 from slimswap.options import PasteOptions, Picture, SwapOptions
 from slimswap.provenance import (
     WATERMARK_IDS,
@@ -147,14 +155,22 @@ def swap_frames(
     with timer("paste"):
         own = getattr(swapper, "blend_masks", None)  # a swapper may narrow the mask
         narrow = own(np.stack([j.landmarks for j in jobs]), size) if own is not None else None
+        openings = bool(getattr(swapper, "openings", False))
         for k, (job, crop) in enumerate(zip(jobs, swapped)):
             mask = face_mask(job.landmarks, size, paste.masks, job.mesh, paste.regions)
             if narrow is not None:
                 mask = combine_masks(mask, narrow[k])
+            skin = skin_mask(job.landmarks, size)
             if paste.color_correction:
                 crop = color_transfer(crop, job.crop, mask)
+                crop = skin_tone_transfer(crop, job.crop, skin)
+            detail = None
+            if paste.detail:
+                detail = skin
+                if openings:  # the target's own mouth and eyes: its own detail is right there
+                    detail = np.maximum(skin, opening_mask(job.landmarks, size))
             out[job.frame_index] = paste_back(
-                out[job.frame_index], crop, job.affine, mask, paste.blend
+                out[job.frame_index], crop, job.affine, mask, paste.blend, detail
             )
     return out
 

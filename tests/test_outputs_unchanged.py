@@ -20,7 +20,9 @@ All of it runs with the dlib analyser the pins were made with (MediaPipe became 
 detector later, issue 13: other landmarks, so other pixels by design). The frozen copy marks
 each swapped face with the face-anchored watermark as the pipeline has since issue 15; the
 classic and stub hashes were re-recorded once for it (and for the smoothing of that mark),
-with the refactored frame path unchanged.
+with the refactored frame path unchanged; and once more when colour correction gained the
+local skin tone and paste-back the frame's own fine detail on enlarged faces (issue 20), both
+added to the frozen copy too.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ import pytest
 from slimswap import media
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser, box_from_landmarks, kps_from_landmarks
-from slimswap.face.blend import color_transfer, paste_back
-from slimswap.face.mask import area_mask, box_mask, combine_masks
+from slimswap.face.blend import color_transfer, paste_back, skin_tone_transfer
+from slimswap.face.mask import area_mask, box_mask, combine_masks, skin_mask
 from slimswap.face.select import select_faces
 from slimswap.face.track import DetectionSchedule, FaceTracker, VideoFaces
+from slimswap.face.warp import opening_mask
 from slimswap.options import PasteOptions, SwapOptions
 from slimswap.paths import EXAMPLES_DIR
 from slimswap.pipeline import load_source_identity, swap_image, swapped_batches
@@ -49,10 +52,10 @@ CLIP = EXAMPLES_DIR / "clip.mp4"
 SHARED_VIDEO = "videos/liveportrait_driving_d0.mp4"
 N_FRAMES = 30
 PINNED = {  # sha256 of the uint8 pixels (image, or the 30 frames stacked)
-    ("classic", "image"): "117c54bfa98a41849f5df3ae90b752378229849a26895630623938e0b3d72411",
-    ("classic", "clip"): "36254f06101a32be83f6dfbdde025b2f2ba00d462e29e75f00d941a5cd1aebcc",
-    ("stub", "image"): "c2fed7aac6765f6b9526c166f75a8faac8f7d0709650af2865d3addda05b8c84",
-    ("stub", "clip"): "94116d2b97c3fe355fbdbb829bba49bff13c8c1d1948c56a9f271f97d92c7a9b",
+    ("classic", "image"): "80b4fcc85287a0b7ec7ad33cbda17b3094bb0491e8812e1bd63feaf3879360a7",
+    ("classic", "clip"): "b5d97c0829656b76943deaa05a075e72ac71247a8125b7c74d98de42b795a98d",
+    ("stub", "image"): "f1a08c2f821f5fc45fa36bd769e7e1ef130491f6a19c1578189b2b7ee2a59d05",
+    ("stub", "clip"): "f18dac76a76ea9f2d06d718cb4fcd2a8d5011d014e1677c07d9382bc75fae82f",
 }
 
 
@@ -127,9 +130,13 @@ def pinned_frames(frames, faces_per_frame, swapper, identity) -> list[np.ndarray
         )
         own = getattr(swapper, "blend_masks", None)
         narrow = own(np.stack([j[3] for j in jobs]), size) if own else [1.0] * len(jobs)
+        openings = getattr(swapper, "openings", False)
         for (i, crop, affine, lm), new, extra in zip(jobs, swapped, narrow):
             mask = np.minimum(combine_masks(box_mask(size), area_mask(lm, size)), extra)
-            out[i] = paste_back(out[i], color_transfer(new, crop, mask), affine, mask, "feather")
+            skin = skin_mask(lm, size)
+            new = skin_tone_transfer(color_transfer(new, crop, mask), crop, skin)
+            detail = np.maximum(skin, opening_mask(lm, size)) if openings else skin
+            out[i] = paste_back(out[i], new, affine, mask, "feather", detail)
     return [embed_watermark(f, [face.kps for face in fs]) for f, fs in zip(out, faces_per_frame)]
 
 

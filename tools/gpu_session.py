@@ -5,6 +5,7 @@
   python tools/gpu_session.py recognizer SECONDS    # train the evaluation-only recognizer
   python tools/gpu_session.py ablate NAME SECONDS   # one A/B variant, then its crop scores
   python tools/gpu_session.py distill SECONDS       # the lite student from the teacher's EMA
+  python tools/gpu_session.py campaign NAME SECONDS # continue campaign run NAME (issue 20)
   python tools/gpu_session.py score NAME=FILE ...   # crop scores of released generators
 
 Paths: shards and the identity net in $STAGE (default runs/stage), runs under runs/.
@@ -71,6 +72,50 @@ ABLATIONS = {
     "no_pairs": {"model": SESSION1, "pair_share": 0.0, "weights": LossWeights(identity=15.0)},
     "identity_5": {"model": SESSION1, "weights": LossWeights(identity=5.0)},
 }
+
+
+# The training campaign (issue 20): every run continues the released model (or the last
+# checkpoint of the campaign) and is scored the same way, so the curve shows whether more time
+# pays. `control` is the released recipe continued (the A/B's reference at equal GPU time);
+# `expr` keeps the target's mouth and eye openings and draws a quarter of its targets from clip
+# frames, most of them paired with another frame of the same clip (expression differs, the
+# answer is known).
+def _released(name: str) -> SwapGeneratorConfig:
+    from slimswap.swap.weights import read_metadata
+
+    return SwapGeneratorConfig.from_json(
+        json.dumps(read_metadata(f"models/{name}.safetensors")["config"])
+    )
+
+
+def campaign_runs() -> dict[str, dict]:
+    teacher, lite = _released("teacher_256"), _released("lite_256")
+    expr = {"video_share": 0.25, "video_pair_share": 0.8}
+    return {
+        "control": {"model": replace(teacher, target_openings=False)},
+        "expr": {"model": replace(teacher, target_openings=True), **expr},
+        "expr_lite": {"model": replace(lite, target_openings=True), **expr},
+    }
+
+
+RELEASED_FROM = {"control": "teacher_256", "expr": "teacher_256", "expr_lite": "lite_256"}
+
+
+def release_init(name: str, folder: Path) -> Path:
+    """A compact-checkpoint folder that continues a released model: G = G_ema = its EMA
+    weights, a fresh discriminator, the step and sample counts of its MANIFEST entry."""
+    import shutil
+
+    model = RELEASED_FROM[name]
+    entry = next(
+        e for e in json.loads(Path("models/MANIFEST").read_text())["models"] if e["name"] == model
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(f"models/{entry['file']}", folder / "G_ema.safetensors")
+    prov = entry.get("provenance", {})
+    state = {"step": int(prov.get("steps", 0)), "samples_seen": int(prov.get("samples_seen", 0))}
+    (folder / "state.json").write_text(json.dumps({**state, "history": []}))
+    return folder
 
 
 def load_test_set(device: torch.device):
@@ -162,6 +207,19 @@ def main(argv: list[str]) -> None:
         if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 scores
             return
         score({name: Path(out) / "teacher_ema_fp16.safetensors"}, Path(out) / "scores.json")
+    elif cmd == "campaign":  # NAME SECONDS: continue the campaign run NAME (resumable)
+        name, seconds = argv[1], float(argv[2])
+        out = Path(f"runs/campaign_{name}")
+        init = os.environ.get("INIT_FROM", "")
+        if not (out / "checkpoint.pt").exists() and not init:
+            carried = Path(f".carry/init_{name}")
+            init = str(
+                carried if (carried / "state.json").is_file() else release_init(name, out / "init")
+            )
+        run_teacher(seconds, out=str(out), init_from=init, **campaign_runs()[name])
+        if os.environ.get("RANK", "0") != "0":
+            return
+        score({name: out / "teacher_ema_fp16.safetensors"}, out / "scores.json")
     elif cmd == "distill":
         from slimswap.train.distill import DistillConfig, distill_student
 

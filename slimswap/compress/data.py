@@ -39,8 +39,10 @@ class FaceBatch:
         return len(self.swap["target"])
 
 
-def load_faces(paths: Sequence[str | Path], resolution: int):
-    """The shards' faces at `resolution` on the CPU (a `SwapDataset`); UserError if none exist."""
+def load_faces(paths: Sequence[str | Path], resolution: int, openings: bool = False):
+    """The shards' faces at `resolution` on the CPU (a `SwapDataset`); UserError if none exist.
+
+    openings: regions as a model with `target_openings` sees them."""
     from slimswap.train.swap_data import load_swap_dataset
 
     present = [Path(p) for p in paths if Path(p).is_file()]
@@ -49,7 +51,7 @@ def load_faces(paths: Sequence[str | Path], resolution: int):
             f"no face shard found among {', '.join(map(str, paths))}; "
             "build them with `slimswap data build` or pass --faces"
         )
-    return load_swap_dataset(present, resolution, torch.device("cpu"))
+    return load_swap_dataset(present, resolution, torch.device("cpu"), openings)
 
 
 def _other_person(labels: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -70,15 +72,20 @@ def _pair_inputs(ds, tgt: torch.Tensor, src: torch.Tensor, flip_src: torch.Tenso
 
     target, lmk_t, region = ds.batch(tgt, torch.zeros_like(flip_src))
     source, lmk_s, _ = ds.batch(src, flip_src)
-    guide = guide_inputs(source, lmk_s, target, lmk_t, region)
+    guide = guide_inputs(source, lmk_s, target, lmk_t, region, ds.openings)
     return {"target": target, "guide": guide, "identity": ds.embeddings[src].clone()}
 
 
 def face_batches(
-    paths: Sequence[str | Path], n_batches: int, batch: int, resolution: int = 256, seed: int = 0
+    paths: Sequence[str | Path],
+    n_batches: int,
+    batch: int,
+    resolution: int = 256,
+    seed: int = 0,
+    openings: bool = False,
 ) -> list[FaceBatch]:
     """`n_batches` batches of distinct target faces from shards (fewer if they hold fewer)."""
-    return batches_from(load_faces(paths, resolution), n_batches, batch, seed)
+    return batches_from(load_faces(paths, resolution, openings), n_batches, batch, seed)
 
 
 def batches_from(ds, n_batches: int, batch: int, seed: int = 0) -> list[FaceBatch]:
@@ -105,10 +112,14 @@ def as_numpy(inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 
 def face_inputs(
-    paths: Sequence[str | Path], n: int, resolution: int = 256, seed: int = 0
+    paths: Sequence[str | Path],
+    n: int,
+    resolution: int = 256,
+    seed: int = 0,
+    openings: bool = False,
 ) -> dict[str, np.ndarray]:
     """Swap-pair model inputs of up to n distinct target faces, as float32 numpy arrays."""
-    (b,) = face_batches(paths, 1, n, resolution, seed)
+    (b,) = face_batches(paths, 1, n, resolution, seed, openings)
     return as_numpy(b.swap)
 
 

@@ -80,6 +80,33 @@ def to_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
             opset_version=opset,
             dynamo=False,
         )
+    return stamp(path, guide_metadata(model))
+
+
+def guide_metadata(model: torch.nn.Module) -> dict[str, str]:
+    """What an ONNX runtime must know to build the model's inputs, as ONNX metadata: whether
+    its guide keeps the target's openings (`SwapGeneratorConfig.target_openings`)."""
+    openings = bool(getattr(getattr(model, "config", None), "target_openings", False))
+    return {"target_openings": "true" if openings else "false"}
+
+
+def stamp(path: str | Path, metadata: dict[str, str]) -> Path:
+    """Write `metadata` into an ONNX file's metadata_props (replacing equal keys), atomically.
+
+    Done after every conversion: the converters (fp16, INT8 quantization) do not promise to
+    keep a model's metadata, and `OnnxSwapper` reads it to build the guide.
+    """
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    with atomic_write(path) as tmp:
+        onnx.save(model, str(tmp))
     return path
 
 

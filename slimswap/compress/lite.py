@@ -29,11 +29,14 @@ def export_all(
     from slimswap.compress.data import face_inputs, split
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = face_inputs(faces, n_calib + n_check, int(model.config.resolution), seed=1)
+    res, openings = int(model.config.resolution), bool(model.config.target_openings)
+    inputs = face_inputs(faces, n_calib + n_check, res, seed=1, openings=openings)
     calib, check = split(inputs, n_calib)
     fp32 = export.to_onnx(model, out_dir / f"{name}_fp32.onnx")
     fp16 = export.to_fp16(fp32, out_dir / f"{name}_fp16.onnx")
     int8, excluded = quantize.quantize_int8(fp32, out_dir / f"{name}_int8.onnx", calib)
+    for path in (fp16, int8):
+        export.stamp(path, export.guide_metadata(model))
     ref = export.run_torch(model, check)
     face = export.face_weight(check)
     report = {

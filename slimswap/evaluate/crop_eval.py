@@ -86,6 +86,8 @@ def score_generator(
 ) -> dict[str, CropScores]:
     """Scores of `generator` (None: only the plain warp paste) and of the warp paste itself."""
     dev = ds.device
+    # the guide as this generator's swapper builds it (with or without the target's openings)
+    ds.openings = bool(getattr(getattr(generator, "config", None), "target_openings", False))
     cross, same = pairs_for(ds, n_cross, n_same, seed)
     no_flip = torch.zeros(batch, dtype=torch.bool, device=dev)
 
@@ -112,7 +114,7 @@ def score_generator(
             f = no_flip[: len(p)]
             src, lmk_s, _ = ds.batch(p[:, 0], f)
             tgt, lmk_t, region = ds.batch(p[:, 1], f)
-            guide = guide_inputs(src, lmk_s, tgt, lmk_t, region)
+            guide = guide_inputs(src, lmk_s, tgt, lmk_t, region, ds.openings)
             region = guide[:, 3:4]
             results = {"base": region * guide[:, :3] + (1 - region) * tgt}
             if generator is not None:

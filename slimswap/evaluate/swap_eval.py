@@ -9,7 +9,11 @@ by default: only large deepface photos are shrunk). Scores are taken on the past
   and to the target photo, and top-1 retrieval among the set's identities (mean embedding
   per identity, leaving out the pair's own two photos), as source and as target;
 - skin colour: CIEDE2000 against the target (mean and 95th percentile);
-- 68-landmark NME of the swap against the target (pose and expression must follow it);
+- 68-landmark NME of the swap against the target (pose and expression must follow it), and
+  the expression on its own (`evaluate/expression.py`): mouth and eye opening of the swap vs
+  the target, the share of open-mouthed targets whose swap has its mouth closed, and the NME
+  of the mouth and eye points, on photos and on clip frames (other clips' people as sources,
+  and the clip's own earlier frame);
 - dlib's distance to source and target, share < 0.6 and dlib retrieval (secondary: the
   generator's identity loss trains against dlib's network, so these flatter it);
 - cross-photo reconstruction: source = another photo (or a frame a second or more away) of
@@ -34,7 +38,7 @@ import cv2
 import numpy as np
 
 from slimswap.errors import UserError
-from slimswap.evaluate import metrics, regions, report
+from slimswap.evaluate import expression, metrics, regions, report
 from slimswap.evaluate.heldout import (
     HeldOutSet,
     Photos,
@@ -49,7 +53,7 @@ from slimswap.face.analyser import Face, FaceAnalyser, embedding_distance
 from slimswap.pipeline import identity_from_face, swap_frames
 from slimswap.swap.base import SourceIdentity, Swapper
 
-SCORING_VERSION = 1  # bump when a per-pair score changes meaning: cached pairs are then redone
+SCORING_VERSION = 2  # bump when a per-pair score changes meaning: cached pairs are then redone
 CELL_PX = 288  # grid cell side, cut around the face from the full-resolution result
 
 
@@ -193,12 +197,27 @@ class SetResult:
     recon_de2000_mean: float = math.nan
     recon_de2000_p95: float = math.nan
     recon_sharpness_ratio: float = math.nan
+    # expression (evaluate/expression.py): different people, then same person (recon_)
+    mouth_open_err: float = math.nan
+    mouth_missed_share: float = math.nan
+    open_mouth_pairs: int = 0
+    eye_open_err: float = math.nan
+    eye_missed_share: float = math.nan
+    mouth_nme: float = math.nan
+    eye_nme: float = math.nan
+    recon_mouth_open_err: float = math.nan
+    recon_mouth_missed_share: float = math.nan
+    recon_open_mouth_pairs: int = 0
+    recon_eye_open_err: float = math.nan
+    recon_eye_missed_share: float = math.nan
+    recon_mouth_nme: float = math.nan
+    recon_eye_nme: float = math.nan
     self_swaps: int = 0
     crop_px: int = 0
     seconds: float = 0.0
 
     def to_json(self) -> dict:
-        """The fields that apply: a video set has no different-person pairs."""
+        """The fields that apply: a video set has no identity gallery (a clip is one person)."""
         d = asdict(self)
         if self.kind == "video":
             d = {k: v for k, v in d.items() if k not in CROSS_ONLY}
@@ -206,10 +225,9 @@ class SetResult:
 
 
 CROSS_ONLY = {
-    "pairs", "identities", "detected", "id_dist_to_source", "id_dist_to_target",
-    "share_below_0_6", "retrieval_top1", "landmark_nme", "sharpness_ratio",
-    "sharpness_ratio_worst10", "rec_cos_to_source", "rec_cos_to_target", "rec_top1_as_source",
-    "rec_top1_as_target", "de2000_mean", "de2000_p95",
+    "identities", "detected", "id_dist_to_source", "id_dist_to_target",
+    "share_below_0_6", "retrieval_top1", "rec_cos_to_source", "rec_cos_to_target",
+    "rec_top1_as_source", "rec_top1_as_target",
 }  # fmt: skip
 
 
@@ -407,7 +425,8 @@ class _Evaluation:
             row["swap_detected"] = swapped is not None
             if swapped is not None:
                 row["landmark_nme"] = metrics.landmark_nme(swapped.landmarks, lm)
-            if kind == "cross":
+                row.update(expression.pair_scores(swapped.landmarks, lm))
+            if kind == "cross" and gallery is not None:
                 row.update(
                     identity_scores(
                         out, source, target, gallery, self.judge, self.analyser, swapped
@@ -443,7 +462,7 @@ def _plans(hs: HeldOutSet, cfg: EvalConfig) -> list[tuple[str, list[tuple[int, i
     """(kind, candidate pairs, how many to score): three candidates per wanted pair, so
     photos without a detectable face do not shorten the run."""
     plans = []
-    if hs.kind == "photos":
+    if hs.kind == "photos" or len(np.unique(hs.labels)) > 1:  # clips: another clip's person
         plans.append(("cross", cross_pairs(hs.labels, 3 * cfg.pairs, cfg.seed), cfg.pairs))
     gap = 0.0 if hs.fps is None else cfg.min_gap_s * hs.fps
     same = same_pairs(hs.labels, 3 * cfg.same_pairs, cfg.seed + 1, hs.frame_index, gap)
@@ -555,6 +574,9 @@ def aggregate(rows: Sequence[dict], swapper: Swapper, hs: HeldOutSet) -> SetResu
         _mean(same, "de2000_p95"),
     )
     res.recon_sharpness_ratio = _mean(same, "sharpness_ratio")
+    for prefix, part in (("", cross), ("recon_", same)):
+        for key, value in expression.summary(part).items():
+            setattr(res, prefix + key, value)
     res.self_swaps = len(own)
     res.self_psnr, res.self_ssim = _mean(own, "psnr"), _mean(own, "ssim")
     res.seconds = float(sum(r.get("seconds", 0.0) for r in rows))
@@ -590,6 +612,16 @@ RECON_COLUMNS = [
     ("recon_de2000_p95", "ΔE00 p95 ↓", "{:.2f}"),
     ("recon_sharpness_ratio", "sharpness ↑1", "{:.2f}"),
 ]
+EXPRESSION_COLUMNS = [
+    ("mouth_open_err", "mouth opening error ↓", "{:.3f}"),
+    ("mouth_missed_share", "open mouth shown closed ↓", "{:.1%}"),
+    ("open_mouth_pairs", "open-mouth targets", "{}"),
+    ("eye_open_err", "eye opening error ↓", "{:.3f}"),
+    ("eye_missed_share", "open eyes shown closed ↓", "{:.1%}"),
+    ("mouth_nme", "mouth NME ↓", "{:.4f}"),
+    ("eye_nme", "eye NME ↓", "{:.4f}"),
+]
+RECON_EXPRESSION_COLUMNS = [(f"recon_{k}", n, f) for k, n, f in EXPRESSION_COLUMNS]
 SECONDARY_COLUMNS = [
     ("id_dist_to_source", "dlib dist → source ↓", "{:.3f}"),
     ("id_dist_to_target", "dlib dist → target", "{:.3f}"),
@@ -615,6 +647,14 @@ MAIN_NOTE = (
 )
 RECON_NOTE = (
     "\nPSNR and SSIM over the face (jaw line and brows) of the target photo at its own size.\n"
+)
+EXPRESSION_NOTE = (
+    "\nFrom dlib's 68 landmarks found again on the pasted swap and the target's: opening = "
+    "inner-lip (lid) gap over the nose-bridge-to-chin height; error = |swap - target|; "
+    f"open mouth shown closed = share of targets with opening > {expression.MOUTH_OPEN} whose "
+    f"swap is at or under it (eyes: {expression.EYE_OPEN}); NME of the 20 mouth and 12 eye "
+    "points over the outer-eye-corner distance. Clip sets: sources are other held-out clips' "
+    "people (different people) or an earlier frame of the same clip (same person).\n"
 )
 SECONDARY_NOTE = (
     "\nCrop self-swap: each swapper re-making a held-out face from its own identity, on the "
@@ -695,6 +735,12 @@ def save_report(
         "## Same person, another photo or a video frame >= 1 s away (ideal output: the target)\n",
         markdown_table(run.results, RECON_COLUMNS, kinds=("photos", "video")),
         RECON_NOTE,
+        "## Expression: does the swap keep the target's mouth and eyes?\n",
+        "Different people:\n",
+        markdown_table(run.results, EXPRESSION_COLUMNS, kinds=("photos", "video")),
+        "\nSame person (self-reenactment on clips):\n",
+        markdown_table(run.results, RECON_EXPRESSION_COLUMNS, kinds=("photos", "video")),
+        EXPRESSION_NOTE,
         "## Secondary: dlib (the identity loss trains against it) and crop-level numbers\n",
         markdown_table(run.results, SECONDARY_COLUMNS, kinds=("photos", "video")),
         SECONDARY_NOTE,

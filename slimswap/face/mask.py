@@ -110,6 +110,25 @@ def area_mask(
     return _feather(hard, blur_ratio * max(1, min(bw, bh)))
 
 
+def skin_mask(
+    landmarks: np.ndarray, size: int | tuple[int, int], margin: float = 0.06
+) -> np.ndarray:
+    """The face's skin from its 68 points: the area mask minus eyes, brows and lips (each hull
+    grown by `margin` x the face's width), feathered. Where the skin's colour may be changed
+    (`blend.skin_tone_transfer`) without touching the features a face is recognised by."""
+    h, w = _size_hw(size)
+    lm = np.asarray(landmarks, np.float32)
+    width = float(np.ptp(lm[JAW, 0])) or 1.0
+    grow = max(1, round(margin * width))
+    holes = np.zeros((h, w), np.uint8)
+    for part in (slice(36, 42), slice(42, 48), slice(17, 22), slice(22, 27), slice(48, 60)):
+        cv2.fillConvexPoly(holes, cv2.convexHull(np.round(lm[part]).astype(np.int32)), 1)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    holes = cv2.dilate(holes, disc).astype(np.float32)
+    holes = cv2.GaussianBlur(holes, (0, 0), grow / 2)
+    return np.clip(area_mask(lm, (h, w)) * (1.0 - holes), 0.0, 1.0)
+
+
 def combine_masks(*masks: np.ndarray) -> np.ndarray:
     """Pixel-wise minimum: a pixel is swapped only as much as the strictest mask allows."""
     if not masks:

@@ -26,6 +26,11 @@ import torch.nn.functional as F
 # background into the cheek; the inner-lip points are left out because closed lips put two of
 # them on one spot, which an open target mouth would have to tear apart.
 CONTROL_POINTS = tuple(range(17, 60))
+# With the target's openings kept (`target_openings`), the inner lips join them: the map runs
+# from the target to the source (`grid_sample` pulls), so an open target mouth sends its upper
+# and lower inner-lip points to the source's one closed seam (many to one, no tearing) and the
+# source's lips end where the target's do, around the target's own mouth interior.
+CONTROL_POINTS_OPENINGS = tuple(range(17, 68))
 COARSE = 64  # side of the grid the spline is evaluated on before upsampling
 REGULARISATION = (
     1e-5  # smoothing on the kernel diagonal: coincident points (closed lips) stay solvable
@@ -68,15 +73,19 @@ def tps_apply(coeffs: torch.Tensor, dst: torch.Tensor, points: torch.Tensor) -> 
 
 
 def sampling_grid(
-    dst: torch.Tensor, src: torch.Tensor, size: int, coarse: int = COARSE
+    dst: torch.Tensor,
+    src: torch.Tensor,
+    size: int,
+    coarse: int = COARSE,
+    control: tuple[int, ...] = CONTROL_POINTS,
 ) -> torch.Tensor:
     """grid_sample grid (N, size, size, 2) that pulls source pixels onto the target's layout.
 
     dst: target landmarks, src: source landmarks, both (N, 68, 2) in crop units; the spline
-    runs through `CONTROL_POINTS` of them.
+    runs through the `control` points of them.
     """
     n = dst.shape[0]
-    dst, src = dst[:, CONTROL_POINTS], src[:, CONTROL_POINTS]
+    dst, src = dst[:, control], src[:, control]
     coarse = min(coarse, size)
     # coarse nodes on the first and last pixel centres, so corner-aligned upsampling puts a
     # node exactly on every output border pixel (an affine map comes out exact everywhere)
@@ -92,10 +101,15 @@ def sampling_grid(
 
 
 def warp_source(
-    source: torch.Tensor, source_landmarks: torch.Tensor, target_landmarks: torch.Tensor
+    source: torch.Tensor,
+    source_landmarks: torch.Tensor,
+    target_landmarks: torch.Tensor,
+    control: tuple[int, ...] = CONTROL_POINTS,
 ) -> torch.Tensor:
     """Source crops (N,C,S,S) warped so their landmarks land on the target's (both crop units)."""
-    grid = sampling_grid(target_landmarks, source_landmarks, source.shape[-1]).to(source.dtype)
+    size = source.shape[-1]
+    grid = sampling_grid(target_landmarks, source_landmarks, size, control=control)
+    grid = grid.to(source.dtype)
     return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -148,18 +162,54 @@ def face_region_mask(
     return cv2.GaussianBlur(hard, (0, 0), sigmaX=sigma)
 
 
+# The target's own openings, by 68-point index: the inner-lip outline (teeth, tongue, the dark
+# of an open mouth) and each eye's lid outline (iris and sclera: where the eye looks). They carry
+# expression and gaze, not identity, and a source photo cannot provide them (its mouth may be
+# closed, its eyes look elsewhere), so a generator with `target_openings` keeps them from the
+# target: they are cut out of the region it redraws and stay visible to its target encoder.
+OPENINGS = (tuple(range(60, 68)), tuple(range(36, 42)), tuple(range(42, 48)))
+
+
+def opening_mask(landmarks: np.ndarray, size: int, feather: float = 0.01) -> np.ndarray:
+    """(size, size) float32: the target's mouth and eye openings of crop-pixel landmarks (68, 2).
+
+    A closed mouth has an inner outline of (almost) no area, so nothing of the target shows
+    there. The edge is feathered by `feather` x size so the cut has no step.
+    """
+    import cv2
+
+    hard = np.zeros((size, size), np.float32)
+    for outline in OPENINGS:
+        poly = np.round(np.asarray(landmarks, np.float32)[list(outline)] * 4).astype(np.int32)
+        cv2.fillPoly(hard, [poly], 1.0, lineType=cv2.LINE_AA, shift=2)
+    sigma = max(0.5, feather * size / 2)
+    return cv2.GaussianBlur(hard, (0, 0), sigmaX=sigma)
+
+
+def guide_region(landmarks: np.ndarray, size: int, openings: bool) -> np.ndarray:
+    """The region a generator redraws: the face outline, minus the target's openings if asked."""
+    region = face_region_mask(landmarks, size)
+    if openings:
+        region = region * (1.0 - opening_mask(landmarks, size))
+    return region.astype(np.float32)
+
+
 def guide_inputs(
     source: torch.Tensor,
     source_landmarks: torch.Tensor,
     target: torch.Tensor,
     target_landmarks: torch.Tensor,
     region: torch.Tensor,
+    openings: bool = False,
 ) -> torch.Tensor:
     """(N, 4, S, S): the colour-matched warped source and the face region, the generator's guide.
 
     source/target in [-1, 1] (N,3,S,S); landmarks (N,68,2) in crop units; region (N,1,S,S).
+    openings: the guide of a `target_openings` model (the inner lips steer the warp too; the
+    region, cut by the caller, leaves out the target's openings).
     """
-    warped = warp_source(source, source_landmarks, target_landmarks)
+    control = CONTROL_POINTS_OPENINGS if openings else CONTROL_POINTS
+    warped = warp_source(source, source_landmarks, target_landmarks, control)
     warped = match_colour(warped, target, region)
     return torch.cat([warped, region.to(warped.dtype)], dim=1)
 
@@ -169,15 +219,17 @@ def guide_for_crops(
     target_landmarks: np.ndarray,
     source: torch.Tensor,
     source_landmarks: np.ndarray,
+    openings: bool = False,
 ) -> torch.Tensor:
     """Inference-side guide (N, 4, S, S) of a warp-guided generator, on the inputs' device.
 
     target (N, 3, S, S) and source (1, 3, S, S) in [-1, 1], already normalised by the
-    swapper; landmarks (N, 68, 2) and (68, 2) in their crops' pixels.
+    swapper; landmarks (N, 68, 2) and (68, 2) in their crops' pixels. openings: the model
+    keeps the target's mouth and eye openings (its config's `target_openings`).
     """
     n, size, dev = target.shape[0], target.shape[-1], target.device
     lmk_t = np.asarray(target_landmarks, np.float32)
-    regions = np.stack([face_region_mask(lm, size) for lm in lmk_t])
+    regions = np.stack([guide_region(lm, size, openings) for lm in lmk_t])
     region = torch.from_numpy(regions).to(dev)[:, None]
 
     def to_units(px: np.ndarray) -> torch.Tensor:
@@ -185,4 +237,4 @@ def guide_for_crops(
 
     lmk_s = to_units(source_landmarks)[None].expand(n, -1, -1)
     src = source.to(target.dtype).expand(n, -1, -1, -1)
-    return guide_inputs(src, lmk_s, target, to_units(lmk_t), region.to(target.dtype))
+    return guide_inputs(src, lmk_s, target, to_units(lmk_t), region.to(target.dtype), openings)

@@ -50,6 +50,13 @@ class SwapGeneratorConfig:
     # Blank the target's face region (the guide's region channel) before the target encoder:
     # closes the copy path by construction; pose and expression still arrive through the warp.
     hide_target_face: bool = True
+    # Keep the target's mouth and eye openings (slimswap.face.warp.OPENINGS): they are cut out
+    # of the guide's region, so the base shows the target's teeth, tongue and eyes there and the
+    # target encoder sees them; the generator only draws lips and lids around them. Expression
+    # and gaze then follow the target even when the source's mouth is closed (issue 20: v2
+    # closed open mouths in a third of clip frames). Weights are compatible with a v2 file: the
+    # change is in the guide the swapper builds, not in the network.
+    target_openings: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -60,6 +67,7 @@ class SwapGeneratorConfig:
         d["widths"] = tuple(d["widths"])
         d.setdefault("target_channels", 0)  # files written before the field: full width
         d.setdefault("hide_target_face", False)  # files written before the field saw the face
+        d.setdefault("target_openings", False)  # files written before it redrew the openings
         return cls(**d)
 
     @classmethod

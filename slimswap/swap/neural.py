@@ -107,6 +107,7 @@ class LearnedSwapper:
         return self._run(crops, identity, target_landmarks)
 
     guided = False
+    openings = False  # the model keeps the target's mouth and eye openings (its guide says so)
 
     def _run(
         self, crops: np.ndarray, identity: SourceIdentity, landmarks: np.ndarray | None
@@ -122,7 +123,7 @@ class LearnedSwapper:
             torch.from_numpy(np.ascontiguousarray(identity.crop[None])).to(target.device),
             self.norm,
         )
-        return guide_for_crops(target, landmarks, source, identity.landmarks)
+        return guide_for_crops(target, landmarks, source, identity.landmarks, self.openings)
 
 
 class TorchSwapper(LearnedSwapper):
@@ -160,6 +161,7 @@ class TorchSwapper(LearnedSwapper):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.resolution = int(model.config.resolution)
         self.guided = bool(getattr(model, "guided", False))
+        self.openings = bool(getattr(model.config, "target_openings", False))
         self.batch_size = batch_size
         self.pad = compile != "none"
         mode = COMPILE_MODES[compile]
@@ -240,6 +242,8 @@ class OnnxSwapper(LearnedSwapper):
         self.norm = norm
         self.resolution = int(self.session.get_inputs()[0].shape[-1])
         self.guided = "guide" in {i.name for i in self.session.get_inputs()}
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.openings = meta.get("target_openings") == "true"
 
     def _run(
         self, crops: np.ndarray, identity: SourceIdentity, landmarks: np.ndarray | None

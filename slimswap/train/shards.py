@@ -87,7 +87,9 @@ def load_shard(path: str | Path) -> Shard:
             identities=z["identities"],
             embeddings=z["embeddings"],
             landmarks=z["landmarks"],
-            sources=z["sources"],
+            # tools/reencode_shard.py stores them as bytes: read back as text, so one photo's
+            # 128 and 256 px crops still pair up by name in load_swap_dataset
+            sources=z["sources"].astype(str),
         )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slimswap.face.warp import face_region_mask
+from slimswap.face.warp import face_region_mask, opening_mask
 from slimswap.train import losses
 
 log = logging.getLogger(__name__)
@@ -52,22 +52,34 @@ class SwapDataset:
         embeddings: np.ndarray,
         labels: np.ndarray,
         native: np.ndarray,
+        openings: bool = False,
+        video: np.ndarray | None = None,
     ) -> None:
         """images (N, 3, S, S) uint8 on the device; landmarks (N, 68, 2) in crop units;
-        native (N,) bool: the crop was cut at S from the photo (not upsampled)."""
+        native (N,) bool: the crop was cut at S from the photo (not upsampled); openings: the
+        regions leave out the target's mouth and eye openings (the generator's
+        `target_openings`); video (N,) bool: the face is a frame of a talking-head clip."""
         self.images = images
         self.device = device = images.device
         self.size = size = images.shape[-1]
         self.landmarks = torch.from_numpy(landmarks.astype(np.float32)).to(device)
         px = landmarks.astype(np.float32) * size - 0.5
+
+        def as_uint8(masks: list[np.ndarray]) -> torch.Tensor:
+            return torch.from_numpy((np.stack(masks) * 255).round().astype(np.uint8)).to(device)
+
         with ThreadPoolExecutor(16) as pool:
-            regions = list(pool.map(lambda lm: face_region_mask(lm, size), px))
-        self.regions = torch.from_numpy((np.stack(regions) * 255).round().astype(np.uint8))
-        self.regions = self.regions.to(device)[:, None]
+            self.regions = as_uint8(list(pool.map(lambda lm: face_region_mask(lm, size), px)))
+            self.opening_masks = as_uint8(list(pool.map(lambda lm: opening_mask(lm, size), px)))
+        self.regions, self.opening_masks = self.regions[:, None], self.opening_masks[:, None]
+        self.openings = openings  # batch() cuts the openings out of the region (a model's flag)
         self.embeddings = torch.from_numpy(embeddings.astype(np.float32)).to(device)
         self.labels = torch.from_numpy(labels.astype(np.int64)).to(device)
         self.native = torch.from_numpy(native.astype(bool)).to(device)
         self.native_index = torch.nonzero(self.native).flatten()
+        video = np.zeros(len(labels), bool) if video is None else np.asarray(video, bool)
+        self.video = torch.from_numpy(video).to(device)
+        self.video_index = torch.nonzero(self.video).flatten()
         # same-identity sampling: faces sorted by label; each face's group start, size and slot
         self.order = torch.argsort(self.labels, stable=True)
         counts = torch.bincount(self.labels)
@@ -82,13 +94,17 @@ class SwapDataset:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def sample_targets(self, n: int, native_share: float, gen: torch.Generator) -> torch.Tensor:
-        """n face indices, a `native_share` of them from the faces with a native crop."""
+    def sample_targets(
+        self, n: int, native_share: float, gen: torch.Generator, video_share: float = 0.0
+    ) -> torch.Tensor:
+        """n face indices: a `native_share` of them from the faces with a native crop, then a
+        `video_share` from clip frames (where a same-person pair differs in expression)."""
         idx = torch.randint(0, len(self), (n,), device=self.device, generator=gen)
-        if len(self.native_index) and native_share > 0:
-            pick = torch.randint(0, len(self.native_index), (n,), device=self.device, generator=gen)
-            use = torch.rand(n, device=self.device, generator=gen) < native_share
-            idx = torch.where(use, self.native_index[pick], idx)
+        for pool, share in ((self.native_index, native_share), (self.video_index, video_share)):
+            if len(pool) and share > 0:
+                pick = torch.randint(0, len(pool), (n,), device=self.device, generator=gen)
+                use = torch.rand(n, device=self.device, generator=gen) < share
+                idx = torch.where(use, pool[pick], idx)
         return idx
 
     def same_person(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -106,6 +122,8 @@ class SwapDataset:
         img = self.images[idx].float().div_(127.5).sub_(1)
         lmk = self.landmarks[idx].clone()
         region = self.regions[idx].float().div_(255)
+        if self.openings:
+            region *= 1 - self.opening_masks[idx].float().div_(255)
         if flip.any():
             img[flip] = img[flip].flip(-1)
             region[flip] = region[flip].flip(-1)
@@ -146,11 +164,18 @@ def upload(images: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
     return torch.cat(chunks)
 
 
-def load_swap_dataset(paths: list[str | Path], size: int, device: torch.device) -> SwapDataset:
+def is_video_frame(source: str) -> bool:
+    """A face from `data build --videos` (its frames live under video_frames/)."""
+    return "video_frames" in Path(source).parts
+
+
+def load_swap_dataset(
+    paths: list[str | Path], size: int, device: torch.device, openings: bool = False
+) -> SwapDataset:
     """Merge shards (any crop sizes) into one table at `size`, preferring native crops.
 
     Each source photo appears once: from the shard whose crop size is `size` when it has
-    one, else from the largest crop, upsampled.
+    one, else from the largest crop, upsampled. openings: see `SwapDataset`.
     """
     from slimswap.train.shards import load_shard
 
@@ -165,7 +190,7 @@ def load_swap_dataset(paths: list[str | Path], size: int, device: torch.device) 
                 best[src] = si
     names = sorted({str(sh.identities[lab]) for sh in shards for lab in np.unique(sh.labels)})
     label_of = {n: i for i, n in enumerate(names)}
-    images, lmks, embs, labels, native = [], [], [], [], []
+    images, lmks, embs, labels, native, video = [], [], [], [], [], []
     for si, sh in enumerate(shards):
         take = np.array([r for r, src in enumerate(sh.sources.tolist()) if best[src] == si], int)
         if not len(take):
@@ -175,6 +200,7 @@ def load_swap_dataset(paths: list[str | Path], size: int, device: torch.device) 
         embs.append(sh.embeddings[take].astype(np.float32))
         labels.append(np.array([label_of[str(sh.identities[sh.labels[r]])] for r in take]))
         native.append(np.full(len(take), sh.size == size))
+        video.append(np.array([is_video_frame(str(sh.sources[r])) for r in take], bool))
         log.info("%d faces from the %d px shard", len(take), sh.size)
     return SwapDataset(
         torch.cat(images),
@@ -182,4 +208,6 @@ def load_swap_dataset(paths: list[str | Path], size: int, device: torch.device) 
         np.concatenate(embs),
         np.concatenate(labels),
         np.concatenate(native),
+        openings=openings,
+        video=np.concatenate(video),
     )

@@ -65,6 +65,11 @@ class TrainConfig:
     max_seconds: float = 540.0
     pair_share: float = 0.35  # same-person pairs (supervised) in each batch
     native_share: float = 0.35  # targets drawn from faces with a native crop at the resolution
+    # targets drawn from talking-head clip frames, and the share of those paired with another
+    # frame of the same clip: pose and expression differ and the answer is known, the main
+    # supervised signal for mouths and eyes that follow the target (issue 20)
+    video_share: float = 0.0
+    video_pair_share: float = 0.35
     ema: float = 0.999
     log_every: int = 50
     checkpoint_every_s: float = 120.0
@@ -169,7 +174,9 @@ class TeacherTrainer:
         self.cpu_rng = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
 
         res = config.model.resolution
-        self.data = dataset or load_swap_dataset(list(config.data), res, dev)
+        self.data = dataset or load_swap_dataset(
+            list(config.data), res, dev, openings=config.model.target_openings
+        )
         self.G = self.build_generator().to(dev, memory_format=self.memory_format)
         self.D = MultiScaleDiscriminator(scales=config.d_scales).to(
             dev, memory_format=self.memory_format
@@ -321,8 +328,9 @@ class TeacherTrainer:
     def sample_batch(self, n: int) -> dict[str, torch.Tensor]:
         """Targets, sources, their guides and flags for one step (all on the device)."""
         d, g = self.data, self.gen_rng
-        tgt = d.sample_targets(n, self.cfg.native_share, g)
-        pair = torch.rand(n, device=self.device, generator=g) < self.cfg.pair_share
+        tgt = d.sample_targets(n, self.cfg.native_share, g, self.cfg.video_share)
+        share = torch.where(d.video[tgt], self.cfg.video_pair_share, self.cfg.pair_share)
+        pair = torch.rand(n, device=self.device, generator=g) < share
         src = torch.where(
             pair,
             d.same_person(tgt, g),
@@ -337,7 +345,7 @@ class TeacherTrainer:
         source, lmk_s, _ = d.batch(src, flip_s)
         source = jitter_source(source, g)
         with torch.no_grad():
-            guide = guide_inputs(source, lmk_s, target, lmk_t, region)
+            guide = guide_inputs(source, lmk_s, target, lmk_t, region, d.openings)
             if not self.cfg.warp:
                 guide[:, :3] = 0
         mf = self.memory_format

@@ -63,7 +63,20 @@ def test_onnx_fp32_matches_torch(real_inputs):
 def test_onnx_fp16_and_int8_agree_with_fp32_on_real_faces(real_inputs):
     fp32 = export.run_onnx(FP32, real_inputs)
     assert export.psnr_pm1(export.run_onnx(FP16, real_inputs), fp32) >= 50.0
-    assert export.psnr_pm1(export.run_onnx(INT8, real_inputs), fp32) >= 35.0
+    # INT8 is judged where a swap differs from its target (the face region) and per face, as
+    # a user sees it. Its noise depends on the CPU (ONNX Runtime picks other INT8 kernels with
+    # VNNI, AVX-512 or AMX): face PSNR vs fp32 measured 34.1 dB on an AMD EPYC without VNNI at
+    # release and 31.2-35 dB (mean 33.1) on a Xeon with VNNI and AMX (benchmarks/int8/). The
+    # floors sit 3 dB under the lowest of those, the worst face 4 dB under the worst face
+    # measured; a saturated or mis-calibrated layer costs 10 dB and more (every Conv INT8,
+    # benchmarks/compress/int8_sensitivity.md).
+    int8 = export.run_onnx(INT8, real_inputs)
+    weight = export.face_weight(real_inputs)
+    per_face = [
+        export.psnr_pm1(int8[i : i + 1], fp32[i : i + 1], weight[i : i + 1])
+        for i in range(len(fp32))
+    ]
+    assert np.mean(per_face) >= 30.0 and min(per_face) >= 27.0, per_face
 
 
 def test_int8_graph_keeps_sensitive_nodes_float_and_weights_7_bit():

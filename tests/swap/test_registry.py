@@ -47,6 +47,14 @@ def _crops(frames, faces, resolution: int, n: int) -> tuple[np.ndarray, np.ndarr
     return np.stack(crops), np.stack(lms)
 
 
+def face_psnr(a: np.ndarray, b: np.ndarray, landmarks: np.ndarray) -> float:
+    """PSNR of two crops inside the face region of crop-pixel landmarks (where a swap differs)."""
+    from slimswap.evaluate.metrics import masked_psnr
+    from slimswap.face.warp import face_region_mask
+
+    return masked_psnr(a, b, face_region_mask(landmarks, a.shape[0]) > 0.5)
+
+
 @pytest.mark.parametrize("model", BACKENDS)
 def test_swap_keeps_batch_shape_and_dtype(model, targets, analyser):
     swapper: Swapper = load_swapper(model, "cpu")
@@ -58,15 +66,29 @@ def test_swap_keeps_batch_shape_and_dtype(model, targets, analyser):
     assert one.shape == crops[:1].shape and eight.shape == crops.shape
     assert one.dtype == eight.dtype == np.uint8
     assert swapper.swap(crops[:0], identity, target_landmarks=lms[:0]).shape == crops[:0].shape
-    # a face's swap does not depend on what else is in the batch. The warp guide of a batch of
-    # 8 differs from a batch of 1 by float rounding (~2e-7); an INT8 graph turns that into new
-    # rounding choices, i.e. its quantization noise drawn again (about one grey level RMS, as
-    # INT8 vs fp32), so there it is bounded as noise; leaking another face in would be far more
-    diff = one[0].astype(float) - eight[0]
+    # a face's swap does not depend on what else is in the batch
     if model.endswith("_int8"):
-        assert np.sqrt((diff**2).mean()) < 2.0 and np.abs(diff).max() <= 16, np.abs(diff).max()
+        # The warp guide of a batch differs from a face alone by float rounding (~2e-7). An
+        # INT8 graph turns that into other rounding choices, and ONNX Runtime picks other INT8
+        # kernels per CPU (VNNI or not, AVX2/AVX-512/AMX) and per batch size: the face's
+        # quantization noise drawn again, worst on single pixels (max |d| 16 on an AMD EPYC
+        # without VNNI, 19-22 on Xeons with VNNI and AMX). So the check is what a user sees,
+        # face-region PSNR of every face of the batch against the same face alone, with a floor
+        # from the INT8 noise itself: INT8 vs fp32 measured 31.2 dB at worst over 9 faces on the
+        # AMX Xeon (benchmarks/int8/, issue 23), and two independent draws of that noise are
+        # 3 dB worse (28 dB), while the batch-vs-alone spread measured 39.1 dB at worst. A face
+        # mixed with another face of the batch is far below it (the next assertion: < 20 dB).
+        singles = np.concatenate(
+            [
+                swapper.swap(crops[i : i + 1], identity, target_landmarks=lms[i : i + 1])
+                for i in range(8)
+            ]
+        )
+        psnr = [face_psnr(eight[i], singles[i], lms[i]) for i in range(8)]
+        assert min(psnr) >= 28.0, psnr
+        assert face_psnr(eight[0], eight[1], lms[0]) < 20.0  # the metric sees another face
     else:
-        assert np.abs(diff).max() <= 1
+        assert np.abs(one[0].astype(int) - eight[0]).max() <= 1
     assert np.abs(eight.astype(int) - crops).mean() > 3  # and it is a swap, not a copy
 
 

@@ -1,0 +1,65 @@
+"""The expression metrics see a closed mouth pasted over an open one, and the quality swap
+keeps an open mouth open (issue 20)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slimswap import media
+from slimswap.evaluate import expression
+from slimswap.face.align import align, transform_points
+from slimswap.face.blend import paste_back
+from slimswap.face.mask import area_mask
+from slimswap.paths import EXAMPLES_DIR
+from slimswap.pipeline import load_source_identity, swap_frames
+from slimswap.swap.registry import load_swapper
+
+OPEN_FRAME = 60  # the bundled clip's frame 60: the target's mouth is wide open
+
+
+@pytest.fixture(scope="module")
+def open_mouth(analyser):
+    """(frame, its largest face) of an open-mouthed frame of the bundled clip."""
+    frames = [f for b in media.read_frames(EXAMPLES_DIR / "clip.mp4", 16) for f in b]
+    frame = frames[OPEN_FRAME]
+    face = max(analyser.detect(frame), key=lambda f: f.area)
+    return frame, face
+
+
+def _landmarks_again(analyser, image, near) -> np.ndarray:
+    from slimswap.face.select import iou
+
+    found = [f for f in analyser.detect(image) if iou(f.bbox, near.bbox) > 0.3]
+    assert found, "no face found again where the paste was"
+    return found[0].landmarks
+
+
+def test_mouth_metric_flags_a_closed_mouth_pasted_over_an_open_one(analyser, open_mouth):
+    frame, target = open_mouth
+    assert expression.mouth_opening(target.landmarks) > 0.1  # the premise: wide open
+    # a face copy: Grace Hopper (mouth closed) aligned on her own keypoints and pasted into the
+    # target's aligned frame, i.e. a swap that ignores the target's expression
+    source = media.read_image(EXAMPLES_DIR / "grace_hopper.jpg")
+    src_face = max(analyser.detect(source), key=lambda f: f.area)
+    src_crop, src_affine = align(source, src_face.kps, 256)
+    _, tgt_affine = align(frame, target.kps, 256)
+    mask = area_mask(transform_points(src_face.landmarks, src_affine), 256)
+    pasted = paste_back(frame, src_crop, tgt_affine, mask)
+
+    scores = expression.pair_scores(_landmarks_again(analyser, pasted, target), target.landmarks)
+    assert scores["mouth_missed"] == 1.0 and scores["mouth_open_err"] > 0.1, scores
+    same = expression.pair_scores(_landmarks_again(analyser, frame, target), target.landmarks)
+    assert same["mouth_missed"] == 0.0 and same["mouth_open_err"] < 0.01, same  # not always on
+    summary = expression.summary([scores, same])
+    assert summary["mouth_missed_share"] == 0.5 and summary["open_mouth_pairs"] == 2
+
+
+def test_quality_swap_keeps_an_open_mouth_open(analyser, open_mouth):
+    frame, target = open_mouth
+    swapper = load_swapper("quality", "cpu")
+    identity = load_source_identity(EXAMPLES_DIR / "grace_hopper.jpg", analyser, swapper.resolution)
+    (out,) = swap_frames([frame], [[target]], swapper, identity)
+    swap_lm = _landmarks_again(analyser, out, target)
+    got, want = expression.mouth_opening(swap_lm), expression.mouth_opening(target.landmarks)
+    assert abs(got - want) <= 0.03, (got, want)

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The training campaign on a lent GPU machine (issue 20; commands and results in
+# benchmarks/RESULTS.md). Every step is one short call; training runs in the background
+# (setsid) between calls, so a warm machine keeps training while the session waits.
+#   bash tools/gpu_campaign.sh stage             # copy .carry/* into runs/stage (call by call)
+#   bash tools/gpu_campaign.sh smoke             # every training path for a few steps
+#   bash tools/gpu_campaign.sh start SECS NAME.. # campaign runs side by side on GPU 0; returns
+#                                                # once each has logged its first steps
+#   bash tools/gpu_campaign.sh watch SECS        # wait, then logs and the latest samples to $OUT
+#   bash tools/gpu_campaign.sh stop NAME         # end run NAME at its next 100-step mark
+#   bash tools/gpu_campaign.sh collect NAME..    # wait for the runs; EMA weights, compact
+#                                                # checkpoint, scores and logs to $OUT
+# Needs .carry/ (shards + identity_fp16.safetensors), staged over one or more calls.
+set -uo pipefail
+export PYTHONUNBUFFERED=1 STAGE=runs/stage NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export RECOGNIZER=models/eval_recognizer.safetensors BATCH=${BATCH:-64} COMPILE=0
+OUT=${OUT:-/tmp/out}
+mkdir -p runs/stage "$OUT"
+[ -d .carry ] && for f in .carry/*.npz .carry/*.safetensors; do [ -f "$f" ] && cp -n "$f" runs/stage/; done
+report() {
+  for f in runs/campaign_*.log; do [ -f "$f" ] && { echo "== $f"; grep -v Warning "$f" | tail -n "${1:-4}"; }; done
+  nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader
+}
+running() { pgrep -f "gpu_session.py campaign" > /dev/null; }
+case "${1:-}" in
+stage)
+  ls -la runs/stage; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader ;;
+smoke)
+  python3 -c "import torch; print('torch', torch.__version__, 'gpus', torch.cuda.device_count())"
+  if ! timeout 300 python3 tools/gpu_session.py smoke > runs/smoke.log 2>&1; then
+    tail -40 runs/smoke.log; cp runs/smoke.log "$OUT/"; exit 1
+  fi
+  grep -E "ok in|img/s|smoke" runs/smoke.log | tail -6; cp runs/smoke.log "$OUT/" ;;
+start)
+  secs=$2; shift 2
+  for v in "$@"; do
+    setsid nohup python3 tools/gpu_session.py campaign "$v" "$secs" > "runs/campaign_$v.log" 2>&1 < /dev/null &
+  done
+  # the first steps prove every run works: a crash shows in this call, not at minute nine
+  for _ in $(seq 60); do
+    sleep 5; ok=1
+    for v in "$@"; do grep -q "img/s" "runs/campaign_$v.log" || ok=0; done
+    [ $ok = 1 ] && break
+    for v in "$@"; do grep -q Traceback "runs/campaign_$v.log" && { tail -30 "runs/campaign_$v.log"; exit 1; }; done
+  done
+  report 3 ;;
+watch)
+  t=${2:-60}; end=$((SECONDS + t))
+  while [ $SECONDS -lt $end ] && running; do sleep 5; done
+  report 4
+  for d in runs/campaign_*/; do
+    n=$(basename "$d"); s=$(ls "$d"samples_*.png 2>/dev/null | tail -1)
+    [ -n "$s" ] && cp "$s" "$OUT/${n}_samples.png"
+    [ -f "$d/scores.json" ] && cp "$d/scores.json" "$OUT/${n}_scores.json"
+  done
+  true ;;
+stop)
+  touch "runs/campaign_$2/STOP"; echo "asked $2 to stop" ;;
+collect)
+  shift
+  while running; do sleep 3; done
+  report 6
+  for v in "$@"; do
+    d=runs/campaign_$v
+    cp "$d/teacher_ema_fp16.safetensors" "$OUT/$v.safetensors"
+    cp "$d/compact/G.safetensors" "$OUT/${v}_G.safetensors" 2>/dev/null
+    cp "$d/compact/D.safetensors" "$OUT/${v}_D.safetensors" 2>/dev/null
+  done
+  tar czf "$OUT/campaign_logs.tgz" runs/campaign_*.log runs/campaign_*/scores.json runs/campaign_*/train_log.csv runs/campaign_*/samples_*.png runs/campaign_*/compact/state.json 2>/dev/null
+  ls -la "$OUT"
+  true ;;
+*) sed -n 2,12p "$0"; exit 2 ;;
+esac
