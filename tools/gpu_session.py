@@ -118,6 +118,23 @@ def release_init(name: str, folder: Path) -> Path:
     return folder
 
 
+CHECKPOINT = Path("models/teacher_campaign")  # the committed resume point of `expr`
+
+
+def campaign_init(name: str, folder: Path) -> Path:
+    """Where run NAME starts on a fresh machine: the committed campaign checkpoint (G, D, step
+    and history; its EMA is the released teacher) for `expr`, else the released model."""
+    import shutil
+
+    if name != "expr" or not (CHECKPOINT / "state.json").is_file():
+        return release_init(name, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in ("G.safetensors", "D.safetensors", "state.json"):
+        shutil.copyfile(CHECKPOINT / f, folder / f)
+    shutil.copyfile("models/teacher_256.safetensors", folder / "G_ema.safetensors")
+    return folder
+
+
 def load_test_set(device: torch.device):
     from slimswap.train.swap_data import load_swap_dataset
 
@@ -212,10 +229,7 @@ def main(argv: list[str]) -> None:
         out = Path(f"runs/campaign_{name}")
         init = os.environ.get("INIT_FROM", "")
         if not (out / "checkpoint.pt").exists() and not init:
-            carried = Path(f".carry/init_{name}")
-            init = str(
-                carried if (carried / "state.json").is_file() else release_init(name, out / "init")
-            )
+            init = str(campaign_init(name, out / "init"))
         run_teacher(seconds, out=str(out), init_from=init, **campaign_runs()[name])
         if os.environ.get("RANK", "0") != "0":
             return

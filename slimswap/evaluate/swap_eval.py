@@ -221,6 +221,8 @@ class SetResult:
         d = asdict(self)
         if self.kind == "video":
             d = {k: v for k, v in d.items() if k not in CROSS_ONLY}
+        if not self.pairs:  # one clip only (--quick): no different-person pairs at all
+            d = {k: v for k, v in d.items() if k not in FROM_CROSS_PAIRS}
         return report.jsonable(d)
 
 
@@ -228,6 +230,11 @@ CROSS_ONLY = {
     "identities", "detected", "id_dist_to_source", "id_dist_to_target",
     "share_below_0_6", "retrieval_top1", "rec_cos_to_source", "rec_cos_to_target",
     "rec_top1_as_source", "rec_top1_as_target",
+}  # fmt: skip
+FROM_CROSS_PAIRS = CROSS_ONLY | {
+    "pairs", "landmark_nme", "sharpness_ratio", "sharpness_ratio_worst10", "de2000_mean",
+    "de2000_p95", "mouth_open_err", "mouth_missed_share", "open_mouth_pairs", "eye_open_err",
+    "eye_missed_share", "mouth_nme", "eye_nme",
 }  # fmt: skip
 
 
@@ -539,6 +546,7 @@ def aggregate(rows: Sequence[dict], swapper: Swapper, hs: HeldOutSet) -> SetResu
     same = [r for r in rows if r["kind"] == "same"]
     own = [r for r in rows if r["kind"] == "self"]
     found = [r for r in cross if r.get("swap_detected")]
+    judged = [r for r in found if "id_dist_to_source" in r]  # clip sets have no gallery
     res = SetResult(
         swapper.name,
         modes.get(swapper.name, swapper.name),
@@ -548,11 +556,11 @@ def aggregate(rows: Sequence[dict], swapper: Swapper, hs: HeldOutSet) -> SetResu
     )
     res.pairs, res.detected = len(cross), len(found)
     res.identities = len(np.unique(hs.labels))
-    res.id_dist_to_source = _mean(found, "id_dist_to_source")
-    res.id_dist_to_target = _mean(found, "id_dist_to_target")
-    if found:
-        res.share_below_0_6 = float(np.mean([r["id_dist_to_source"] < 0.6 for r in found]))
-    res.retrieval_top1 = _mean(found, "dlib_top1_as_source")
+    res.id_dist_to_source = _mean(judged, "id_dist_to_source")
+    res.id_dist_to_target = _mean(judged, "id_dist_to_target")
+    if judged:
+        res.share_below_0_6 = float(np.mean([r["id_dist_to_source"] < 0.6 for r in judged]))
+    res.retrieval_top1 = _mean(judged, "dlib_top1_as_source")
     res.landmark_nme = _mean(found, "landmark_nme")
     res.sharpness_ratio = _mean(cross, "sharpness_ratio")
     res.sharpness_ratio_worst10 = metrics.mean_of_lowest(

@@ -612,7 +612,13 @@ class MediaPipeAnalyser:
 
     def faces_batch(self, frames: Sequence[np.ndarray], upsample: int = 0) -> list[list[Face]]:
         """Every face of every frame: detection, mesh, 68 points, 5 keypoints; best first."""
-        uploaded = self.rt.upload(frames)
+        return self.faces_uploaded(frames, self.rt.upload(frames), upsample)
+
+    def faces_uploaded(
+        self, frames: Sequence[np.ndarray], uploaded, upsample: int = 0
+    ) -> list[list[Face]]:
+        """`faces_batch` of frames already on the device (`rt.upload`): the GPU frame path
+        uploads each batch once and detects, aligns and pastes on that one copy."""
         dets = self._detections(frames, uploaded, upsample)
         rois = [roi_from_detection(d) for ds in dets for d in ds]
         index = [i for i, ds in enumerate(dets) for _ in ds]

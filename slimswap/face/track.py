@@ -181,7 +181,11 @@ class VideoFaces:
 
     def __call__(self, index: int, frame: np.ndarray, timer: Timer = no_timer) -> list[Face]:
         """Faces to swap in frame `index` (the chosen tracks' smoothed faces)."""
-        faces = self._find(index, frame, timer)
+        return self.follow(frame, self._find(index, frame, timer))
+
+    def follow(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:
+        """Faces to swap among `faces`, found in the next frame by the caller (the GPU frame
+        path finds every frame's faces in one batch): tracked, smoothed and chosen as here."""
         tracks = self.tracker.update(faces)
         faces = [self._smooth(t.id, f) for t, f in zip(tracks, faces)]
         return self._choose(frame, faces, tracks)

@@ -220,17 +220,21 @@ def guide_for_crops(
     source: torch.Tensor,
     source_landmarks: np.ndarray,
     openings: bool = False,
+    region: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Inference-side guide (N, 4, S, S) of a warp-guided generator, on the inputs' device.
 
     target (N, 3, S, S) and source (1, 3, S, S) in [-1, 1], already normalised by the
     swapper; landmarks (N, 68, 2) and (68, 2) in their crops' pixels. openings: the model
-    keeps the target's mouth and eye openings (its config's `target_openings`).
+    keeps the target's mouth and eye openings (its config's `target_openings`). region: the
+    (N, 1, S, S) `guide_region` when the caller drew it already (on the device:
+    `face/raster.py`), else it is drawn here with OpenCV.
     """
     n, size, dev = target.shape[0], target.shape[-1], target.device
     lmk_t = np.asarray(target_landmarks, np.float32)
-    regions = np.stack([guide_region(lm, size, openings) for lm in lmk_t])
-    region = torch.from_numpy(regions).to(dev)[:, None]
+    if region is None:
+        regions = np.stack([guide_region(lm, size, openings) for lm in lmk_t])
+        region = torch.from_numpy(regions).to(dev)[:, None]
 
     def to_units(px: np.ndarray) -> torch.Tensor:
         return torch.from_numpy((np.asarray(px, np.float32) + 0.5) / size).to(dev)

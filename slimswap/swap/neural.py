@@ -115,7 +115,11 @@ class LearnedSwapper:
         raise NotImplementedError
 
     def _guide(
-        self, target: torch.Tensor, identity: SourceIdentity, landmarks: np.ndarray
+        self,
+        target: torch.Tensor,
+        identity: SourceIdentity,
+        landmarks: np.ndarray,
+        region: torch.Tensor | None = None,
     ) -> torch.Tensor:
         from slimswap.face.warp import guide_for_crops
 
@@ -123,7 +127,7 @@ class LearnedSwapper:
             torch.from_numpy(np.ascontiguousarray(identity.crop[None])).to(target.device),
             self.norm,
         )
-        return guide_for_crops(target, landmarks, source, identity.landmarks, self.openings)
+        return guide_for_crops(target, landmarks, source, identity.landmarks, self.openings, region)
 
 
 class TorchSwapper(LearnedSwapper):
@@ -180,18 +184,28 @@ class TorchSwapper(LearnedSwapper):
             outs.append(self._swap_batch(crops[i : i + self.batch_size], emb, identity, lm))
         return np.concatenate(outs)
 
-    def _swap_batch(
+    @torch.inference_mode()
+    def swap_tensor(
         self,
-        crops: np.ndarray,
-        emb: torch.Tensor,
+        x: torch.Tensor,
         identity: SourceIdentity,
-        landmarks: np.ndarray | None,
-    ) -> np.ndarray:
-        n = len(crops)
-        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
+        landmarks: np.ndarray,
+        region: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The device path (`frame_engine`): model-space crops (N, 3, S, S) on this swapper's
+        device in, swaps in [-1, 1] out, nothing copied to the host. region: the guide's
+        region drawn on the device (`face/raster.guide_region`)."""
+        emb = torch.as_tensor(np.asarray(identity.embedding, np.float32), device=self.device)
+        outs = []
+        for i in range(0, len(x), self.batch_size):
+            part, lm = x[i : i + self.batch_size], landmarks[i : i + self.batch_size]
+            reg = None if region is None else region[i : i + self.batch_size]
+            inputs = [part, self._guide(part, identity, lm, reg)] if self.guided else [part]
+            outs.append(self._forward(inputs, emb, len(part)).float())
+        return torch.cat(outs)
+
+    def _forward(self, inputs: list[torch.Tensor], emb: torch.Tensor, n: int) -> torch.Tensor:
         m = 1 << (n - 1).bit_length() if self.pad else n
-        x = to_model_input(x, self.norm)
-        inputs = [x, self._guide(x, identity, landmarks)] if self.guided else [x]
         if m > n:  # repeat the last crop so a compiled graph sees one of a few batch sizes
             inputs = [torch.cat([t, t[-1:].expand(m - n, -1, -1, -1)]) for t in inputs]
         autocast = (
@@ -199,7 +213,20 @@ class TorchSwapper(LearnedSwapper):
         )
         with autocast:
             y = self.forward(*inputs, emb.expand(m, -1))
-        return from_model_output(y[:n], self.norm).cpu().numpy()
+        return y[:n]
+
+    def _swap_batch(
+        self,
+        crops: np.ndarray,
+        emb: torch.Tensor,
+        identity: SourceIdentity,
+        landmarks: np.ndarray | None,
+    ) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
+        x = to_model_input(x, self.norm)
+        inputs = [x, self._guide(x, identity, landmarks)] if self.guided else [x]
+        y = self._forward(inputs, emb, len(crops))
+        return from_model_output(y, self.norm).cpu().numpy()
 
 
 class OnnxSwapper(LearnedSwapper):

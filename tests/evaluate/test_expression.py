@@ -55,11 +55,17 @@ def test_mouth_metric_flags_a_closed_mouth_pasted_over_an_open_one(analyser, ope
     assert summary["mouth_missed_share"] == 0.5 and summary["open_mouth_pairs"] == 2
 
 
-def test_quality_swap_keeps_an_open_mouth_open(analyser, open_mouth):
+def test_quality_swap_keeps_an_open_mouth_open(analyser, analyser_dlib, open_mouth):
+    """The product's default swap (MediaPipe's landmarks drive it) of an open-mouthed frame,
+    judged by dlib's 68 points as `eval swapper` judges. MediaPipe's own mesh is no judge
+    here: its lip model puts the swap's inner lower lip on the target's tongue (0.075 for
+    this mouth, open or not). The v2 teacher fails this: 0.024 against the target's 0.117."""
     frame, target = open_mouth
     swapper = load_swapper("quality", "cpu")
-    identity = load_source_identity(EXAMPLES_DIR / "grace_hopper.jpg", analyser, swapper.resolution)
+    source = EXAMPLES_DIR / "grace_hopper.jpg"
+    identity = load_source_identity(source, analyser, swapper.resolution)
     (out,) = swap_frames([frame], [[target]], swapper, identity)
-    swap_lm = _landmarks_again(analyser, out, target)
-    got, want = expression.mouth_opening(swap_lm), expression.mouth_opening(target.landmarks)
-    assert abs(got - want) <= 0.03, (got, want)
+    judged = max(analyser_dlib.detect(frame), key=lambda f: f.area)
+    got = expression.mouth_opening(_landmarks_again(analyser_dlib, out, judged))
+    want = expression.mouth_opening(judged.landmarks)
+    assert want > 0.1 and abs(got - want) <= 0.03, (got, want)

@@ -1,0 +1,253 @@
+"""End to end on one video: decode -> swap -> marks -> encoded file, per stage, against a plain
+decode + encode of the same video (`slimswap bench frame-path`; issue 21).
+
+The reference row is the floor any swap path sits on: the same frames decoded and encoded
+with the same writer settings and nothing in between, so `ratio` (swap time over reference
+time) says how much the swap itself costs. Paths:
+- `host`: the OpenCV frame path (`pipeline.swap_video`, what a CPU runs);
+- `device`: the torch frame path (`frame_engine`: GPU-resident frames, batched analysis);
+  `clips` > 1 runs that many copies of the video at once on the one device (total fps).
+Runs on the GPU machine without dlib and without a C2PA signer (`--no-sign`, the default
+there): the marks are embedded, the manifest is not.
+
+    python -m slimswap.evaluate.bench_frame_path VIDEO --mode lite --device cuda --batch 16 \
+        --precision fp16 --repeat 4 --clips 1,8 --out benchmarks/e2e
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from slimswap import media
+
+
+def repeated_frames(path: Path, batch: int, repeat: int) -> Iterator[list[np.ndarray]]:
+    """The video's frames `repeat` times over, in batches (a short clip made long enough)."""
+    for _ in range(repeat):
+        yield from media.read_frames(path, batch)
+
+
+def repeated_info(path: Path, repeat: int) -> media.VideoInfo:
+    """The probe of `path` with its frame count and duration multiplied by `repeat`."""
+    info = media.probe_video(path)
+    return replace(info, frame_count=info.frame_count * repeat, duration_s=info.duration_s * repeat)
+
+
+def save_identity(identity, path: Path) -> Path:
+    """A source identity as .npz (crop, landmarks, descriptor): lets a machine without dlib's
+    model files (the GPU machine) swap the same person as this one."""
+    np.savez(path, crop=identity.crop, landmarks=identity.landmarks, embedding=identity.embedding)
+    return path
+
+
+def load_identity(path: Path):
+    from slimswap.swap.base import SourceIdentity
+
+    with np.load(path) as z:
+        return SourceIdentity(embedding=z["embedding"], crop=z["crop"], landmarks=z["landmarks"])
+
+
+def reference(video: Path, batch: int, repeat: int, out: Path) -> dict:
+    """Decode + encode only: seconds, fps."""
+    info = repeated_info(video, repeat)
+    t0 = time.perf_counter()
+    n = 0
+    with media.VideoWriter(out, info, None) as writer:
+        for frames in repeated_frames(video, batch, repeat):
+            writer.write(frames)
+            n += len(frames)
+    s = time.perf_counter() - t0
+    return {"path": "decode+encode", "frames": n, "seconds": s, "fps": n / s}
+
+
+def device_path(
+    video: Path,
+    source: Path,
+    mode: str,
+    device: str,
+    batch: int,
+    precision: str,
+    repeat: int,
+    clips: int,
+    tmp: Path,
+    watermark: bool = True,
+) -> dict:
+    """`clips` copies of the video through one FrameEngine at once (threads)."""
+    import torch
+
+    from slimswap.frame_engine import FrameEngine, swap_video_device
+    from slimswap.options import SwapOptions
+    from slimswap.swap.registry import load_swapper
+
+    swapper = load_swapper(mode, device, precision)
+    engine = FrameEngine(swapper, precision=precision)
+    identity = (
+        load_identity(source)
+        if source.suffix == ".npz"
+        else engine.identity(media.read_image(source))
+    )
+    options = SwapOptions(batch_size=batch)
+    info = repeated_info(video, repeat)
+    # warm-up: kernels, cuDNN autotuning, allocator (not timed)
+    frames = next(iter(media.read_frames(video, batch)))
+    for _ in range(2):
+        engine.swap_frames(frames, engine.faces(frames, engine.upload(frames)), identity)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    reports: list = [None] * clips
+    errors: list[BaseException] = []
+
+    def one(k: int) -> None:
+        try:
+            out = tmp / f"device_{k}.mp4"
+            reports[k] = swap_video_device(
+                engine,
+                identity,
+                repeated_frames(video, batch, repeat),
+                info.frame_count,
+                options,
+                lambda: media.VideoWriter(out, info, None),
+                watermark=watermark,
+            )
+        except BaseException as exc:  # noqa: BLE001 (re-raised by the caller)
+            errors.append(exc)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(clips)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    frames_total = sum(r.frames for r in reports)
+    stages = {}
+    for r in reports:
+        for k, v in (r.stage_seconds or {}).items():
+            stages[k] = stages.get(k, 0.0) + v
+    return {
+        "path": f"device ({device}, {precision}, batch {batch}, {clips} clip(s) at once)",
+        "model": swapper.name,
+        "frames": frames_total,
+        "faces": sum(r.faces for r in reports),
+        "seconds": wall,
+        "fps": frames_total / wall,
+        "stage_ms_per_frame": {k: 1000 * v / frames_total for k, v in stages.items()},
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
+    }
+
+
+def host_path(video: Path, source: Path, mode: str, batch: int, repeat: int, tmp: Path) -> dict:
+    """The OpenCV path (`pipeline.swap_video`) on this CPU, for the same video once."""
+    from slimswap.options import SwapOptions
+    from slimswap.pipeline import swap_video
+    from slimswap.swap.registry import load_swapper
+
+    swapper = load_swapper(mode, "cpu")
+    options = SwapOptions(batch_size=batch, overwrite=True, label=False)
+    t0 = time.perf_counter()
+    rep = swap_video(source, video, tmp / "host.mp4", swapper, options)
+    s = time.perf_counter() - t0
+    return {
+        "path": "host (OpenCV, cpu)",
+        "model": swapper.name,
+        "frames": rep.frames,
+        "seconds": s,
+        "fps": rep.frames / s,
+        "stage_ms_per_frame": {
+            k: 1000 * v / max(1, rep.frames) for k, v in rep.stage_seconds.items()
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("video", type=Path)
+    ap.add_argument(
+        "--source",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "examples" / "grace_hopper.jpg",
+    )
+    ap.add_argument("--mode", default="lite")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--precision", default="fp16")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--clips", default="1")
+    ap.add_argument("--paths", default="reference,device")
+    ap.add_argument("--no-watermark", action="store_true")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    info = media.probe_video(args.video)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="slimswap-e2e-") as d:
+        tmp = Path(d)
+        paths = args.paths.split(",")
+        if "reference" in paths:
+            rows.append(reference(args.video, args.batch, args.repeat, tmp / "ref.mp4"))
+        if "host" in paths:
+            rows.append(host_path(args.video, args.source, args.mode, args.batch, args.repeat, tmp))
+        if "device" in paths:
+            for clips in (int(c) for c in args.clips.split(",")):
+                rows.append(
+                    device_path(
+                        args.video,
+                        args.source,
+                        args.mode,
+                        args.device,
+                        args.batch,
+                        args.precision,
+                        args.repeat,
+                        clips,
+                        tmp,
+                        not args.no_watermark,
+                    )
+                )
+    ref = next((r for r in rows if r["path"] == "decode+encode"), None)
+    for r in rows:
+        if ref is not None and r is not ref:
+            r["ratio_to_decode_encode"] = (r["seconds"] / r["frames"]) / (
+                ref["seconds"] / ref["frames"]
+            )
+    result = {
+        "video": f"{args.video.name} {info.width}x{info.height}, {info.frame_count} frames x {args.repeat}",
+        "command": "python -m slimswap.evaluate.bench_frame_path " + " ".join(argv or []),
+        "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()}",
+        "rows": rows,
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            result["gpu"] = torch.cuda.get_device_name(0)
+        result["torch"] = torch.__version__
+    except ImportError:
+        pass
+    for r in rows:
+        stages = "  ".join(f"{k} {v:.2f}" for k, v in r.get("stage_ms_per_frame", {}).items())
+        ratio = r.get("ratio_to_decode_encode")
+        print(
+            f"{r['path']:60s} {r['frames']:5d} frames {r['fps']:8.1f} fps"
+            + (f"  x{ratio:.2f} of decode+encode" if ratio else "")
+            + (f"\n    ms/frame: {stages}" if stages else "")
+        )
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "e2e.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""`face/blend.py` on the frames' device: colour, local skin tone, detail and paste-back in torch.
+
+Same steps and constants as the OpenCV versions, batched over every face of a batch of frames
+so a GPU keeps the frames from decode to encode: colour statistics are weighted means on the
+device, the CIELAB conversion is the sRGB/D65 formula OpenCV uses for float images, and the
+inverse warp of paste-back is one `grid_sample` per face through the exact align affine.
+Images here are float32 RGB in [0, 255], (N, 3, H, W); results are rounded to whole grey
+levels where the OpenCV path writes uint8, so both paths agree to a grey level or two (the
+test `tests/test_frame_engine.py` bounds it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slimswap.face.blend import DETAIL_MIN_SCALE, MASK_EPS
+from slimswap.face.raster import gaussian_blur
+
+# sRGB (D65) -> XYZ, and the white point, as OpenCV's RGB2Lab for float images
+_RGB2XYZ = torch.tensor(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
+_WHITE = torch.tensor([0.950456, 1.0, 1.088754])
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> CIELAB (L 0..100, a and b about -128..127)."""
+    lin = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = torch.einsum("ij,njhw->nihw", _RGB2XYZ.to(rgb.device), lin)
+    xyz = xyz / _WHITE.to(rgb.device)[None, :, None, None]
+    f = torch.where(xyz > 0.008856, xyz.clamp(min=1e-12) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    lum = torch.where(xyz[:, 1:2] > 0.008856, 116 * f[:, 1:2] - 16, 903.3 * xyz[:, 1:2])
+    return torch.cat([lum, 500 * (f[:, 0:1] - f[:, 1:2]), 200 * (f[:, 1:2] - f[:, 2:3])], 1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """Inverse of `rgb_to_lab` (RGB in [0, 1], clamped)."""
+    lum, a, b = lab[:, 0:1], lab[:, 1:2], lab[:, 2:3]
+    fy = (lum + 16) / 116
+    fx, fz = fy + a / 500, fy - b / 200
+
+    def finv(t: torch.Tensor) -> torch.Tensor:
+        return torch.where(t > 0.206893, t**3, (t - 16 / 116) / 7.787)
+
+    y = torch.where(lum > 8.0, fy**3, lum / 903.3)
+    xyz = torch.cat([finv(fx), y, finv(fz)], 1) * _WHITE.to(lab.device)[None, :, None, None]
+    lin = torch.einsum("ij,njhw->nihw", torch.linalg.inv(_RGB2XYZ).to(lab.device), xyz).clamp(0, 1)
+    return torch.where(
+        lin <= 0.0031308, 12.92 * lin, 1.055 * lin.clamp(min=1e-12) ** (1 / 2.4) - 0.055
+    )
+
+
+def _round(img: torch.Tensor) -> torch.Tensor:
+    return img.round().clamp(0, 255)
+
+
+def color_transfer(
+    swap: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, max_scale: float = 2.0
+) -> torch.Tensor:
+    """`blend.color_transfer` per face: LAB mean and std of the swap moved to the target's,
+    weighted by mask (N, 1, S, S) over pixels above MASK_EPS."""
+    w = torch.where(mask > MASK_EPS, mask, torch.zeros_like(mask))
+    total = w.sum(dim=(2, 3), keepdim=True)
+    lab_s, lab_t = rgb_to_lab(swap / 255), rgb_to_lab(target / 255)
+
+    def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = (x * w).sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-12)
+        var = ((x - mean) ** 2 * w).sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-12)
+        return mean, var.sqrt()
+
+    (ms, ss), (mt, st) = stats(lab_s), stats(lab_t)
+    scale = (st / ss.clamp(min=1e-6)).clamp(1 / max_scale, max_scale)
+    out = _round(lab_to_rgb((lab_s - ms) * scale + mt) * 255)
+    return torch.where(total >= 1.0, out, swap)
+
+
+def _local_mean(x: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
+    den = gaussian_blur(w, sigma).clamp(min=1e-4)
+    return gaussian_blur(x * w, sigma) / den
+
+
+def skin_tone_transfer(
+    swap: torch.Tensor,
+    target: torch.Tensor,
+    skin: torch.Tensor,
+    chroma_sigma: float = 0.03,
+    lightness_sigma: float = 0.08,
+    lightness: float = 0.5,
+) -> torch.Tensor:
+    """`blend.skin_tone_transfer` per face (the target's local skin colour on the swap)."""
+    w = skin.clamp(0, 1)
+    size = swap.shape[-1]
+    lab_s, lab_t = rgb_to_lab(swap / 255), rgb_to_lab(target / 255)
+    sc, sl = chroma_sigma * size, lightness_sigma * size
+    d_ab = _local_mean(lab_t[:, 1:], w, sc) - _local_mean(lab_s[:, 1:], w, sc)
+    d_l = lightness * (_local_mean(lab_t[:, :1], w, sl) - _local_mean(lab_s[:, :1], w, sl))
+    out = _round(lab_to_rgb(lab_s + torch.cat([d_l, d_ab], 1) * w) * 255)
+    enough = w.sum(dim=(1, 2, 3), keepdim=True) >= 16
+    return torch.where(enough, out, swap)
+
+
+def _frame_grid(
+    affine: np.ndarray, h: int, w: int, size: int, device: torch.device
+) -> torch.Tensor:
+    """grid_sample grid (1, h, w, 2) that reads, for every frame pixel, its place in the crop."""
+    a = np.asarray(affine, np.float64)
+    to_norm = np.array([[2 / size, 0, 1 / size - 1], [0, 2 / size, 1 / size - 1], [0, 0, 1]])
+    m = (to_norm @ np.vstack([a, [0, 0, 1]]))[:2]  # frame pixel -> crop normalised
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    mt = torch.from_numpy(m).float().to(device)
+    gx = mt[0, 0] * xs + mt[0, 1] * ys + mt[0, 2]
+    gy = mt[1, 0] * xs + mt[1, 1] * ys + mt[1, 2]
+    return torch.stack([gx, gy], -1)[None]
+
+
+def frame_detail(frame: torch.Tensor, scale: float) -> torch.Tensor:
+    """`blend.frame_detail` of a whole (1, 3, H, W) frame: what a crop `scale` x smaller loses."""
+    h, w = frame.shape[-2:]
+    small = (max(1, round(h / scale)), max(1, round(w / scale)))
+    low = F.interpolate(
+        F.interpolate(frame, size=small, mode="area"),
+        size=(h, w),
+        mode="bilinear",
+        align_corners=False,
+    )
+    return frame - low
+
+
+def paste_back(
+    frame: torch.Tensor,
+    crop: torch.Tensor,
+    affine: np.ndarray,
+    mask: torch.Tensor,
+    detail: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`blend.paste_back` (feather) of one face: frame (1, 3, H, W) and crop (1, 3, S, S)
+    floats in [0, 255], mask/detail (1, 1, S, S); returns the new frame, rounded."""
+    h, w = frame.shape[-2:]
+    size = crop.shape[-1]
+    grid = _frame_grid(affine, h, w, size, frame.device)
+    warped = F.grid_sample(crop, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    alpha = F.grid_sample(mask, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    alpha = torch.where(alpha > MASK_EPS, alpha, torch.zeros_like(alpha)).clamp(0, 1)
+    scale = 1.0 / float(np.sqrt(abs(np.linalg.det(np.asarray(affine)[:, :2]))))
+    if detail is not None and scale > DETAIL_MIN_SCALE:
+        where = F.grid_sample(
+            detail, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        warped = _round(warped + where * frame_detail(frame, scale))
+    return _round(frame + alpha * (warped - frame))

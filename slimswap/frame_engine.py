@@ -1,0 +1,370 @@
+"""The frame path on one device: frames go up once, faces are found, aligned, swapped, colour
+matched and pasted there, and the frames come down once (issue 21).
+
+`pipeline.swap_frames` does the same steps with OpenCV on the host, one face at a time, and is
+what a CPU runs; this module is the same flow in torch, batched over every face of a batch of
+frames, for a CUDA GPU (it runs on the CPU too, with the torch backend, which is how the tests
+hold the two paths to the same pixels):
+
+    decode (worker thread) -> upload (uint8, once) -> BlazeFace + mesh (`MediaPipeAnalyser`,
+    torch) -> track/smooth/choose (`VideoFaces.follow`, host: a few numbers per face) ->
+    align (grid_sample) -> guide + generator (`TorchSwapper.swap_tensor`) -> masks
+    (`face/raster.py`) -> colour, skin tone, detail, paste-back (`face/blend_torch.py`) ->
+    download (once) -> invisible marks (worker threads) -> encode (worker thread)
+
+Nothing on this path imports dlib: the source's identity descriptor comes from the torch port
+of dlib's ResNet (`nets/identity.py`, 1e-6 from dlib's own). What stays on the host: Poisson
+blending and mesh-region masks (`--blend poisson`, `--mask region`: `check_supported` says
+so and the CLI runs those jobs on the OpenCV path) and the watermarks, which are per-frame
+numpy code run on worker threads.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slimswap.errors import UserError
+from slimswap.face import blend_torch, raster
+from slimswap.face.align import estimate_affine, invert_affine, transform_points
+from slimswap.face.analyser import Face
+from slimswap.face.select import select_faces
+from slimswap.options import PasteOptions, SwapOptions
+from slimswap.swap.base import SourceIdentity
+
+
+def check_supported(paste: PasteOptions, selector: str = "one") -> None:
+    """Refuse what the device path does not do (the OpenCV path does), in one line."""
+    if paste.blend != "feather":
+        raise UserError("--blend poisson runs on the CPU path only (drop --device cuda)")
+    if "region" in paste.masks:
+        raise UserError("--mask region runs on the CPU path only (drop --device cuda)")
+    if selector == "reference":
+        raise UserError("--face-selector reference runs on the CPU path only (drop --device cuda)")
+
+
+def _theta(pixel_map: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+    """affine_grid's theta for a 2x3 map from output pixels to input pixels (align_corners=False)."""
+    (hi, wi), (ho, wo) = in_hw, out_hw
+    to_in = np.array([[2 / wi, 0, 1 / wi - 1], [0, 2 / hi, 1 / hi - 1], [0, 0, 1]])
+    from_out = np.array([[wo / 2, 0, (wo - 1) / 2], [0, ho / 2, (ho - 1) / 2], [0, 0, 1]])
+    return (to_in @ np.vstack([pixel_map, [0, 0, 1]]) @ from_out)[:2]
+
+
+@dataclass
+class DeviceBatch:
+    """A batch of frames on the device: float32 RGB 0..255, one tensor per frame size."""
+
+    groups: list[torch.Tensor]  # (B, 3, H, W)
+    where: list[tuple[int, int]]  # frame -> (group, row)
+    uploaded: dict  # the analyser runtime's own view of the same upload
+
+
+class FrameEngine:
+    """Swapper, face analysis and paste-back on one torch device (see the module docstring).
+
+    swapper: a `TorchSwapper` on that device (the registry builds it: `load_swapper(mode,
+    device, precision)`). detect_every is not used: on a GPU, detecting every frame of a
+    batch in one call costs less than tracking frame after frame.
+    """
+
+    def __init__(
+        self,
+        swapper,
+        paste: PasteOptions | None = None,
+        precision: str = "fp16",
+        detector: str = "full",
+    ) -> None:
+        from slimswap.face.detect_mediapipe import MediaPipeAnalyser
+        from slimswap.swap.neural import TorchSwapper
+
+        if not isinstance(swapper, TorchSwapper):
+            raise UserError(f"the device frame path needs a torch model; {swapper.name} is not one")
+        self.paste = paste or PasteOptions()
+        check_supported(self.paste)
+        self.swapper = swapper
+        self.device = swapper.device
+        self.size = swapper.resolution
+        self.mp = MediaPipeAnalyser(
+            device=str(self.device), detector=detector, runtime="torch", precision=precision
+        )
+        self.box = raster.box(self.size, self.device)
+        self._idnet = None
+
+    # -- who is swapped in
+
+    def identity(self, image: np.ndarray) -> SourceIdentity:
+        """The largest face of the source image, its aligned crop and descriptor (torch port)."""
+        from slimswap.face.align import align
+        from slimswap.nets.identity import DlibResNet
+
+        faces = self.mp.faces_batch([image])[0] or self.mp.faces_batch([image], upsample=1)[0]
+        if not faces:
+            raise UserError(
+                "no face found in the source image; use a clear, frontal photo of one person"
+            )
+        face = select_faces(faces, "one")[0]
+        crop, affine = align(image, face.kps, self.size)
+        if self._idnet is None:
+            self._idnet = DlibResNet.from_dat().to(self.device).eval()
+        with torch.inference_mode():
+            x = torch.from_numpy(crop).to(self.device).permute(2, 0, 1)[None].float() / 255
+            emb = self._idnet(x)[0].float().cpu().numpy()
+        lm = transform_points(face.landmarks, affine).astype(np.float32)
+        return SourceIdentity(embedding=emb, crop=crop, landmarks=lm)
+
+    # -- one batch
+
+    def upload(self, frames: Sequence[np.ndarray]) -> DeviceBatch:
+        uploaded = self.mp.rt.upload(frames)  # uint8 -> device once; [0, 1] in the nets' dtype
+        groups = [(g.float() * 255).round() for g in uploaded["groups"]]
+        return DeviceBatch(groups, uploaded["where"], uploaded)
+
+    def faces(
+        self, frames: Sequence[np.ndarray], batch: DeviceBatch, upsample: int = 0
+    ) -> list[list[Face]]:
+        return self.mp.faces_uploaded(frames, batch.uploaded, upsample)
+
+    def _align(
+        self, batch: DeviceBatch, affines: list[np.ndarray], index: list[int]
+    ) -> torch.Tensor:
+        """(N, 3, S, S) crops, float 0..255 whole grey levels, as `align.align` cuts them."""
+        out = torch.empty(len(affines), 3, self.size, self.size, device=self.device)
+        by_group: dict[int, list[int]] = {}
+        for k, i in enumerate(index):
+            by_group.setdefault(batch.where[i][0], []).append(k)
+        for g, ks in by_group.items():
+            frames = batch.groups[g]
+            hw = tuple(frames.shape[-2:])
+            theta = np.stack(
+                [_theta(invert_affine(affines[k]), hw, (self.size, self.size)) for k in ks]
+            )
+            grid = F.affine_grid(
+                torch.from_numpy(theta).float().to(self.device),
+                [len(ks), 3, self.size, self.size],
+                align_corners=False,
+            )
+            rows = torch.tensor([batch.where[index[k]][1] for k in ks], device=self.device)
+            crops = F.grid_sample(
+                frames.index_select(0, rows),
+                grid,
+                mode="bilinear",
+                padding_mode="reflection",
+                align_corners=False,
+            )
+            out[torch.tensor(ks, device=self.device)] = crops.round().clamp(0, 255)
+        return out
+
+    @torch.inference_mode()
+    def swap(
+        self,
+        batch: DeviceBatch,
+        faces: Sequence[Sequence[Face]],
+        identity: SourceIdentity,
+        timer: Callable | None = None,
+    ) -> DeviceBatch:
+        """The batch with every given face swapped (the frames stay on the device)."""
+        from contextlib import nullcontext
+
+        t = timer or (lambda stage: nullcontext())
+        jobs = [(i, f) for i, fs in enumerate(faces) for f in fs]
+        if not jobs:
+            return batch
+        size, dev, sw = self.size, self.device, self.swapper
+        with t("align"):
+            affines = [estimate_affine(f.kps, size) for _, f in jobs]
+            lms = np.stack(
+                [
+                    transform_points(f.landmarks, a).astype(np.float32)
+                    for (_, f), a in zip(jobs, affines)
+                ]
+            )
+            crops = self._align(batch, affines, [i for i, _ in jobs])
+        with t("swap"):
+            region = raster.guide_region(lms, size, dev, sw.openings) if sw.guided else None
+            y = sw.swap_tensor(crops / sw.norm.scale - sw.norm.shift, identity, lms, region)
+            swapped = ((y + sw.norm.shift) * sw.norm.scale + 0.5).clamp(0, 255).floor()
+        with t("paste"):
+            mask = torch.minimum(
+                self.box.expand(len(jobs), -1, -1, -1), raster.area(lms, size, dev)
+            )
+            skin = raster.skin(lms, size, dev)
+            if self.paste.color_correction:
+                swapped = blend_torch.color_transfer(swapped, crops, mask)
+                swapped = blend_torch.skin_tone_transfer(swapped, crops, skin)
+            detail = None
+            if self.paste.detail:
+                detail = (
+                    torch.maximum(skin, raster.openings(lms, size, dev)) if sw.openings else skin
+                )
+            groups = [g.clone() for g in batch.groups]
+            for k, (i, _) in enumerate(jobs):  # faces of one frame in turn, as the host path
+                g, row = batch.where[i]
+                frame = groups[g][row : row + 1]
+                d = None if detail is None else detail[k : k + 1]
+                groups[g][row : row + 1] = blend_torch.paste_back(
+                    frame, swapped[k : k + 1], affines[k], mask[k : k + 1], d
+                )
+        return DeviceBatch(groups, batch.where, batch.uploaded)
+
+    @staticmethod
+    def download(batch: DeviceBatch) -> list[np.ndarray]:
+        """The frames back on the host as RGB uint8, one copy per frame size."""
+        host = [
+            g.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy() for g in batch.groups
+        ]
+        return [host[g][row] for g, row in batch.where]
+
+    def swap_frames(
+        self,
+        frames: Sequence[np.ndarray],
+        faces: Sequence[Sequence[Face]],
+        identity: SourceIdentity,
+    ) -> list[np.ndarray]:
+        """`pipeline.swap_frames` on the device: same arguments and result."""
+        return self.download(self.swap(self.upload(frames), faces, identity))
+
+
+# ----------------------------------------------------------------------------- a whole video
+
+
+def _prefetch(it: Iterator, depth: int, timer_seconds: dict, stage: str) -> Iterator:
+    """Run an iterator on a worker thread, `depth` items ahead; its time is counted apart."""
+    q: queue.Queue = queue.Queue(depth)
+    done = object()
+
+    def work() -> None:
+        try:
+            while True:
+                t0 = time.perf_counter()
+                item = next(it, done)
+                timer_seconds[stage] = timer_seconds.get(stage, 0.0) + time.perf_counter() - t0
+                q.put(item)
+                if item is done:
+                    return
+        except BaseException as exc:  # noqa: BLE001 (handed to the consumer, raised there)
+            q.put(exc)
+
+    threading.Thread(target=work, daemon=True).start()
+    while True:
+        item = q.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+@dataclass
+class EngineReport:
+    frames: int = 0
+    faces: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict | None = None  # host-thread seconds per stage (decode/marks/encode overlap)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def swap_video_device(
+    engine: FrameEngine,
+    identity: SourceIdentity,
+    batches: Iterator[list[np.ndarray]],
+    frame_count: int,
+    options: SwapOptions,
+    writer_factory: Callable,
+    mark_workers: int = 4,
+    on_progress: Callable[[int, int], None] | None = None,
+    watermark: bool = True,
+) -> EngineReport:
+    """Every frame of `batches` (`media.read_frames`) through the engine into the writer
+    `writer_factory()` gives (a `media.VideoWriter`; frame_count: for progress only).
+
+    Decode runs one batch ahead on a thread; marks run on `mark_workers` threads; encoding runs
+    on its own thread, in order. Per-stage seconds: the device stages are synchronised (their
+    wall time, as the GPU spent it), the host stages are the threads' own time.
+    """
+    from slimswap.face.track import VideoFaces
+    from slimswap.provenance import embed_watermark
+
+    check_supported(options, options.face_selector)
+    stages: dict[str, float] = {}
+    sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
+
+    class timer:
+        def __init__(self, stage: str) -> None:
+            self.stage = stage
+
+        def __enter__(self):
+            self.t0 = time.perf_counter()
+
+        def __exit__(self, *exc):
+            sync()
+            stages[self.stage] = stages.get(self.stage, 0.0) + time.perf_counter() - self.t0
+
+    faces_in = VideoFaces(None, options.face_selector, None, options.detect_every)  # type: ignore[arg-type]
+    report = EngineReport()
+    start = time.perf_counter()
+    batches = _prefetch(iter(batches), 2, stages, "decode")
+    marks = ThreadPoolExecutor(mark_workers)
+    encoded: queue.Queue = queue.Queue(4)
+    failure: list[BaseException] = []
+
+    def encode(writer) -> None:
+        try:
+            while (item := encoded.get()) is not None:
+                frames = [f.result() for f in item]
+                t0 = time.perf_counter()
+                writer.write(frames)
+                stages["encode"] = stages.get("encode", 0.0) + time.perf_counter() - t0
+        except BaseException as exc:  # noqa: BLE001
+            failure.append(exc)
+            while encoded.get() is not None:  # drain, so the producer never blocks
+                pass
+
+    def mark(frame: np.ndarray, kps: list[np.ndarray]) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = embed_watermark(frame, kps) if watermark else frame
+        stages["watermark"] = stages.get("watermark", 0.0) + time.perf_counter() - t0
+        return out
+
+    with writer_factory() as writer:
+        worker = threading.Thread(target=encode, args=(writer,), daemon=True)
+        worker.start()
+        try:
+            for frames in batches:
+                with timer("upload"):
+                    batch = engine.upload(frames)
+                with timer("detect"):
+                    found = engine.faces(frames, batch, options.upsample)
+                chosen = [faces_in.follow(f, fs) for f, fs in zip(frames, found)]
+                batch = engine.swap(batch, chosen, identity, timer)
+                with timer("download"):
+                    out = engine.download(batch)
+                encoded.put(
+                    [marks.submit(mark, f, [x.kps for x in fs]) for f, fs in zip(out, chosen)]
+                )
+                report.frames += len(out)
+                report.faces += sum(len(fs) for fs in chosen)
+                if failure:
+                    raise failure[0]
+                if on_progress is not None:
+                    on_progress(report.frames, frame_count)
+        finally:
+            encoded.put(None)
+            worker.join()
+            marks.shutdown()
+        if failure:
+            raise failure[0]
+    report.seconds = time.perf_counter() - start
+    report.stage_seconds = stages
+    return report
