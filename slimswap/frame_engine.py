@@ -198,8 +198,7 @@ class FrameEngine:
             )
             skin = raster.skin(lms, size, dev)
             if self.paste.color_correction:
-                swapped = blend_torch.color_transfer(swapped, crops, mask)
-                swapped = blend_torch.skin_tone_transfer(swapped, crops, skin)
+                swapped = blend_torch.correct_colour(swapped, crops, mask, skin)
             detail = None
             if self.paste.detail:
                 detail = (

@@ -23,7 +23,7 @@ from slimswap import media
 from slimswap.errors import UserError
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser
-from slimswap.face.blend import color_transfer, paste_back, skin_tone_transfer
+from slimswap.face.blend import correct_colour, paste_back
 from slimswap.face.mask import (
     DEFAULT_REGIONS,
     area_mask,
@@ -162,8 +162,7 @@ def swap_frames(
                 mask = combine_masks(mask, narrow[k])
             skin = skin_mask(job.landmarks, size)
             if paste.color_correction:
-                crop = color_transfer(crop, job.crop, mask)
-                crop = skin_tone_transfer(crop, job.crop, skin)
+                crop = correct_colour(crop, job.crop, mask, skin)
             detail = None
             if paste.detail:
                 detail = skin
@@ -278,7 +277,7 @@ def swap_image(
     frame = _read(target)
     analyser, identity, ref = _who(source, swapper, options, analyser)
     with timer("detect"):
-        faces = analyser.detect(frame)
+        faces = analyser.detect_image(frame)
     if not faces:
         raise UserError(
             f"no face found in target image {_name(target)}; try --upsample 1 for small faces"

@@ -117,6 +117,22 @@ def _shape(face: Face):
     )
 
 
+SMALL_FACE_PX = 24  # the smallest face a still image is searched for (detect_image)
+DETECTOR_MIN_FACE_PX = (
+    10  # BlazeFace full range: about the smallest face it finds in its 192 px input
+)
+MAX_TILE_GRID = 6  # at most 6 x 6 tiles (a 4000 px photo then finds faces from ~60 px)
+
+
+def small_face_upsample(h: int, w: int, min_face: int = SMALL_FACE_PX) -> int:
+    """The `upsample` n whose (n+1) x (n+1) overlapping tiles (each 2/(n+2) of the longer side,
+    `detect_mediapipe.tile_windows`) show a `min_face` px face at DETECTOR_MIN_FACE_PX px or
+    more in the detector's 192 px input; at most MAX_TILE_GRID tiles a side."""
+    longest_tile = min_face * 192 / DETECTOR_MIN_FACE_PX
+    grid = int(np.ceil(2 * max(h, w) / longest_tile - 1))
+    return max(0, min(MAX_TILE_GRID, grid) - 1)
+
+
 class FaceAnalyser:
     """Detection and landmarks by `detector` ("mediapipe" or "dlib"), embeddings by dlib.
 
@@ -230,6 +246,19 @@ class FaceAnalyser:
     def detect(self, frame: np.ndarray, upsample: int | None = None) -> list[Face]:
         """All faces in the frame with landmarks and keypoints (no embedding), best first."""
         return self.detect_batch([frame], upsample)[0]
+
+    def detect_image(self, image: np.ndarray) -> list[Face]:
+        """Every face of a still image down to about SMALL_FACE_PX wide, best first.
+
+        A still image is analysed once, so it can afford what a video frame cannot: with the
+        default `upsample` 0, MediaPipe also runs BlazeFace on overlapping tiles sized so a
+        face of SMALL_FACE_PX px is about 10 px of the detector's input (what its full-range
+        model still finds; benchmarks/RESULTS.md, "Small faces"); e.g. 5 x 5 tiles on a
+        1280 px photo. An explicit --upsample, or dlib, is used as given.
+        """
+        if self.detector != "mediapipe" or self.upsample:
+            return self.detect(image)
+        return self.detect(image, upsample=small_face_upsample(*image.shape[:2]))
 
     def detect_batch(
         self, frames: Sequence[np.ndarray], upsample: int | None = None

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slimswap.face.blend import DETAIL_MIN_SCALE, MASK_EPS
+from slimswap.face.blend import DETAIL_MIN_SCALE, MASK_EPS, local_mean_factor
 from slimswap.face.raster import gaussian_blur
 
 # sRGB (D65) -> XYZ, and the white point, as OpenCV's RGB2Lab for float images
@@ -77,8 +77,16 @@ def color_transfer(
 
 
 def _local_mean(x: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
-    den = gaussian_blur(w, sigma).clamp(min=1e-4)
-    return gaussian_blur(x * w, sigma) / den
+    """`blend._local_mean`: the same box-averaged smaller copy, blur and bilinear way back."""
+    h, width = w.shape[-2:]
+    f = local_mean_factor(sigma, min(h, width))
+    xw = x * w
+    if f > 1:
+        xw, w = F.avg_pool2d(xw, f), F.avg_pool2d(w, f)
+    mean = gaussian_blur(xw, sigma / f) / gaussian_blur(w, sigma / f).clamp(min=1e-4)
+    if f > 1:
+        mean = F.interpolate(mean, size=(h, width), mode="bilinear", align_corners=False)
+    return mean
 
 
 def skin_tone_transfer(
@@ -99,6 +107,34 @@ def skin_tone_transfer(
     out = _round(lab_to_rgb(lab_s + torch.cat([d_l, d_ab], 1) * w) * 255)
     enough = w.sum(dim=(1, 2, 3), keepdim=True) >= 16
     return torch.where(enough, out, swap)
+
+
+def correct_colour(
+    swap: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, skin: torch.Tensor
+) -> torch.Tensor:
+    """`blend.correct_colour` per face: the global LAB transfer, then the local skin tone, in
+    one trip to CIELAB and back."""
+    w = torch.where(mask > MASK_EPS, mask, torch.zeros_like(mask))
+    total = w.sum(dim=(2, 3), keepdim=True)
+    lab_s, lab_t = rgb_to_lab(swap / 255), rgb_to_lab(target / 255)
+
+    def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = (x * w).sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-12)
+        var = ((x - mean) ** 2 * w).sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-12)
+        return mean, var.sqrt()
+
+    (ms, ss), (mt, st) = stats(lab_s), stats(lab_t)
+    scale = (st / ss.clamp(min=1e-6)).clamp(0.5, 2.0)
+    lab_s = torch.where(total >= 1.0, (lab_s - ms) * scale + mt, lab_s)
+    sk = skin.clamp(0, 1)
+    size = swap.shape[-1]
+    sc, sl = 0.03 * size, 0.08 * size
+    d_ab = _local_mean(lab_t[:, 1:], sk, sc) - _local_mean(lab_s[:, 1:], sk, sc)
+    d_l = 0.5 * (_local_mean(lab_t[:, :1], sk, sl) - _local_mean(lab_s[:, :1], sk, sl))
+    enough = sk.sum(dim=(1, 2, 3), keepdim=True) >= 16
+    lab_s = torch.where(enough, lab_s + torch.cat([d_l, d_ab], 1) * sk, lab_s)
+    out = _round(lab_to_rgb(lab_s) * 255)
+    return torch.where((total >= 1.0) | enough, out, swap)
 
 
 def _frame_grid(
