@@ -56,26 +56,6 @@ def _round(img: torch.Tensor) -> torch.Tensor:
     return img.round().clamp(0, 255)
 
 
-def color_transfer(
-    swap: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, max_scale: float = 2.0
-) -> torch.Tensor:
-    """`blend.color_transfer` per face: LAB mean and std of the swap moved to the target's,
-    weighted by mask (N, 1, S, S) over pixels above MASK_EPS."""
-    w = torch.where(mask > MASK_EPS, mask, torch.zeros_like(mask))
-    total = w.sum(dim=(2, 3), keepdim=True)
-    lab_s, lab_t = rgb_to_lab(swap / 255), rgb_to_lab(target / 255)
-
-    def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = (x * w).sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-12)
-        var = ((x - mean) ** 2 * w).sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-12)
-        return mean, var.sqrt()
-
-    (ms, ss), (mt, st) = stats(lab_s), stats(lab_t)
-    scale = (st / ss.clamp(min=1e-6)).clamp(1 / max_scale, max_scale)
-    out = _round(lab_to_rgb((lab_s - ms) * scale + mt) * 255)
-    return torch.where(total >= 1.0, out, swap)
-
-
 def _local_mean(x: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
     """`blend._local_mean`: the same box-averaged smaller copy, blur and bilinear way back."""
     h, width = w.shape[-2:]
@@ -87,26 +67,6 @@ def _local_mean(x: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
     if f > 1:
         mean = F.interpolate(mean, size=(h, width), mode="bilinear", align_corners=False)
     return mean
-
-
-def skin_tone_transfer(
-    swap: torch.Tensor,
-    target: torch.Tensor,
-    skin: torch.Tensor,
-    chroma_sigma: float = 0.03,
-    lightness_sigma: float = 0.08,
-    lightness: float = 0.5,
-) -> torch.Tensor:
-    """`blend.skin_tone_transfer` per face (the target's local skin colour on the swap)."""
-    w = skin.clamp(0, 1)
-    size = swap.shape[-1]
-    lab_s, lab_t = rgb_to_lab(swap / 255), rgb_to_lab(target / 255)
-    sc, sl = chroma_sigma * size, lightness_sigma * size
-    d_ab = _local_mean(lab_t[:, 1:], w, sc) - _local_mean(lab_s[:, 1:], w, sc)
-    d_l = lightness * (_local_mean(lab_t[:, :1], w, sl) - _local_mean(lab_s[:, :1], w, sl))
-    out = _round(lab_to_rgb(lab_s + torch.cat([d_l, d_ab], 1) * w) * 255)
-    enough = w.sum(dim=(1, 2, 3), keepdim=True) >= 16
-    return torch.where(enough, out, swap)
 
 
 def correct_colour(
