@@ -256,9 +256,20 @@ class FaceAnalyser:
         model still finds; benchmarks/RESULTS.md, "Small faces"); e.g. 5 x 5 tiles on a
         1280 px photo. An explicit --upsample, or dlib, is used as given.
         """
-        if self.detector != "mediapipe" or self.upsample:
-            return self.detect(image)
-        return self.detect(image, upsample=small_face_upsample(*image.shape[:2]))
+        faces = self.detect(image)
+        n = small_face_upsample(*image.shape[:2])
+        if self.detector != "mediapipe" or self.upsample or n == 0:
+            return faces
+        # faces the whole-frame look found keep its landmarks (what `verify` and the video
+        # path find again, so the face-anchored mark reads back); the tiles add the others
+        from slimswap.face.select import iou
+
+        extra = [
+            f
+            for f in self.detect(image, upsample=n)
+            if all(iou(f.bbox, g.bbox) < 0.3 for g in faces)
+        ]
+        return faces + extra
 
     def detect_batch(
         self, frames: Sequence[np.ndarray], upsample: int | None = None
