@@ -2,8 +2,8 @@
 
 `PasteOptions` (how a swapped crop goes back), `SwapOptions` (which faces, detection, labels)
 and `JobSettings` (plus the model and device) are dataclasses whose fields carry their
-command-line flags and help (`option`): `slimswap swap` and `slimswap batch` take them as
-options (cli.options_from), the web UI and the evaluations build them in code, and batch
+command-line flags and help (`cli`): `slimswap swap`, `batch` and `live` take them as
+options (slimswap.cli.common.options_from), the web UI and the evaluations build them in code, and batch
 jobs store them as JSON. Light on imports, so the command line starts fast.
 """
 
@@ -22,16 +22,23 @@ BLENDS = ("feather", "poisson")
 Picture = Path | np.ndarray  # a file, or an RGB uint8 image already in memory
 
 
-def cli(*flags: str, help: str, cli_type: object = None, parse=None, show=None) -> dict:
+def cli(
+    *flags: str,
+    help: str,
+    cli_type: object = None,
+    parse=None,
+    show=None,
+    renamed: tuple[str, ...] = (),
+) -> dict:
     """Field metadata that makes a dataclass field a command-line option too.
 
     flags: the option's names (`--mask`); help: its text. cli_type/parse/show: the type the
     command line gives, how it becomes the field's value and how the default is shown
-    (`--mask box,area` for the field ("box", "area")).
+    (`--mask box,area` for the field ("box", "area")). renamed: former spellings of the
+    option, still taken for one release with a note on stderr naming flags[0].
     """
-    return {
-        "cli": {"flags": flags, "help": help, "cli_type": cli_type, "parse": parse, "show": show}
-    }
+    meta = {"flags": flags, "help": help, "cli_type": cli_type, "parse": parse, "show": show}
+    return {"cli": {**meta, "renamed": renamed}}
 
 
 def comma_list(text: str) -> tuple[str, ...]:
@@ -209,6 +216,7 @@ class JobSettings(SwapOptions):
             "-m",
             help="Model: quality (teacher), lite (small, fast), classic (no learned weights), "
             "auto (lite if present).",
+            renamed=("--swapper",),
         ),
     )
     device: str = field(default="cpu", metadata=cli("--device", help="cpu or cuda."))

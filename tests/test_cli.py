@@ -57,6 +57,29 @@ def test_swap_help_explains_every_option():
         assert option in proc.stdout
 
 
+def test_renamed_swapper_option_still_swaps_with_a_one_line_note(tmp_path):
+    """`--swapper X` (the old spelling, which scripts used) works as `--mode X` for one
+    release and says so in one line on stderr; the help shows only the new spelling."""
+    out = tmp_path / "swap.png"
+    proc = run_cli("swap", "-s", FACE, "-t", OTHER_FACE, "-o", out, "--swapper", "classic")
+    assert proc.returncode == 0, proc.stderr
+    notes = [ln for ln in proc.stderr.splitlines() if "--swapper" in ln]
+    assert len(notes) == 1 and "--mode classic" in notes[0], proc.stderr
+    assert "with classic" in proc.stderr and out.is_file()
+    assert "--swapper" not in run_cli("swap", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    "command", [["batch", "-t", OTHER_FACE], ["live", "--input", CLIP, "--output", "file"]]
+)
+def test_renamed_swapper_option_reaches_batch_and_live(tmp_path, command):
+    out = ["-o", tmp_path / "out"] if command[0] == "batch" else ["--out", tmp_path / "o.mp4"]
+    proc = run_cli(*command, "-s", FACE, *out, "--swapper", "no-such-mode")
+    note, error = proc.stderr.strip().splitlines()
+    assert "--swapper no-such-mode is now spelled --mode no-such-mode" in note
+    assert proc.returncode == 2 and error.startswith("error: unknown mode 'no-such-mode'")
+
+
 def test_detect_prints_one_face_json_and_draws(tmp_path):
     drawn = tmp_path / "drawn.png"
     proc = run_cli("detect", FACE, "--draw", drawn)
