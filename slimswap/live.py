@@ -168,24 +168,19 @@ def live_swapper(
     torch.set_num_threads is process-wide: `torch_threads=False` leaves it alone, for a
     process that does other work too (the web UI's server).
 
-    `auto` on a CPU means `lite` here where one is listed: `auto` elsewhere picks `quality`
-    (the evaluation's choice), whose ~140 ms per face on a 2-core CPU cannot keep a camera's
-    pace; live video needs the fast model first.
+    `auto` is the registry's live choice (registry.resolve_mode with live=True: lite on a
+    CPU where one is installed).
     """
     import torch
 
-    from slimswap.swap.neural import OnnxSwapper, TorchSwapper
-    from slimswap.swap.registry import available_modes, find_entry
+    from slimswap.swap.neural import TorchSwapper
+    from slimswap.swap.registry import SWAP_MODES, resolve_mode
 
-    if mode == "auto" and device == "cpu" and "lite" in available_modes():
-        mode = "lite"
-    swapper = load_swapper(mode, device)
+    if str(mode) in SWAP_MODES:
+        mode = resolve_mode(str(mode), device, live=True)
     if device != "cpu":
-        return swapper
-    if isinstance(swapper, OnnxSwapper):
-        entry = find_entry(mode, device)
-        assert entry is not None  # an ONNX swapper came from an entry
-        swapper = OnnxSwapper(entry.path, swapper.name, device, threads=1, norm=swapper.norm)
+        return load_swapper(mode, device)
+    swapper = load_swapper(mode, device, threads=1)
     if torch_threads and not isinstance(swapper, TorchSwapper):
         torch.set_num_threads(1)
     return swapper

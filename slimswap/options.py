@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from slimswap.errors import UserError
+from slimswap.swap.registry import AUTO_RULE, AUTO_RULE_LIVE
 
 MASKS = ("box", "area", "region")
 DETECTORS = ("mediapipe", "dlib")
@@ -201,6 +202,12 @@ class SwapOptions(PasteOptions):
             raise UserError("--batch-size must be at least 1")
 
 
+MODE_HELP = (
+    "Model: quality (teacher), lite (small, fast), classic (no learned weights), auto ({auto}; "
+    "`slimswap models` shows what it picks here), or a model name or .onnx/.safetensors file."
+)
+
+
 @dataclass
 class JobSettings(SwapOptions):
     """One swap job: the model and device, and its SwapOptions.
@@ -214,8 +221,7 @@ class JobSettings(SwapOptions):
         metadata=cli(
             "--mode",
             "-m",
-            help="Model: quality (teacher), lite (small, fast), classic (no learned weights), "
-            "auto (lite if present).",
+            help=MODE_HELP.format(auto=AUTO_RULE),
             renamed=("--swapper",),
         ),
     )
@@ -265,6 +271,15 @@ class LiveSettings(JobSettings):
     (a camera, or a file or URL played as a live source), the output and the statistics file.
     """
 
+    mode: str = field(  # JobSettings' field, with what `auto` means in a live loop
+        default="auto",
+        metadata=cli(
+            "--mode",
+            "-m",
+            help=MODE_HELP.format(auto=f"{AUTO_RULE}; {AUTO_RULE_LIVE}"),
+            renamed=("--swapper",),
+        ),
+    )
     camera: int | None = field(
         default=None,
         metadata=cli("--camera", help="Camera index (the default source: camera 0)."),

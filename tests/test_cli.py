@@ -57,6 +57,17 @@ def test_swap_help_explains_every_option():
         assert option in proc.stdout
 
 
+def test_models_says_what_auto_picks_here_and_why():
+    """`slimswap models` prints the registry's own answer for swap and for live."""
+    from slimswap.swap.registry import auto_choice
+
+    proc = run_cli("models")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for choice in (auto_choice("cpu"), auto_choice("cpu", live=True)):
+        assert choice.line() in lines
+
+
 def test_renamed_swapper_option_still_swaps_with_a_one_line_note(tmp_path):
     """`--swapper X` (the old spelling, which scripts used) works as `--mode X` for one
     release and says so in one line on stderr; the help shows only the new spelling."""
