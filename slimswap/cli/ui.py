@@ -1,11 +1,21 @@
-"""`slimswap ui`: the web UI (Gradio)."""
+"""`slimswap ui`: the web UI (Gradio), served on this machine only unless asked otherwise."""
 
 from __future__ import annotations
 
 import typer
 
-from slimswap.cli.common import fail
+from slimswap.cli.common import console, fail
 from slimswap.errors import UserError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def listening_line(url: str, host: str) -> str:
+    """The one line `slimswap ui` prints once it serves (Gradio's own start-up text is off)."""
+    url = url.rstrip("/")
+    if host in LOOPBACK or host.startswith("127."):
+        return f"slimswap UI listening on {url} (local only; nothing is shared)"
+    return f"slimswap UI listening on {url} (open to the network on {host}; no public link)"
 
 
 def ui(
@@ -27,6 +37,10 @@ def ui(
             raise UserError(
                 "the web UI needs gradio: pip install 'slimswap[ui]' (or pip install 'gradio>=6,<7')"
             ) from None
-        launch(host=host, port=port, device=device)
+
+        def started(url: str) -> None:
+            console.print(listening_line(url, host), highlight=False, soft_wrap=True)
+
+        launch(host=host, port=port, device=device, on_start=started)
     except UserError as err:
         fail(str(err))
