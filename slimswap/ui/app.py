@@ -43,7 +43,7 @@ SELECTOR_HELP = "one: the largest face · many: every face · reference: the fac
 
 
 class Engine:
-    """What every request shares: one FaceAnalyser (dlib models load once), swappers by mode,
+    """What every request shares: one FaceAnalyser (its models load once), swappers by mode,
     and a working folder for outputs. Requests run one at a time (the queue's concurrency
     limit), so nothing here needs to be thread-safe beyond the swapper cache."""
 
