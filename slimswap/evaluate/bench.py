@@ -10,21 +10,21 @@ graphs, ONNX Runtime) it measures:
 - end to end video (decode -> encode through `pipeline.swap_video`) with the per-stage
   seconds, in a fresh child process per model so its peak RSS (and GPU memory) is its own.
 Results go to JSON, markdown and PNG charts via evaluate/report.py.
+
+    bench.py         the rows (variants), timing, the swap-model rows and the run
+    bench_e2e.py     end to end and cold start, each in a fresh process
+    bench_report.py  markdown and charts
 """
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
@@ -34,9 +34,6 @@ from slimswap.face.align import align, transform_points
 from slimswap.paths import EXAMPLES_DIR, shared_data_dir
 from slimswap.swap.base import SourceIdentity, Swapper
 from slimswap.swap.registry import SWAP_MODES, ModelEntry, load_swapper, read_manifest, resolve_mode
-
-if TYPE_CHECKING:
-    from slimswap.face.analyser import FaceAnalyser
 
 STAGES = ("decode", "detect", "landmarks", "align", "swap", "paste", "encode")
 BUNDLED_CLIP = EXAMPLES_DIR / "clip.mp4"
@@ -339,217 +336,6 @@ def bench_model(v: Variant, cfg: BenchConfig, inputs: BenchInputs) -> dict:
     return row
 
 
-# ----------------------------------------------------------------------------- end to end
-
-
-def trim_video(src: Path, dst: Path, max_frames: int) -> Path:
-    """The first max_frames frames of src as a new video (no audio), for quick runs."""
-    from slimswap import media
-
-    info = media.probe_video(src)
-    written = 0
-    with media.VideoWriter(dst, info, None) as writer:
-        for batch in media.read_frames(src, 16):
-            batch = batch[: max_frames - written]
-            writer.write(batch)
-            written += len(batch)
-            if written >= max_frames:
-                break
-    return dst
-
-
-class GpuUtilSampler:
-    """Mean GPU utilisation (%) while a job runs: NVML through torch, else nvidia-smi."""
-
-    def __init__(self, period_s: float = 0.1) -> None:
-        self.period_s = period_s
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _read(self) -> float | None:
-        try:
-            import torch
-
-            return float(torch.cuda.utilization())
-        except (ImportError, RuntimeError):  # no pynvml: ask nvidia-smi
-            try:
-                out = subprocess.run(
-                    [
-                        "nvidia-smi",
-                        "--query-gpu=utilization.gpu",
-                        "--format=csv,noheader,nounits",
-                        "-i",
-                        "0",
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=5,
-                    check=True,
-                )
-                return float(out.stdout.strip().splitlines()[0])
-            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-                return None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            value = self._read()
-            if value is None:
-                return
-            self.samples.append(value)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _warm(
-    swapper: Swapper,
-    identity: SourceIdentity,
-    video: Path,
-    analyser: FaceAnalyser,
-    v: Variant,
-    batch: int,
-) -> None:
-    """Call the swapper on the batch sizes the pipeline will use (compiles, captures, allocates)."""
-    from slimswap import media
-
-    frame = next(media.read_frames(video, 1))[0]
-    faces = analyser.detect(frame)
-    if not faces:
-        return
-    crop, affine = align(frame, faces[0].kps, swapper.resolution)
-    lm = transform_points(faces[0].landmarks, affine).astype(np.float32)
-    sizes = (
-        [1, batch]
-        if v.compile == "none"
-        else [2**k for k in range(batch.bit_length()) if 2**k <= batch]
-    )
-    for n in sizes:
-        swapper.swap(
-            np.repeat(crop[None], n, 0), identity, target_landmarks=np.repeat(lm[None], n, 0)
-        )
-
-
-def e2e_in_process(spec: dict) -> dict:
-    """One video through `swap_video` with one variant; run by the child process."""
-    from slimswap import media
-    from slimswap.face.analyser import FaceAnalyser
-    from slimswap.pipeline import SwapOptions, load_source_identity, swap_video
-
-    v = Variant(**spec["variant"])
-    video, source, out = Path(spec["video"]), Path(spec["source"]), Path(spec["output"])
-    batch = int(spec["video_batch"])
-    cuda = v.device == "cuda" and v.backend != "numpy"
-    analyser = FaceAnalyser()
-    swapper = v.load()
-    t = time.perf_counter()
-    identity = load_source_identity(source, analyser, swapper.resolution)  # loads dlib's models too
-    _warm(swapper, identity, video, analyser, v, batch)
-    warmup_s = time.perf_counter() - t
-    if cuda:
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
-    options = SwapOptions(overwrite=True, batch_size=batch)
-    if cuda:
-        with GpuUtilSampler() as sampler:
-            rep = swap_video(source, video, out, swapper, options, analyser)
-    else:
-        rep = swap_video(source, video, out, swapper, options, analyser)
-    info = media.probe_video(video)
-    # the seven stages always (0 when unused), then any stage the pipeline added since
-    stages = {
-        s: rep.stage_seconds.get(s, 0.0)
-        for s in [*STAGES, *sorted(set(rep.stage_seconds) - set(STAGES))]
-    }
-    staged = sum(stages.values())
-    result = {
-        "video": spec["video_name"],
-        "width": info.width,
-        "height": info.height,
-        "frames": rep.frames,
-        "frames_swapped": rep.frames_swapped,
-        "seconds": rep.seconds,
-        "fps": rep.fps,
-        "fps_stages": rep.frames / staged if staged > 0 else 0.0,
-        "stage_ms_per_frame": {s: 1000.0 * sec / max(rep.frames, 1) for s, sec in stages.items()},
-        "other_ms_per_frame": 1000.0 * max(rep.seconds - staged, 0.0) / max(rep.frames, 1),
-        "bottleneck": max(stages, key=stages.get),
-        "warmup_s": warmup_s,
-        "peak_rss_mib": peak_rss_mib(),
-    }
-    if cuda:
-        import torch
-
-        result["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
-        if sampler.samples:
-            result["gpu_util_mean_pct"] = float(np.mean(sampler.samples))
-    return result
-
-
-def bench_video(v: Variant, video: Path, name: str, cfg: BenchConfig, tmp: Path) -> dict:
-    """End to end in a fresh process, so peak memory and warm caches belong to this row only."""
-    spec = {
-        "variant": asdict(v),
-        "video": str(video),
-        "video_name": name,
-        "source": str(cfg.source),
-        "output": str(tmp / f"e2e_{abs(hash((v.name, name)))}.mp4"),
-        "video_batch": cfg.video_batch,
-    }
-    cmd = [sys.executable, "-m", "slimswap.evaluate.bench", "e2e", json.dumps(spec)]
-    _, rc, _, out, err = run_measured(cmd)
-    if rc != 0:
-        raise UserError(
-            f"end-to-end run of {v.name} on {name} failed (exit {rc}): {err.strip()[-800:]}"
-        )
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def cold_start(mode: str, cfg: BenchConfig, frame_png: Path, tmp: Path) -> dict:
-    """Wall time of `slimswap swap` on one frame in a fresh process (start to PNG written)."""
-    out_png = tmp / f"cold_{mode}.png"
-    cmd = [
-        sys.executable,
-        "-m",
-        "slimswap.cli",
-        "swap",
-        "-s",
-        str(cfg.source),
-        "-t",
-        str(frame_png),
-        "-o",
-        str(out_png),
-        "--mode",
-        mode,
-        "--device",
-        cfg.device,
-        "--overwrite",
-    ]
-    walls, rss = [], []
-    for _ in range(cfg.plan["cold_runs"]):
-        wall, rc, peak, _, err = run_measured(cmd)
-        if rc != 0:
-            raise UserError(
-                f"cold-start run `slimswap swap --mode {mode}` failed (exit {rc}): {err.strip()[-800:]}"
-            )
-        walls.append(wall)
-        rss.append(peak)
-    return {
-        "mode": mode,
-        "device": cfg.device,
-        "seconds_p50": float(np.median(walls)),
-        "seconds_min": min(walls),
-        "runs": len(walls),
-        "peak_rss_mib": max(rss),
-    }
-
-
 # ----------------------------------------------------------------------------- the run
 
 
@@ -574,6 +360,9 @@ class BenchResult:
 
 def run_bench(cfg: BenchConfig, command: str, progress=None) -> tuple[BenchResult, dict[str, Path]]:
     """Measure every variant and write JSON, markdown and charts into cfg.out."""
+    from slimswap.evaluate.bench_e2e import bench_video, cold_start, trim_video
+    from slimswap.evaluate.bench_report import write_bench_report
+
     say = progress or (lambda msg: None)
     cfg.check()
     rows = variants(cfg)
@@ -607,222 +396,3 @@ def run_bench(cfg: BenchConfig, command: str, progress=None) -> tuple[BenchResul
                 say(f"cold start: {mode}")
                 result.cold_start.append(cold_start(mode, cfg, frame_png, tmp))
     return result, write_bench_report(result, cfg)
-
-
-# ----------------------------------------------------------------------------- report
-
-
-def _tag(cfg: BenchConfig) -> str:
-    return f"bench-{cfg.device}" + ("-quick" if cfg.quick else "")
-
-
-def stage_names(result: BenchResult) -> list[str]:
-    """STAGES, then any extra stage some row reported, in first-seen order."""
-    names = dict.fromkeys(STAGES)
-    for m in result.models:
-        for r in m["videos"]:
-            names.update(dict.fromkeys(r["stage_ms_per_frame"]))
-    return list(names)
-
-
-def markdown(result: BenchResult) -> str:
-    cuda = result.environment["device"] == "cuda"
-    batch = result.config["large_batch"]
-    head = [
-        "model",
-        "backend",
-        "device",
-        "precision",
-        "compile",
-        "load s",
-        "1st call s",
-        "b1 p50 ms",
-        "b1 p95 ms",
-        f"b{batch} ms/face",
-        f"faces/s @b{batch}",
-        "peak RSS MiB",
-    ]
-    rows = [
-        [
-            m["name"],
-            m["backend"],
-            m["device"],
-            m["precision"],
-            m["compile"],
-            m["load_s"],
-            m["b1_first_call_s"],
-            m["b1_p50_ms"],
-            m["b1_p95_ms"],
-            m["batch_ms_per_face"],
-            m["throughput_faces_s"],
-            m["process_peak_rss_mib"],
-        ]
-        + ([m.get("cuda_max_allocated_mib", float("nan"))] if cuda else [])
-        for m in result.models
-    ]
-    parts = [
-        report.header("slimswap bench", result.environment, result.command),
-        "## Swap model (per call, warm-up excluded)\n",
-        report.markdown_table(head + (["GPU MiB"] if cuda else []), rows),
-        (
-            "\nLatency is one `Swapper.swap` call on real aligned faces of the bundled clip, uint8 in and out "
-            "(host<->device copies included); p50/p95 over repeats after warm-up. peak RSS is this process's "
-            "peak so far (cumulative over rows).\n"
-        ),
-        "## End to end video (decode -> encode, `pipeline.swap_video`, fresh process per row)\n",
-    ]
-    stages = stage_names(result)
-    vhead = [
-        "model",
-        "video",
-        "frames",
-        "fps",
-        "fps (stages)",
-        *[f"{s} ms/f" for s in stages],
-        "other ms/f",
-        "bottleneck",
-        "peak RSS MiB",
-    ] + (["GPU MiB", "GPU util %"] if cuda else [])
-    vrows = [
-        [
-            m["name"],
-            r["video"],
-            r["frames"],
-            r["fps"],
-            r["fps_stages"],
-            *[r["stage_ms_per_frame"].get(s, 0.0) for s in stages],
-            r["other_ms_per_frame"],
-            r["bottleneck"],
-            r["peak_rss_mib"],
-        ]
-        + (
-            [
-                r.get("cuda_max_allocated_mib", float("nan")),
-                r.get("gpu_util_mean_pct", float("nan")),
-            ]
-            if cuda
-            else []
-        )
-        for m in result.models
-        for r in m["videos"]
-    ]
-    parts += [
-        report.markdown_table(vhead, vrows),
-        (
-            "\nfps = frames / wall time of `swap_video` (includes the source photo's analysis, not model "
-            "load or warm-up); fps (stages) = frames / sum of the timed stages; `other` = the rest "
-            "(the source photo's analysis, face selection, tracking).\n"
-        ),
-    ]
-    if result.cold_start:
-        parts += [
-            "## Cold start (fresh `slimswap swap` process on one 512x512 frame, start to PNG written)\n",
-            report.markdown_table(
-                ["mode", "device", "seconds p50", "seconds min", "runs", "peak RSS MiB"],
-                [
-                    [
-                        c["mode"],
-                        c["device"],
-                        c["seconds_p50"],
-                        c["seconds_min"],
-                        c["runs"],
-                        c["peak_rss_mib"],
-                    ]
-                    for c in result.cold_start
-                ],
-            ),
-            "",
-        ]
-    return "\n".join(parts) + "\n"
-
-
-def charts(result: BenchResult, path: Path, stages_path: Path) -> None:
-    plt = report.pyplot()
-    names = [m["name"] for m in result.models]
-    e2e = [(f"{m['name']} / {r['video']}", r) for m in result.models for r in m["videos"]]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 2.0 + 0.45 * max(len(names), len(e2e))))
-    report.bar_panel(
-        axes[0],
-        names,
-        [m["b1_p50_ms"] for m in result.models],
-        "latency, batch 1 (p50)",
-        "ms per face",
-    )
-    report.bar_panel(
-        axes[1],
-        names,
-        [m["throughput_faces_s"] for m in result.models],
-        f"throughput, batch {result.config['large_batch']}",
-        "faces / s",
-    )
-    report.bar_panel(
-        axes[2], [k for k, _ in e2e], [r["fps"] for _, r in e2e], "end to end video", "frames / s"
-    )
-    fig.suptitle(f"slimswap bench: {report.device_label(result.environment)}", fontsize=10)
-    fig.tight_layout()
-    report.save_figure(fig, path)
-
-    fig, ax = plt.subplots(figsize=(10, 1.6 + 0.5 * len(e2e)))
-    left = np.zeros(len(e2e))
-    colours = plt.get_cmap("tab10").colors
-    for i, s in enumerate([*stage_names(result), "other"]):
-        vals = np.array(
-            [
-                r["stage_ms_per_frame"].get(s, 0.0) if s != "other" else r["other_ms_per_frame"]
-                for _, r in e2e
-            ]
-        )
-        ax.barh(range(len(e2e)), vals, left=left, label=s, color=colours[i % len(colours)])
-        left += vals
-    ax.set_yticks(range(len(e2e)), [k for k, _ in e2e])
-    ax.invert_yaxis()
-    ax.set_xlabel("ms per frame")
-    ax.set_title("where the time goes (end to end, per stage)")
-    ax.legend(
-        ncol=8,
-        fontsize=8,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.35 if len(e2e) < 3 else -0.12),
-    )
-    report.save_figure(fig, stages_path)
-
-
-def write_bench_report(result: BenchResult, cfg: BenchConfig) -> dict[str, Path]:
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tag = _tag(cfg)
-    paths = {
-        k: out / f"{tag}{suffix}"
-        for k, suffix in (
-            ("json", ".json"),
-            ("md", ".md"),
-            ("png", ".png"),
-            ("stages_png", "-stages.png"),
-        )
-    }
-    report.write_json(paths["json"], result)
-    report.write_text(
-        paths["md"],
-        markdown(result)
-        + f"\n![bench]({paths['png'].name})\n\n![stages]({paths['stages_png'].name})\n",
-    )
-    charts(result, paths["png"], paths["stages_png"])
-    return paths
-
-
-def _child_main(argv: list[str]) -> int:
-    """`python -m slimswap.evaluate.bench e2e SPEC_JSON`: one end-to-end run, JSON on stdout."""
-    if len(argv) != 2 or argv[0] != "e2e":
-        print("usage: python -m slimswap.evaluate.bench e2e SPEC_JSON", file=sys.stderr)
-        return 2
-    try:
-        result = e2e_in_process(json.loads(argv[1]))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(report.jsonable(result)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1:]))

@@ -10,7 +10,7 @@ from helpers import run_cli
 
 from slimswap import media
 from slimswap.evaluate import report, robustness, temporal
-from slimswap.evaluate.bench import trim_video
+from slimswap.evaluate.bench_e2e import trim_video
 from slimswap.face.analyser import FaceAnalyser
 from slimswap.paths import EXAMPLES_DIR
 
