@@ -145,13 +145,32 @@ def read_manifest() -> list[ModelEntry]:
     return [ModelEntry.from_json(e, path.parent) for e in entries]
 
 
+def _raw_manifest() -> dict:
+    """models/MANIFEST as plain JSON (an empty one where there is none), for writing."""
+    path = manifest_path()
+    return json.loads(path.read_text()) if path.is_file() else {"models": []}
+
+
+def _write_manifest(data: dict) -> None:
+    with atomic_write(manifest_path()) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def write_manifest_entry(entry: dict) -> None:
     """Add or replace one model entry (by name), keeping the others."""
-    path = manifest_path()
-    data = json.loads(path.read_text()) if path.is_file() else {"models": []}
+    data = _raw_manifest()
     data["models"] = [e for e in data["models"] if e["name"] != entry["name"]] + [entry]
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    _write_manifest(data)
+
+
+def update_manifest_entry(name: str, **fields) -> None:
+    """Set fields of one listed entry in place (e.g. `auto`), keeping the order of entries."""
+    data = _raw_manifest()
+    found = [e for e in data["models"] if e["name"] == name]
+    if not found:
+        raise UserError(f"{name!r} is not listed in {manifest_path()}")
+    found[0].update(fields)
+    _write_manifest(data)
 
 
 def write_manifest_section(key: str, value: object) -> None:
@@ -159,24 +178,20 @@ def write_manifest_section(key: str, value: object) -> None:
     summary), keeping everything else; written atomically."""
     if key == "models":
         raise ValueError("model entries are written one at a time by write_manifest_entry")
-    path = manifest_path()
-    data = json.loads(path.read_text()) if path.is_file() else {"models": []}
+    data = _raw_manifest()
     data[key] = value
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    _write_manifest(data)
 
 
 def remove_manifest_entries(names: list[str]) -> list[str]:
     """Drop the entries with these names (others kept, written atomically); returns the
     names that were listed."""
-    path = manifest_path()
-    if not path.is_file():
+    if not manifest_path().is_file():
         return []
-    data = json.loads(path.read_text())
+    data = _raw_manifest()
     removed = [e["name"] for e in data["models"] if e["name"] in names]
     data["models"] = [e for e in data["models"] if e["name"] not in names]
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    _write_manifest(data)
     return removed
 
 
