@@ -10,7 +10,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from slimswap.cli.common import console, fail, log_to_stderr
+from slimswap.cli.common import console, fail, log_to_stderr, options_from
+from slimswap.cli.train import TrainRun
 from slimswap.errors import UserError
 
 app = typer.Typer(
@@ -306,14 +307,12 @@ def compress_report(
 
 
 @app.command("distill")
+@options_from(TrainRun)
 def compress_distill(
     teacher: Path = typer.Option(
         TEACHER,
         "--teacher",
         help="Teacher weights (safetensors with config).",
-    ),
-    data: list[Path] = typer.Option(
-        [Path("data/shards/train_128.npz"), Path("data/shards/train_256.npz")], "--data"
     ),
     out: Path = typer.Option(
         Path("runs/student"), "--out", help="Run folder (resumes if a checkpoint is there)."
@@ -323,36 +322,14 @@ def compress_distill(
         "--critic-from",
         help="Folder holding the teacher run's D.safetensors, to start the discriminator from.",
     ),
-    identity_weights: Path | None = typer.Option(None, "--identity-weights"),
-    init_from: Path | None = typer.Option(
-        None, "--init-from", help="Continue from a compact student checkpoint."
-    ),
-    export_compact: Path | None = typer.Option(None, "--export-compact"),
-    batch: int = typer.Option(32, "--batch"),
-    max_seconds: float = typer.Option(540.0, "--max-seconds"),
-    max_steps: int = typer.Option(1_000_000, "--max-steps"),
-    device: str = typer.Option("auto", "--device"),
-    compile: bool = typer.Option(False, "--compile/--no-compile"),
-    log_every: int = typer.Option(50, "--log-every"),
+    settings: TrainRun | None = None,
 ) -> None:
     """Distil the teacher into the lite student (depthwise-separable, attention fusion)."""
     from slimswap.nets.warp_generator import SwapGeneratorConfig
     from slimswap.swap.weights import read_metadata
     from slimswap.train.distill import DistillConfig, distill_student
-    from slimswap.train.teacher import TrainConfig
 
-    cfg = TrainConfig(
-        data=tuple(str(p) for p in data),
-        out=str(out),
-        identity_weights=str(identity_weights or ""),
-        init_from=str(init_from or ""),
-        batch=batch,
-        max_seconds=max_seconds,
-        max_steps=max_steps,
-        device=device,
-        compile=compile,
-        log_every=log_every,
-    )
+    cfg = settings.config(out)
     log_to_stderr()
     try:
         if not teacher.is_file():
@@ -363,7 +340,7 @@ def compress_distill(
             critic_from=str(critic_from or ""),
             student=SwapGeneratorConfig.student(resolution),
         )
-        last = distill_student(cfg, distill, export_compact)
-    except UserError as err:
+        last = distill_student(cfg, distill, settings.export_compact)
+    except (UserError, FileNotFoundError) as err:
         fail(str(err))
     console.print(json.dumps(last, indent=1))

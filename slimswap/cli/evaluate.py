@@ -12,6 +12,13 @@ from slimswap.cli.common import console, fail, swappers_for
 from slimswap.errors import UserError
 
 app = typer.Typer(help="Measure swap quality on held-out identities.", no_args_is_help=True)
+# the models `eval robustness` and `eval temporal` measure (swappers_for)
+MODES = typer.Option(
+    [],
+    "--mode",
+    "-m",
+    help="Models to evaluate (repeat); default: classic and every installed mode.",
+)
 
 
 def _build_frames(shards_dir: Path) -> Path:
@@ -151,12 +158,7 @@ def eval_swapper(
 
 @app.command("robustness")
 def eval_robustness(
-    modes: list[str] = typer.Option(
-        [],
-        "--mode",
-        "-m",
-        help="Models to evaluate (repeat); default: classic and every installed mode.",
-    ),
+    modes: list[str] = MODES,
     shard: Path = typer.Option(
         Path("data/shards/test_128.npz"),
         "--shard",
@@ -236,12 +238,7 @@ def eval_robustness(
 
 @app.command("temporal")
 def eval_temporal(
-    modes: list[str] = typer.Option(
-        [],
-        "--mode",
-        "-m",
-        help="Models to evaluate (repeat); default: classic and every installed mode.",
-    ),
+    modes: list[str] = MODES,
     video: Path | None = typer.Option(
         None, "--video", help="Talking-head video to swap (default: the bundled examples/clip.mp4)."
     ),

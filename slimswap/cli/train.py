@@ -4,36 +4,104 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
 
-from slimswap.cli.common import console, fail, log_to_stderr
+from slimswap.cli.common import console, fail, log_to_stderr, options_from
 from slimswap.errors import UserError
+from slimswap.options import cli
 
 app = typer.Typer(help="Train swap generators (GPU recommended).", no_args_is_help=True)
 
 
+TRAIN_SHARDS = (Path("data/shards/train_128.npz"), Path("data/shards/train_256.npz"))
+
+
+@dataclass
+class TrainRun:
+    """The options of every command that trains a generator (`train teacher`, `compress
+    distill`), declared once; `config` makes the TrainConfig they run."""
+
+    data: tuple[Path, ...] = field(
+        default=TRAIN_SHARDS,
+        metadata=cli(
+            "--data",
+            help="Training shards from `slimswap data build` (repeat; faces merged at the "
+            "model's resolution).",
+            cli_type=list[Path],
+            parse=tuple,
+            show=list,
+        ),
+    )
+    identity_weights: Path | None = field(
+        default=None,
+        metadata=cli(
+            "--identity-weights",
+            cli_type=Path | None,
+            help="Identity net safetensors (default: read dlib's .dat).",
+        ),
+    )
+    init_from: Path | None = field(
+        default=None,
+        metadata=cli(
+            "--init-from",
+            cli_type=Path | None,
+            help="Continue from a compact checkpoint folder (fresh optimisers).",
+        ),
+    )
+    export_compact: Path | None = field(
+        default=None,
+        metadata=cli(
+            "--export-compact",
+            cli_type=Path | None,
+            help="After training, write a compact fp16 checkpoint here.",
+        ),
+    )
+    batch: int = field(default=32, metadata=cli("--batch", help="Pairs per step and process."))
+    max_seconds: float = field(
+        default=540.0,
+        metadata=cli("--max-seconds", help="Stop (and checkpoint) after this much training time."),
+    )
+    max_steps: int = field(
+        default=1_000_000, metadata=cli("--max-steps", help="Stop after N steps.")
+    )
+    device: str = field(default="auto", metadata=cli("--device", help="auto, cpu or cuda."))
+    compile: bool = field(
+        default=False,
+        metadata=cli(
+            "--compile/--no-compile", help="torch.compile the generator, critic, identity net."
+        ),
+    )
+    log_every: int = field(default=50, metadata=cli("--log-every", help="Log every N steps."))
+
+    def config(self, out: Path, **more):
+        """The TrainConfig of this run, writing to `out`; `more`: the command's own fields."""
+        from slimswap.train.teacher import TrainConfig
+
+        return TrainConfig(
+            data=tuple(str(d) for d in self.data),
+            out=str(out),
+            identity_weights=str(self.identity_weights or ""),
+            init_from=str(self.init_from or ""),
+            batch=self.batch,
+            max_seconds=self.max_seconds,
+            max_steps=self.max_steps,
+            device=self.device,
+            compile=self.compile,
+            log_every=self.log_every,
+            **more,
+        )
+
+
 @app.command("teacher")
+@options_from(TrainRun)
 def train_teacher_cmd(
-    data: list[Path] = typer.Option(
-        [Path("data/shards/train_128.npz"), Path("data/shards/train_256.npz")],
-        "--data",
-        help="Training shards from `slimswap data build` (repeat; faces merged at --resolution).",
-    ),
     out: Path = typer.Option(
         Path("runs/teacher"),
         "--out",
         help="Run folder: checkpoint, logs, sample grids (resumes if a checkpoint is there).",
-    ),
-    identity_weights: Path | None = typer.Option(
-        None, "--identity-weights", help="Identity net safetensors (default: read dlib's .dat)."
-    ),
-    init_from: Path | None = typer.Option(
-        None, "--init-from", help="Continue from a compact checkpoint folder (fresh optimisers)."
-    ),
-    export_compact: Path | None = typer.Option(
-        None, "--export-compact", help="After training, write a compact fp16 checkpoint here."
     ),
     resolution: int = typer.Option(256, "--resolution", help="Crop side the generator works at."),
     student: bool = typer.Option(
@@ -47,41 +115,19 @@ def train_teacher_cmd(
     pair_share: float = typer.Option(
         0.35, "--pair-share", help="Share of same-person (supervised) pairs in a batch."
     ),
-    batch: int = typer.Option(32, "--batch", help="Pairs per step and process."),
-    max_seconds: float = typer.Option(
-        540.0, "--max-seconds", help="Stop (and checkpoint) after this much training time."
-    ),
-    max_steps: int = typer.Option(1_000_000, "--max-steps"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    compile: bool = typer.Option(
-        False, "--compile/--no-compile", help="torch.compile the generator, critic, identity net."
-    ),
-    log_every: int = typer.Option(50, "--log-every"),
     seed: int = typer.Option(0, "--seed"),
+    settings: TrainRun | None = None,
 ) -> None:
     """Train the warp-guided swap generator (resumable; works under torchrun on several GPUs)."""
     from slimswap.nets.warp_generator import SwapGeneratorConfig
-    from slimswap.train.teacher import TrainConfig, train_teacher
+    from slimswap.train.teacher import train_teacher
 
     base = SwapGeneratorConfig.student(resolution) if student else SwapGeneratorConfig(resolution)
-    cfg = TrainConfig(
-        data=tuple(str(d) for d in data),
-        out=str(out),
-        identity_weights=str(identity_weights or ""),
-        init_from=str(init_from or ""),
-        batch=batch,
-        max_seconds=max_seconds,
-        max_steps=max_steps,
-        pair_share=pair_share,
-        device=device,
-        compile=compile,
-        log_every=log_every,
-        seed=seed,
-        model=dataclasses.replace(base, target_channels=target_channels),
-    )
+    model = dataclasses.replace(base, target_channels=target_channels)
+    cfg = settings.config(out, pair_share=pair_share, seed=seed, model=model)
     log_to_stderr()
     try:
-        last = train_teacher(cfg, export_compact=export_compact)
+        last = train_teacher(cfg, export_compact=settings.export_compact)
     except (UserError, FileNotFoundError) as err:
         fail(str(err))
     console.print(json.dumps(last, indent=1))
