@@ -159,57 +159,40 @@ def no_face_png(tmp_path) -> Path:
     return p
 
 
-def test_source_without_face(tmp_path, no_face_png):
-    out = tmp_path / "o.png"
-    assert_user_error(
-        run_cli("swap", "-s", no_face_png, "-t", OTHER_FACE, "-o", out, "--mode", "classic"),
-        "no face found in source",
-    )
-    assert not out.exists()
+@pytest.fixture
+def gifx_image(tmp_path) -> Path:
+    p = tmp_path / "face.gifx"
+    p.write_bytes(FACE.read_bytes())
+    return p
 
 
-def test_target_image_without_face(tmp_path, no_face_png):
-    out = tmp_path / "o.png"
-    assert_user_error(
-        run_cli("swap", "-s", FACE, "-t", no_face_png, "-o", out, "--mode", "classic"),
-        "no face found in target",
-    )
-    assert not out.exists()
-
-
-def test_truncated_image(tmp_path, truncated_jpg):
-    out = tmp_path / "o.png"
-    assert_user_error(
-        run_cli("swap", "-s", truncated_jpg, "-t", OTHER_FACE, "-o", out, "--mode", "classic"),
-        str(truncated_jpg.name),
-    )
-    assert not out.exists()
-
-
-def test_text_file_named_mp4(tmp_path, text_as_mp4):
-    out = tmp_path / "o.mp4"
-    assert_user_error(
-        run_cli("swap", "-s", FACE, "-t", text_as_mp4, "-o", out, "--mode", "classic"),
-        text_as_mp4.name,
-    )
-    assert not out.exists()
-
-
-def test_unsupported_format(tmp_path):
-    weird = tmp_path / "face.gifx"
-    weird.write_bytes(FACE.read_bytes())
-    out = tmp_path / "o.png"
-    assert_user_error(
-        run_cli("swap", "-s", weird, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "gifx"
-    )
-    assert not out.exists()
-
-
-def test_missing_output_folder(tmp_path):
-    out = tmp_path / "no" / "such" / "o.png"
-    assert_user_error(
-        run_cli("swap", "-s", FACE, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "folder"
-    )
+@pytest.mark.parametrize(
+    "source, target, output, fragment",
+    [
+        ("no_face_png", OTHER_FACE, "o.png", "no face found in source"),
+        (FACE, "no_face_png", "o.png", "no face found in target"),
+        ("truncated_jpg", OTHER_FACE, "o.png", "truncated.jpg"),
+        (FACE, "text_as_mp4", "o.mp4", "not_a_video.mp4"),
+        ("gifx_image", OTHER_FACE, "o.png", "gifx"),
+        (FACE, OTHER_FACE, "no/such/o.png", "folder"),
+    ],
+    ids=[
+        "source_without_face",
+        "target_image_without_face",
+        "truncated_image",
+        "text_file_named_mp4",
+        "unsupported_format",
+        "missing_output_folder",
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_output(
+    request, tmp_path, source, target, output, fragment
+):
+    """A file named by its fixture is made for the case (a faceless picture, a cut JPEG...)."""
+    files = [request.getfixturevalue(f) if isinstance(f, str) else f for f in (source, target)]
+    out = tmp_path / output
+    proc = run_cli("swap", "-s", files[0], "-t", files[1], "-o", out, "--mode", "classic")
+    assert_user_error(proc, fragment)
     assert not out.exists()
 
 

@@ -6,46 +6,23 @@ for a tool that keeps faces on this machine. No browser is needed here.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
+from helpers import ui_server
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_start_up_says_where_it_listens_and_offers_no_public_link(tmp_path):
     pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[ui]'")
-    port = _free_port()
     log = tmp_path / "ui.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "slimswap.cli", "ui", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.time() + 120
-            while "listening on" not in log.read_text():
-                assert proc.poll() is None and time.time() < deadline, log.read_text()
-                time.sleep(0.25)
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).close()
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    with ui_server(log, timeout=120) as url:
+        deadline = time.time() + 30  # the line comes once Gradio has started serving
+        while "listening on" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.1)
     text = log.read_text()
-    assert (
-        f"slimswap UI listening on http://127.0.0.1:{port} (local only; nothing is shared)" in text
-    )
+    assert f"slimswap UI listening on {url.rstrip('/')} (local only; nothing is shared)" in text
     assert "share=True" not in text and "public link" not in text.lower(), text
 
 
