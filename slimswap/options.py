@@ -3,8 +3,8 @@
 `PasteOptions` (how a swapped crop goes back), `SwapOptions` (which faces, detection, labels)
 and `JobSettings` (plus the model and device) are dataclasses whose fields carry their
 command-line flags and help (`cli`): `slimswap swap`, `batch` and `live` take them as
-options (slimswap.cli.common.options_from), the web UI and the evaluations build them in code, and batch
-jobs store them as JSON. Light on imports, so the command line starts fast.
+options (slimswap.cli.common.options_from), the web UI and the evaluations build them in
+code, and batch jobs store them as JSON. Light on imports, so the command line starts fast.
 """
 
 from __future__ import annotations
