@@ -49,7 +49,8 @@ def bench(
     ),
 ) -> None:
     """Latency, throughput, load time, cold start, end-to-end fps per stage and peak memory."""
-    from slimswap.evaluate.bench import BenchConfig, run_bench
+    from slimswap.evaluate.bench import BenchConfig
+    from slimswap.evaluate.bench_run import run_bench
     from slimswap.evaluate.report import command_line
 
     cfg = BenchConfig(

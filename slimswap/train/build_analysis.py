@@ -11,16 +11,13 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from slimswap.errors import UserError
+from slimswap.train.build_config import BuildConfig, _Item
 from slimswap.train.shards import write_npz
-
-if TYPE_CHECKING:
-    from slimswap.train.build import BuildConfig, _Item
 
 log = logging.getLogger(__name__)
 

@@ -6,14 +6,11 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from slimswap.errors import UserError
-
-if TYPE_CHECKING:
-    from slimswap.train.build import BuildConfig
+from slimswap.train.build_config import BuildConfig
 
 
 def _rank(name: str, salt: str) -> str:

@@ -10,10 +10,6 @@ accident.
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,13 +20,11 @@ import numpy as np
 
 from slimswap import media
 from slimswap.errors import UserError
-from slimswap.face.analyser import FaceAnalyser
 from slimswap.options import BLENDS, MASKS, SwapOptions
-from slimswap.paths import EXAMPLES_DIR
 from slimswap.pipeline import swap_image, swap_video
 from slimswap.provenance import verify_file
-from slimswap.swap.registry import load_swapper, resolve_mode
 from slimswap.ui.common import (
+    Engine,
     default_mode,  # noqa: F401 (what the page runs, for its tests)
     mode_choice,
     page_message,
@@ -40,42 +34,6 @@ from slimswap.ui.common import (
 from slimswap.ui.live_tab import build_live_tab
 
 SELECTOR_HELP = "one: the largest face · many: every face · reference: the face you click below"
-
-
-class Engine:
-    """What every request shares: one FaceAnalyser (its models load once), swappers by mode,
-    and a working folder for outputs. Requests run one at a time (the queue's concurrency
-    limit), so nothing here needs to be thread-safe beyond the swapper cache."""
-
-    def __init__(self, device: str = "cpu", workdir: Path | None = None) -> None:
-        self.device = device
-        self.analyser = FaceAnalyser()
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="slimswap-ui-"))
-        atexit.register(
-            shutil.rmtree, self.workdir, ignore_errors=True
-        )  # results were served from Gradio's cache
-        self._swappers: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    def swapper(self, mode: str):
-        mode = resolve_mode(mode, self.device)
-        with self._lock:
-            if mode not in self._swappers:
-                self._swappers[mode] = load_swapper(mode, self.device)
-            return self._swappers[mode]
-
-    def warm(self) -> None:
-        """Load the dlib models and the default swapper before the first click."""
-        image = media.read_image(EXAMPLES_DIR / "grace_hopper.jpg")
-        faces = self.analyser.detect(image)
-        if faces:
-            self.analyser.embed(image, faces[0])
-        self.swapper("auto")
-
-    def request_dir(self) -> Path:
-        path = self.workdir / f"{time.time_ns()}"
-        path.mkdir(parents=True)
-        return path
 
 
 # ------------------------------------------------------------------ pure helpers

@@ -1,16 +1,26 @@
-"""What the web UI's tabs share: the model choice (with what `auto` means here, from the
-registry) and the way handlers report errors in the page."""
+"""What the web UI's tabs share: the Engine (analyser, swappers, working folder), the model
+choice (with what `auto` means here, from the registry) and the way handlers report errors
+in the page."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import re
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import gradio as gr
 
+from slimswap import media
 from slimswap.errors import UserError
-from slimswap.swap.registry import auto_choice, available_modes, resolve_mode
+from slimswap.face.analyser import FaceAnalyser
+from slimswap.paths import EXAMPLES_DIR
+from slimswap.swap.registry import auto_choice, available_modes, load_swapper, resolve_mode
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +51,42 @@ def mode_choice(modes: list[str], device: str, live: bool, elem_id: str) -> gr.R
     return gr.Radio(
         modes, value="auto", label="Mode", info=" · ".join(notes[m] for m in modes), elem_id=elem_id
     )
+
+
+class Engine:
+    """What every request shares: one FaceAnalyser (its models load once), swappers by mode,
+    and a working folder for outputs. Requests run one at a time (the queue's concurrency
+    limit), so nothing here needs to be thread-safe beyond the swapper cache."""
+
+    def __init__(self, device: str = "cpu", workdir: Path | None = None) -> None:
+        self.device = device
+        self.analyser = FaceAnalyser()
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="slimswap-ui-"))
+        atexit.register(
+            shutil.rmtree, self.workdir, ignore_errors=True
+        )  # results were served from Gradio's cache
+        self._swappers: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def swapper(self, mode: str):
+        mode = resolve_mode(mode, self.device)
+        with self._lock:
+            if mode not in self._swappers:
+                self._swappers[mode] = load_swapper(mode, self.device)
+            return self._swappers[mode]
+
+    def warm(self) -> None:
+        """Load the dlib models and the default swapper before the first click."""
+        image = media.read_image(EXAMPLES_DIR / "grace_hopper.jpg")
+        faces = self.analyser.detect(image)
+        if faces:
+            self.analyser.embed(image, faces[0])
+        self.swapper("auto")
+
+    def request_dir(self) -> Path:
+        path = self.workdir / f"{time.time_ns()}"
+        path.mkdir(parents=True)
+        return path
 
 
 def readable_errors(handler):

@@ -7,7 +7,6 @@ import base64
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import gradio as gr
@@ -18,10 +17,7 @@ from slimswap.errors import UserError
 from slimswap.face.analyser import FaceAnalyser
 from slimswap.live import FrameSwapper, frame_swapper, live_swapper
 from slimswap.options import SwapOptions
-from slimswap.ui.common import mode_choice, page_message, readable_errors
-
-if TYPE_CHECKING:
-    from slimswap.ui.app import Engine
+from slimswap.ui.common import Engine, mode_choice, page_message, readable_errors
 
 LIVE_STREAM_EVERY_S = 0.04  # the page sends a frame at most this often, and only once the
 # previous one came back, so a slow server gets fewer frames instead of a growing queue
