@@ -34,9 +34,9 @@ def main() -> None:
     from slimswap.face.align import align, transform_points
     from slimswap.face.analyser import FaceAnalyser
     from slimswap.face.warp import face_region_mask
-    from slimswap.paths import EXAMPLES_DIR, MODELS_DIR
+    from slimswap.paths import EXAMPLES_DIR
     from slimswap.pipeline import load_source_identity
-    from slimswap.swap.neural import OnnxSwapper
+    from slimswap.swap.registry import load_swapper
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path)
@@ -56,7 +56,7 @@ def main() -> None:
     ref = {}
     for threads in (1, 2):
         for precision in ("fp32", "int8"):
-            sw = OnnxSwapper(MODELS_DIR / f"lite_256_{precision}.onnx", precision, threads=threads)
+            sw = load_swapper(f"lite_256_{precision}", "cpu", threads=threads)
             batch = sw.swap(crops, identity, target_landmarks=lms)
             single = np.concatenate(
                 [

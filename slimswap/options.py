@@ -2,9 +2,9 @@
 
 `PasteOptions` (how a swapped crop goes back), `SwapOptions` (which faces, detection, labels)
 and `JobSettings` (plus the model and device) are dataclasses whose fields carry their
-command-line flags and help (`option`): `slimswap swap` and `slimswap batch` take them as
-options (cli.options_from), the web UI and the evaluations build them in code, and batch
-jobs store them as JSON. Light on imports, so the command line starts fast.
+command-line flags and help (`cli`): `slimswap swap`, `batch` and `live` take them as
+options (slimswap.cli.common.options_from), the web UI and the evaluations build them in
+code, and batch jobs store them as JSON. Light on imports, so the command line starts fast.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from slimswap.errors import UserError
+from slimswap.swap.registry import AUTO_RULE, AUTO_RULE_LIVE
 
 MASKS = ("box", "area", "region")
 DETECTORS = ("mediapipe", "dlib")
@@ -22,16 +23,23 @@ BLENDS = ("feather", "poisson")
 Picture = Path | np.ndarray  # a file, or an RGB uint8 image already in memory
 
 
-def cli(*flags: str, help: str, cli_type: object = None, parse=None, show=None) -> dict:
+def cli(
+    *flags: str,
+    help: str,
+    cli_type: object = None,
+    parse=None,
+    show=None,
+    renamed: tuple[str, ...] = (),
+) -> dict:
     """Field metadata that makes a dataclass field a command-line option too.
 
     flags: the option's names (`--mask`); help: its text. cli_type/parse/show: the type the
     command line gives, how it becomes the field's value and how the default is shown
-    (`--mask box,area` for the field ("box", "area")).
+    (`--mask box,area` for the field ("box", "area")). renamed: former spellings of the
+    option, still taken for one release with a note on stderr naming flags[0].
     """
-    return {
-        "cli": {"flags": flags, "help": help, "cli_type": cli_type, "parse": parse, "show": show}
-    }
+    meta = {"flags": flags, "help": help, "cli_type": cli_type, "parse": parse, "show": show}
+    return {"cli": {**meta, "renamed": renamed}}
 
 
 def comma_list(text: str) -> tuple[str, ...]:
@@ -194,6 +202,12 @@ class SwapOptions(PasteOptions):
             raise UserError("--batch-size must be at least 1")
 
 
+MODE_HELP = (
+    "Model: quality (teacher), lite (small, fast), classic (no learned weights), auto ({auto}; "
+    "`slimswap models` shows what it picks here), or a model name or .onnx/.safetensors file."
+)
+
+
 @dataclass
 class JobSettings(SwapOptions):
     """One swap job: the model and device, and its SwapOptions.
@@ -207,8 +221,8 @@ class JobSettings(SwapOptions):
         metadata=cli(
             "--mode",
             "-m",
-            help="Model: quality (teacher), lite (small, fast), classic (no learned weights), "
-            "auto (lite if present).",
+            help=MODE_HELP.format(auto=AUTO_RULE),
+            renamed=("--swapper",),
         ),
     )
     device: str = field(default="cpu", metadata=cli("--device", help="cpu or cuda."))
@@ -257,6 +271,15 @@ class LiveSettings(JobSettings):
     (a camera, or a file or URL played as a live source), the output and the statistics file.
     """
 
+    mode: str = field(  # JobSettings' field, with what `auto` means in a live loop
+        default="auto",
+        metadata=cli(
+            "--mode",
+            "-m",
+            help=MODE_HELP.format(auto=f"{AUTO_RULE}; {AUTO_RULE_LIVE}"),
+            renamed=("--swapper",),
+        ),
+    )
     camera: int | None = field(
         default=None,
         metadata=cli("--camera", help="Camera index (the default source: camera 0)."),

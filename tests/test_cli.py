@@ -57,6 +57,40 @@ def test_swap_help_explains_every_option():
         assert option in proc.stdout
 
 
+def test_models_says_what_auto_picks_here_and_why():
+    """`slimswap models` prints the registry's own answer for swap and for live."""
+    from slimswap.swap.registry import auto_choice
+
+    proc = run_cli("models")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for choice in (auto_choice("cpu"), auto_choice("cpu", live=True)):
+        assert choice.line() in lines
+
+
+def test_renamed_swapper_option_still_swaps_with_a_one_line_note(tmp_path):
+    """`--swapper X` (the old spelling, which scripts used) works as `--mode X` for one
+    release and says so in one line on stderr; the help shows only the new spelling."""
+    out = tmp_path / "swap.png"
+    proc = run_cli("swap", "-s", FACE, "-t", OTHER_FACE, "-o", out, "--swapper", "classic")
+    assert proc.returncode == 0, proc.stderr
+    notes = [ln for ln in proc.stderr.splitlines() if "--swapper" in ln]
+    assert len(notes) == 1 and "--mode classic" in notes[0], proc.stderr
+    assert "with classic" in proc.stderr and out.is_file()
+    assert "--swapper" not in run_cli("swap", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    "command", [["batch", "-t", OTHER_FACE], ["live", "--input", CLIP, "--output", "file"]]
+)
+def test_renamed_swapper_option_reaches_batch_and_live(tmp_path, command):
+    out = ["-o", tmp_path / "out"] if command[0] == "batch" else ["--out", tmp_path / "o.mp4"]
+    proc = run_cli(*command, "-s", FACE, *out, "--swapper", "no-such-mode")
+    note, error = proc.stderr.strip().splitlines()
+    assert "--swapper no-such-mode is now spelled --mode no-such-mode" in note
+    assert proc.returncode == 2 and error.startswith("error: unknown mode 'no-such-mode'")
+
+
 def test_detect_prints_one_face_json_and_draws(tmp_path):
     drawn = tmp_path / "drawn.png"
     proc = run_cli("detect", FACE, "--draw", drawn)
@@ -125,57 +159,40 @@ def no_face_png(tmp_path) -> Path:
     return p
 
 
-def test_source_without_face(tmp_path, no_face_png):
-    out = tmp_path / "o.png"
-    assert_user_error(
-        run_cli("swap", "-s", no_face_png, "-t", OTHER_FACE, "-o", out, "--mode", "classic"),
-        "no face found in source",
-    )
-    assert not out.exists()
+@pytest.fixture
+def gifx_image(tmp_path) -> Path:
+    p = tmp_path / "face.gifx"
+    p.write_bytes(FACE.read_bytes())
+    return p
 
 
-def test_target_image_without_face(tmp_path, no_face_png):
-    out = tmp_path / "o.png"
-    assert_user_error(
-        run_cli("swap", "-s", FACE, "-t", no_face_png, "-o", out, "--mode", "classic"),
-        "no face found in target",
-    )
-    assert not out.exists()
-
-
-def test_truncated_image(tmp_path, truncated_jpg):
-    out = tmp_path / "o.png"
-    assert_user_error(
-        run_cli("swap", "-s", truncated_jpg, "-t", OTHER_FACE, "-o", out, "--mode", "classic"),
-        str(truncated_jpg.name),
-    )
-    assert not out.exists()
-
-
-def test_text_file_named_mp4(tmp_path, text_as_mp4):
-    out = tmp_path / "o.mp4"
-    assert_user_error(
-        run_cli("swap", "-s", FACE, "-t", text_as_mp4, "-o", out, "--mode", "classic"),
-        text_as_mp4.name,
-    )
-    assert not out.exists()
-
-
-def test_unsupported_format(tmp_path):
-    weird = tmp_path / "face.gifx"
-    weird.write_bytes(FACE.read_bytes())
-    out = tmp_path / "o.png"
-    assert_user_error(
-        run_cli("swap", "-s", weird, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "gifx"
-    )
-    assert not out.exists()
-
-
-def test_missing_output_folder(tmp_path):
-    out = tmp_path / "no" / "such" / "o.png"
-    assert_user_error(
-        run_cli("swap", "-s", FACE, "-t", OTHER_FACE, "-o", out, "--mode", "classic"), "folder"
-    )
+@pytest.mark.parametrize(
+    "source, target, output, fragment",
+    [
+        ("no_face_png", OTHER_FACE, "o.png", "no face found in source"),
+        (FACE, "no_face_png", "o.png", "no face found in target"),
+        ("truncated_jpg", OTHER_FACE, "o.png", "truncated.jpg"),
+        (FACE, "text_as_mp4", "o.mp4", "not_a_video.mp4"),
+        ("gifx_image", OTHER_FACE, "o.png", "gifx"),
+        (FACE, OTHER_FACE, "no/such/o.png", "folder"),
+    ],
+    ids=[
+        "source_without_face",
+        "target_image_without_face",
+        "truncated_image",
+        "text_file_named_mp4",
+        "unsupported_format",
+        "missing_output_folder",
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_output(
+    request, tmp_path, source, target, output, fragment
+):
+    """A file named by its fixture is made for the case (a faceless picture, a cut JPEG...)."""
+    files = [request.getfixturevalue(f) if isinstance(f, str) else f for f in (source, target)]
+    out = tmp_path / output
+    proc = run_cli("swap", "-s", files[0], "-t", files[1], "-o", out, "--mode", "classic")
+    assert_user_error(proc, fragment)
     assert not out.exists()
 
 

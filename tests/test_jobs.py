@@ -75,15 +75,12 @@ def queue_for(out: Path) -> JobQueue:
     return JobQueue(out / JOBS_DIRNAME)
 
 
-def start(
-    queue: JobQueue,
-    sources: list[str],
-    targets: list[str],
-    out: Path,
-    name="{source}_{target}{ext}",
-):
+def start(out: Path, sources: list[str], targets: list[str], name="{source}_{target}{ext}"):
+    """The queue of a batch into `out`, its jobs planned (classic swapper)."""
+    queue = queue_for(out)
     out.mkdir(exist_ok=True)
     enqueue(queue, plan_batch(sources, targets, out, name, CLASSIC))
+    return queue
 
 
 # ------------------------------------------------------------------ planning
@@ -121,12 +118,10 @@ def test_batch_swaps_every_pair_and_records_the_no_face_item(
 ):
     lfw_face = shared_data / "lfw_deepfunneled" / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"
     out = tmp_path / "out"
-    queue = queue_for(out)
-    start(
-        queue,
-        [str(HOPPER), str(lfw_face)],
-        [str(targets / "astronaut.png"), str(targets / "scenery.png")],
+    queue = start(
         out,
+        [str(HOPPER), str(lfw_face)],
+        [str(targets / n) for n in ("astronaut.png", "scenery.png")],
     )
     seen = []
     summary = run_queue(queue, on_job=seen.append, analyser=analyser)
@@ -156,8 +151,7 @@ def test_batch_swaps_every_pair_and_records_the_no_face_item(
 
 def test_unexpected_crash_in_one_item_keeps_the_others(tmp_path, targets, analyser):
     out = tmp_path / "out"
-    queue = queue_for(out)
-    start(queue, [str(HOPPER)], [str(targets / "astronaut.png"), str(targets / "hopper.jpg")], out)
+    queue = start(out, [str(HOPPER)], [str(targets / "astronaut.png"), str(targets / "hopper.jpg")])
     swapper = CountingSwapper(fail_on=1, error=RuntimeError("simulated bug"))
     summary = run_queue(queue, load=lambda mode, device: swapper, analyser=analyser)
     first, second = queue.jobs()
@@ -172,12 +166,10 @@ def test_unexpected_crash_in_one_item_keeps_the_others(tmp_path, targets, analys
 
 def test_interrupted_run_resumes_without_redoing_finished_items(tmp_path, targets, analyser):
     out = tmp_path / "out"
-    queue = queue_for(out)
-    start(
-        queue,
-        [str(HOPPER), str(ASTRONAUT)],
-        [str(targets / "astronaut.png"), str(targets / "hopper.jpg")],
+    queue = start(
         out,
+        [str(HOPPER), str(ASTRONAUT)],
+        [str(targets / n) for n in ("astronaut.png", "hopper.jpg")],
     )
     interrupted = CountingSwapper(fail_on=2, error=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
@@ -197,8 +189,7 @@ def test_interrupted_run_resumes_without_redoing_finished_items(tmp_path, target
 
 def test_job_left_running_by_a_dead_process(tmp_path, targets, analyser):
     out = tmp_path / "out"
-    queue = queue_for(out)
-    start(queue, [str(HOPPER)], [str(targets / "astronaut.png"), str(targets / "hopper.jpg")], out)
+    queue = start(out, [str(HOPPER)], [str(targets / "astronaut.png"), str(targets / "hopper.jpg")])
     finished, died = queue.jobs()
     # the first died after its output was renamed into place; the second died mid-swap, twice
     finished.status, finished.started, finished.attempts = "running", time.time() - 5, 1
@@ -215,8 +206,7 @@ def test_job_left_running_by_a_dead_process(tmp_path, targets, analyser):
 
 
 def test_lock_keeps_a_second_runner_out(tmp_path, targets):
-    queue = queue_for(tmp_path / "out")
-    start(queue, [str(HOPPER)], [str(targets / "astronaut.png")], tmp_path / "out")
+    queue = start(tmp_path / "out", [str(HOPPER)], [str(targets / "astronaut.png")])
     with queue.lock(), pytest.raises(UserError, match="another slimswap run"):
         run_queue(queue)
 

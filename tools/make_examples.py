@@ -103,11 +103,10 @@ def make_clip(source: Path, out_path: Path) -> None:
 
 
 def check(out_dir: Path) -> bool:
-    """One face in each image and on (nearly) every clip frame.
-
-    Detections are listed with their HOG scores: with FaceAnalyser's default min_score
-    (-0.5) dlib also fires on the mission patch of astronaut.png at a score just below 0,
-    so the check counts faces scoring >= 0 and prints the default count beside it.
+    """One face in each image and on (nearly) every clip frame, by the default analyser
+    (MediaPipe). Detections are listed with their scores; faces scoring >= 0 are counted
+    (for dlib's HOG, whose scores are margins, a threshold of -0.5 also fires on the mission
+    patch of astronaut.png just below 0).
     """
     from slimswap.face.analyser import FaceAnalyser
 

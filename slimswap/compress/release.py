@@ -2,7 +2,11 @@
 
 Every entry is written by `list_file` from the file itself (sha256, bytes) and from this
 code's alignment template and input normalisation, so the manifest cannot describe inputs the
-code does not feed; nothing here edits the JSON by hand.
+code does not feed; nothing here edits the JSON by hand. One release path for every kind of
+model file: torch weights (`release_weights_file`), the ONNX exports of a listed model
+(`list_export`: `release_exports` for `compress export`'s three files, `release_fp16_storage`
+for an fp32 graph stored with fp16 weights), the `auto` flag (`set_auto`) and the removal of
+old entries (`unlist`). `python tools/release.py` is the command line over these.
 """
 
 from __future__ import annotations
@@ -68,20 +72,40 @@ def _torch_fields(model: torch.nn.Module, provenance: dict, metrics: dict | None
     }
 
 
-def release_torch(
-    model: torch.nn.Module, name: str, mode: str, provenance: dict, metrics: dict | None = None
-) -> dict:
-    """Save fp16 safetensors under models/ and list it in the manifest."""
-    path = models_dir() / f"{name}.safetensors"
-    save_generator(model, path, dtype=torch.float16)
-    return list_file(
-        path,
-        name,
-        mode,
-        "torch",
-        stored_precision(path),
-        **_torch_fields(model, provenance, metrics),
+# The released file stem of each mode: models/teacher_256.safetensors is `quality`.
+STEMS = {"quality": "teacher", "lite": "lite"}
+
+
+def release_name(mode: str, resolution: int) -> str:
+    """The entry name (and file stem) a mode's model is released under, e.g. teacher_256."""
+    if mode not in STEMS:
+        raise UserError(f"mode must be one of {', '.join(STEMS)}, got {mode!r}")
+    return f"{STEMS[mode]}_{resolution}"
+
+
+def checkpoint_weights(src: Path) -> tuple[Path, dict]:
+    """(a save_generator file, extra provenance) from a file or a compact checkpoint folder
+    (G_ema.safetensors + state.json of a training run: its steps and samples go into the
+    provenance)."""
+    import json
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    from slimswap.swap.weights import build_generator
+
+    src = Path(src)
+    if src.is_file():
+        return src, {}
+    state = json.loads((src / "state.json").read_text())
+    gen = state["generator"]
+    model = build_generator(gen["arch"], json.dumps(gen["config"]))
+    model.load_state_dict(
+        {k: v.float() for k, v in load_file(str(src / "G_ema.safetensors")).items()}
     )
+    out = Path(tempfile.mkdtemp()) / "G_ema_release.safetensors"
+    save_generator(model, out)
+    return out, {"steps": state["step"], "samples_seen": state["samples_seen"]}
 
 
 def release_weights_file(
@@ -108,6 +132,36 @@ def release_weights_file(
     )
 
 
+def listed_entry(model: Path):
+    """The models/MANIFEST entry of a released file (ModelEntry), or UserError."""
+    from slimswap.swap.registry import read_manifest
+
+    source = next((e for e in read_manifest() if e.path.resolve() == Path(model).resolve()), None)
+    if source is None:
+        raise UserError(f"{model} is not listed in models/MANIFEST: release it first")
+    return source
+
+
+def list_export(
+    source, path: Path, name: str, precision: str, provenance: dict, metrics: dict
+) -> dict:
+    """List an ONNX file exported from the listed model `source` (a ModelEntry): mode,
+    resolution, parameters, MACs and provenance come from its entry, so an export says what
+    it was exported from; `provenance` adds to it (e.g. exported_by)."""
+    return list_file(
+        path,
+        name,
+        source.mode,
+        "onnx",
+        precision,
+        resolution=source.resolution,
+        params=source.params,
+        macs=source.macs,
+        provenance={**source.provenance, **provenance},
+        metrics=metrics,
+    )
+
+
 def release_exports(
     model: Path, name: str, report: dict, command: str, metrics: dict | None = None
 ) -> list[dict]:
@@ -118,15 +172,11 @@ def release_exports(
     validation numbers) goes into their metrics, with `metrics[precision]` (e.g. the
     compression report's latency and PSNR vs the teacher) added when given.
     """
-    from slimswap.swap.registry import read_manifest
-
-    source = next((e for e in read_manifest() if e.path.resolve() == Path(model).resolve()), None)
-    if source is None:
-        raise UserError(f"{model} is not listed in models/MANIFEST: release it first")
+    source = listed_entry(model)
     entries = []
     for precision in ("fp32", "fp16", "int8"):
         numbers = report[precision]
-        provenance = {**source.provenance, "exported_by": command}
+        provenance = {"exported_by": command}
         values = {
             "vs_torch_psnr_db": round(numbers["psnr_vs_torch_db"], 2),
             "vs_torch_face_psnr_db": round(numbers["face_psnr_vs_torch_db"], 2),
@@ -144,21 +194,82 @@ def release_exports(
             values["int8_vs_fp32_face_psnr_db"] = round(numbers["face_psnr_vs_onnx_fp32_db"], 2)
         values["check_faces"] = report["faces"]["check"]
         path = models_dir() / numbers["file"]
+        metrics_p = {"export": values, **(metrics or {}).get(precision, {})}
         entries.append(
-            list_file(
-                path,
-                f"{name}_{precision}",
-                source.mode,
-                "onnx",
-                precision,
-                resolution=source.resolution,
-                params=source.params,
-                macs=source.macs,
-                provenance=provenance,
-                metrics={"export": values, **(metrics or {}).get(precision, {})},
-            )
+            list_export(source, path, f"{name}_{precision}", precision, provenance, metrics_p)
         )
     return entries
+
+
+def release_fp16_storage(
+    model: Path,
+    fp32_onnx: Path,
+    name: str,
+    inputs: dict,
+    command: str,
+    max_abs_error: float = 1e-4,
+) -> tuple[dict, dict]:
+    """List an fp32 export of the listed model `model` as <name>_fp32.onnx with its weights
+    stored fp16 (`compress.export.to_fp16_storage`: fp32 compute, half the file), checked
+    against the torch model on `inputs` (real faces, `compress.data.face_inputs`) before it
+    is listed: (entry, check).
+
+    What `quality` runs on a CPU (the teacher: 107 vs 228 ms per face in torch on the 2-core
+    machine). A file that disagrees by more than `max_abs_error` is removed, not listed.
+    """
+    from slimswap.compress.export import to_fp16_storage, validate
+
+    source = listed_entry(model)
+    path = to_fp16_storage(fp32_onnx, models_dir() / f"{name}_fp32.onnx")
+    check = validate(load_generator(source.path), path, inputs)
+    if check["max_abs_error"] > max_abs_error:
+        path.unlink()
+        raise UserError(f"the ONNX file disagrees with {source.name} in torch: {check}")
+    entry = list_export(
+        source,
+        path,
+        f"{name}_fp32",
+        "fp32",
+        {
+            "exported_by": command,
+            "storage": "weights stored fp16 with Cast to fp32 (folded at load): fp32 compute",
+        },
+        {
+            "export": {
+                "vs_torch_max_abs_error": float(f"{check['max_abs_error']:.3g}"),
+                "vs_torch_face_psnr_db": round(float(check["face_psnr_db"]), 2),
+                "check_faces": len(inputs["target"]),
+            }
+        },
+    )
+    return entry, check
+
+
+def set_auto(name: str, on: bool = True) -> None:
+    """Mark (or unmark) a listed model as the one `--mode auto` may pick: only for a model
+    whose native-size evaluation met its release targets (registry.resolve_mode)."""
+    from slimswap.swap.registry import update_manifest_entry
+
+    update_manifest_entry(name, auto=on)
+
+
+def eval_metrics(eval_json: Path, model: str) -> dict:
+    """The rows of `slimswap eval swapper`'s eval.json for `model` (the name it ran under), as
+    manifest metrics: {"eval": {test set: numbers}, "eval_command": where the report is}."""
+    import json
+
+    rows = json.loads(Path(eval_json).read_text())
+    keep = ("model", "mode", "test_set", "kind")
+    scores = {
+        r["test_set"]: {
+            k: round(v, 4) if isinstance(v, float) else v for k, v in r.items() if k not in keep
+        }
+        for r in rows
+        if r["model"] == model
+    }
+    if not scores:
+        raise UserError(f"{eval_json} has no rows for model {model!r}")
+    return {"eval": scores, "eval_command": f"see {Path(eval_json).with_suffix('.md')}"}
 
 
 def report_rows(path: Path | None) -> tuple[dict[str, dict], dict]:
@@ -234,9 +345,19 @@ def _finite(x: float | None) -> float | None:
     return round(x, 2) if x is not None and math.isfinite(x) else None
 
 
-def unlist(names: list[str]) -> list[str]:
-    """Drop entries from models/MANIFEST (their files are left for `git rm`); returns the
-    names that were listed."""
-    from slimswap.swap.registry import remove_manifest_entries
+def unlist(names: list[str], delete_files: bool = False) -> list[str]:
+    """Drop entries from models/MANIFEST; returns the names that were listed. Their files are
+    left for `git rm`, or deleted with `delete_files` (with a torch file's <stem>_export.json)."""
+    import json
 
-    return remove_manifest_entries(names)
+    from slimswap.swap.registry import manifest_path, remove_manifest_entries
+
+    files = []
+    if delete_files and manifest_path().is_file():
+        listed = json.loads(manifest_path().read_text())["models"]
+        files = [models_dir() / e["file"] for e in listed if e["name"] in names]
+    removed = remove_manifest_entries(names)
+    for path in files:
+        path.unlink(missing_ok=True)
+        path.with_name(f"{path.stem}_export.json").unlink(missing_ok=True)
+    return removed

@@ -202,7 +202,7 @@ def evaluate_temporal(
 ) -> list[TemporalResult]:
     """Swap `video` with each swapper (the full pipeline, written and decoded like a user's
     file) and measure flicker and identity over time against the original."""
-    from slimswap.evaluate.bench import trim_video
+    from slimswap.evaluate.bench_e2e import trim_video
     from slimswap.pipeline import SwapOptions, load_source_identity, swap_video
 
     if every < 1:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from slimswap.face.analyser import Face
+from slimswap.face.record import Face
 
 
 def draw_faces(frame: np.ndarray, faces: Sequence[Face]) -> np.ndarray:

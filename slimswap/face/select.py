@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from slimswap.errors import UserError
-from slimswap.face.analyser import Face, embedding_distance
+from slimswap.face.record import Face, embedding_distance
 
 Mode = Literal["one", "many", "reference"]
 SELECTORS = ("one", "many", "reference")

@@ -52,3 +52,39 @@ class Swapper(Protocol):
         swappers that need geometry (classic); learned swappers may ignore it.
         """
         ...
+
+
+class CropSwapper:
+    """What the swappers of this package share: `swap` checks the crops once, uint8
+    (N, S, S, 3) with S the swapper's resolution (any S where `any_size`: the classic warp
+    works at the size the crops come in), and hands them to the swapper's own `_swap`."""
+
+    name: str
+    resolution: int
+    any_size = False
+
+    def swap(
+        self,
+        crops: np.ndarray,
+        identity: SourceIdentity,
+        target_landmarks: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Swapped crops, same shape and dtype (Swapper.swap)."""
+        crops = np.asarray(crops)
+        size = crops.shape[1] if crops.ndim == 4 else -1
+        if (
+            crops.ndim != 4
+            or crops.shape[2:] != (size, 3)
+            or crops.dtype != np.uint8
+            or not (self.any_size or size == self.resolution)
+        ):
+            side = "S" if self.any_size else self.resolution
+            raise ValueError(
+                f"expected uint8 crops (N, {side}, {side}, 3), got {crops.dtype} {crops.shape}"
+            )
+        return self._swap(crops, identity, target_landmarks)
+
+    def _swap(
+        self, crops: np.ndarray, identity: SourceIdentity, target_landmarks: np.ndarray | None
+    ) -> np.ndarray:
+        raise NotImplementedError

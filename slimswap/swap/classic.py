@@ -11,11 +11,14 @@ eyes, brows, nose and lips.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import cv2
 import numpy as np
 
 from slimswap.face.mask import area_mask, combine_masks, face_hull_points
-from slimswap.swap.base import SourceIdentity
+from slimswap.swap.base import CropSwapper, SourceIdentity
 
 INNER_MOUTH = slice(60, 68)
 N_LANDMARKS = 68
@@ -107,7 +110,8 @@ def inner_mouth_mask(landmarks: np.ndarray, size: int, grow: float = 0.02) -> np
     return cv2.GaussianBlur(hard, (0, 0), sigmaX=radius)
 
 
-class ClassicSwapper:
+@dataclass(eq=False)
+class ClassicSwapper(CropSwapper):
     """Delaunay piecewise-affine swap of the source face onto each target crop.
 
     forehead: how far the brow row is raised (fraction of chin-to-brow distance).
@@ -118,34 +122,19 @@ class ClassicSwapper:
     (one cheek stretches); the target's own skin there hides both.
     """
 
-    name = "classic"
+    name: ClassVar[str] = "classic"
+    any_size: ClassVar[bool] = True  # works at the size the crops come in
 
-    def __init__(
-        self,
-        resolution: int = 256,
-        forehead: float = 0.15,
-        blur_ratio: float = 0.15,
-        keep_mouth: bool = True,
-        shrink: float = 0.08,
-    ) -> None:
-        self.resolution = resolution
-        self.forehead = forehead
-        self.blur_ratio = blur_ratio
-        self.keep_mouth = keep_mouth
-        self.shrink = shrink
+    resolution: int = 256
+    forehead: float = 0.15
+    blur_ratio: float = 0.15
+    keep_mouth: bool = True
+    shrink: float = 0.08
 
-    def swap(
-        self,
-        crops: np.ndarray,
-        identity: SourceIdentity,
-        target_landmarks: np.ndarray | None = None,
+    def _swap(
+        self, crops: np.ndarray, identity: SourceIdentity, target_landmarks: np.ndarray | None
     ) -> np.ndarray:
         """The source warped onto each target's landmarks, same shape and dtype as `crops`."""
-        crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[3] != 3 or crops.shape[1] != crops.shape[2]:
-            raise ValueError(f"crops must be (N, S, S, 3), got {crops.shape}")
-        if crops.dtype != np.uint8:
-            raise ValueError(f"crops must be uint8, got {crops.dtype}")
         if target_landmarks is None:
             raise ValueError("the classic swapper needs target_landmarks (N, 68, 2) in crop pixels")
         target_landmarks = np.asarray(target_landmarks, np.float32)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from slimswap.errors import UserError
-from slimswap.swap.base import SourceIdentity
+from slimswap.swap.base import CropSwapper, SourceIdentity
 
 
 @dataclass(frozen=True)
@@ -75,28 +75,16 @@ def check_device(device: str) -> None:
         )
 
 
-class LearnedSwapper:
-    """What both backends share: the crop checks, the empty batch and the descriptor."""
+class LearnedSwapper(CropSwapper):
+    """What both backends share: the crop checks (CropSwapper), the empty batch and the
+    descriptor."""
 
-    name: str
-    resolution: int
-
-    def swap(
-        self,
-        crops: np.ndarray,
-        identity: SourceIdentity,
-        target_landmarks: np.ndarray | None = None,
+    def _swap(
+        self, crops: np.ndarray, identity: SourceIdentity, target_landmarks: np.ndarray | None
     ) -> np.ndarray:
-        """Swapped crops, same shape and dtype.
-
-        A warp-guided model (`guided`) also needs the target landmarks, to warp the source
-        crop onto each target (slimswap.face.warp); the pipeline always passes them.
-        """
+        """A warp-guided model (`guided`) also needs the target landmarks, to warp the source
+        crop onto each target (slimswap.face.warp); the pipeline always passes them."""
         res = self.resolution
-        if crops.ndim != 4 or crops.shape[1:] != (res, res, 3) or crops.dtype != np.uint8:
-            raise ValueError(
-                f"expected uint8 crops (N, {res}, {res}, 3), got {crops.dtype} {crops.shape}"
-            )
         if len(crops) == 0:
             return crops.copy()
         if self.guided:

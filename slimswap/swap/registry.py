@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from slimswap.errors import UserError
-from slimswap.face.align import TEMPLATE_NAME
 from slimswap.files import atomic_write, verify_sha256
 from slimswap.paths import models_dir
 from slimswap.swap.base import Swapper
@@ -111,6 +110,8 @@ class ModelEntry:
         return NORMALISATIONS[key]
 
     def check_template(self) -> None:
+        from slimswap.face.align import TEMPLATE_NAME
+
         if self.template != TEMPLATE_NAME:
             raise UserError(
                 f"model {self.name} was trained on crops aligned to {self.template!r}; this "
@@ -144,13 +145,32 @@ def read_manifest() -> list[ModelEntry]:
     return [ModelEntry.from_json(e, path.parent) for e in entries]
 
 
+def _raw_manifest() -> dict:
+    """models/MANIFEST as plain JSON (an empty one where there is none), for writing."""
+    path = manifest_path()
+    return json.loads(path.read_text()) if path.is_file() else {"models": []}
+
+
+def _write_manifest(data: dict) -> None:
+    with atomic_write(manifest_path()) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def write_manifest_entry(entry: dict) -> None:
     """Add or replace one model entry (by name), keeping the others."""
-    path = manifest_path()
-    data = json.loads(path.read_text()) if path.is_file() else {"models": []}
+    data = _raw_manifest()
     data["models"] = [e for e in data["models"] if e["name"] != entry["name"]] + [entry]
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    _write_manifest(data)
+
+
+def update_manifest_entry(name: str, **fields) -> None:
+    """Set fields of one listed entry in place (e.g. `auto`), keeping the order of entries."""
+    data = _raw_manifest()
+    found = [e for e in data["models"] if e["name"] == name]
+    if not found:
+        raise UserError(f"{name!r} is not listed in {manifest_path()}")
+    found[0].update(fields)
+    _write_manifest(data)
 
 
 def write_manifest_section(key: str, value: object) -> None:
@@ -158,24 +178,20 @@ def write_manifest_section(key: str, value: object) -> None:
     summary), keeping everything else; written atomically."""
     if key == "models":
         raise ValueError("model entries are written one at a time by write_manifest_entry")
-    path = manifest_path()
-    data = json.loads(path.read_text()) if path.is_file() else {"models": []}
+    data = _raw_manifest()
     data[key] = value
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    _write_manifest(data)
 
 
 def remove_manifest_entries(names: list[str]) -> list[str]:
     """Drop the entries with these names (others kept, written atomically); returns the
     names that were listed."""
-    path = manifest_path()
-    if not path.is_file():
+    if not manifest_path().is_file():
         return []
-    data = json.loads(path.read_text())
+    data = _raw_manifest()
     removed = [e["name"] for e in data["models"] if e["name"] in names]
     data["models"] = [e for e in data["models"] if e["name"] not in names]
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    _write_manifest(data)
     return removed
 
 
@@ -184,19 +200,67 @@ def available_modes() -> list[str]:
     return sorted({e.mode for e in read_manifest() if e.path.is_file()})
 
 
-def resolve_mode(mode: str, device: str) -> str:
+# What `--mode auto` means, said once: the help of every --mode, `slimswap models` and the web
+# UI's model choice read it from here.
+AUTO_ORDER = ("lite", "quality")  # of the learned modes that cleared their targets, the first
+AUTO_RULE = "the learned model whose evaluation cleared its targets, else classic"
+AUTO_RULE_LIVE = "live on a CPU: lite where installed"
+WHY_CLEARED = "the learned model whose evaluation cleared its targets"
+WHY_LIVE_CPU = "live video on a CPU needs the fast model: quality cannot keep a camera's pace"
+WHY_CLASSIC = (
+    "no learned model has cleared its evaluation targets; the landmark warp needs no weights"
+)
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What `--mode auto` runs on a device, and why (see auto_choice)."""
+
+    device: str
+    mode: str  # quality | lite | classic
+    model: str  # the listed model that runs (pick_entry), or "landmark warp" for classic
+    reason: str
+    live: bool = False
+
+    def line(self) -> str:
+        """e.g. `auto on this machine (cpu): quality (teacher_256_fp32) - <reason>`."""
+        where = f"auto{' in live mode' if self.live else ''} on this machine ({self.device})"
+        return f"{where}: {self.mode} ({self.model}) - {self.reason}"
+
+
+def _auto(device: str, live: bool) -> tuple[str, str]:
+    """(mode, reason) of `auto`: the one place it is decided."""
+    if live and device == "cpu" and "lite" in available_modes():
+        return "lite", WHY_LIVE_CPU
+    ready = {e.mode for e in read_manifest() if e.auto and e.path.is_file()}
+    for m in AUTO_ORDER:
+        if m in ready:
+            return m, WHY_CLEARED
+    return "classic", WHY_CLASSIC
+
+
+def resolve_mode(mode: str, device: str, live: bool = False) -> str:
     """`auto`: lite, else quality, where a model of that mode met its release targets on the
     native-size evaluation (MANIFEST `"auto": true`); otherwise classic, the landmark warp,
-    which needs no weights and never falls below what the evaluation measured for it."""
+    which needs no weights and never falls below what the evaluation measured for it.
+
+    live: for a live loop, where `auto` on a CPU means lite whenever a lite model is
+    installed: quality (the evaluation's choice) takes ~140 ms per face on a 2-core CPU and
+    cannot keep a camera's pace; live video needs the fast model first.
+    """
     if mode not in SWAP_MODES:
         raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(SWAP_MODES)}")
     if mode != "auto":
         return mode
-    ready = {e.mode for e in read_manifest() if e.auto and e.path.is_file()}
-    for m in ("lite", "quality"):
-        if m in ready:
-            return m
-    return "classic"
+    return _auto(device, live)[0]
+
+
+def auto_choice(device: str = "cpu", live: bool = False) -> AutoChoice:
+    """What `--mode auto` resolves to on `device` (for a live loop with `live`), the listed
+    model it then runs and why: what `slimswap models` prints and the web UI shows."""
+    mode, reason = _auto(device, live)
+    model = "landmark warp" if mode == "classic" else pick_entry(mode, device).name
+    return AutoChoice(device, mode, model, reason, live)
 
 
 def runs_at(entry: ModelEntry, precision: str) -> bool:
@@ -238,7 +302,9 @@ def _compile_mode(compile: bool | str) -> str:
     return mode
 
 
-def _load_classic(entry: ModelEntry | None, device: str, precision: str, compile: str) -> Swapper:
+def _load_classic(
+    entry: ModelEntry | None, device: str, precision: str, compile: str, threads: int | None
+) -> Swapper:
     from slimswap.swap.classic import ClassicSwapper
 
     if precision not in ("auto", "fp32") or compile != "none":
@@ -246,7 +312,9 @@ def _load_classic(entry: ModelEntry | None, device: str, precision: str, compile
     return ClassicSwapper()
 
 
-def _load_torch(entry: ModelEntry, device: str, precision: str, compile: str) -> Swapper:
+def _load_torch(
+    entry: ModelEntry, device: str, precision: str, compile: str, threads: int | None
+) -> Swapper:
     from slimswap.swap.neural import TorchSwapper, check_device
     from slimswap.swap.weights import load_generator, stored_precision
 
@@ -272,7 +340,9 @@ def _load_torch(entry: ModelEntry, device: str, precision: str, compile: str) ->
     return TorchSwapper(model, entry.name, device, precision, compile, norm=norm)
 
 
-def _load_onnx(entry: ModelEntry, device: str, precision: str, compile: str) -> Swapper:
+def _load_onnx(
+    entry: ModelEntry, device: str, precision: str, compile: str, threads: int | None
+) -> Swapper:
     from slimswap.swap.neural import OnnxSwapper
 
     if compile != "none":
@@ -284,7 +354,7 @@ def _load_onnx(entry: ModelEntry, device: str, precision: str, compile: str) -> 
     norm = entry.normalisation_spec()
     if entry.sha256:
         verify_sha256(entry.path, entry.sha256)
-    swapper = OnnxSwapper(entry.path, name=entry.name, device=device, norm=norm)
+    swapper = OnnxSwapper(entry.path, name=entry.name, device=device, threads=threads, norm=norm)
     if swapper.resolution != entry.resolution:
         raise UserError(
             f"{entry.path} is a {swapper.resolution} px model but models/MANIFEST says "
@@ -300,6 +370,7 @@ SWAPPERS = {"classic": _load_classic, "torch": _load_torch, "onnx": _load_onnx}
 def _unlisted_entry(path: Path) -> ModelEntry:
     """An entry for a model file the manifest does not list (e.g. a pruned export to
     evaluate): nothing to check its hash against, so the file is taken as it is."""
+    from slimswap.face.align import TEMPLATE_NAME
     from slimswap.swap.neural import PM1
     from slimswap.swap.weights import read_metadata, stored_precision
 
@@ -364,13 +435,16 @@ def load_swapper(
     device: str = "cpu",
     precision: str = "auto",
     compile: bool | str = False,
+    threads: int | None = None,
 ) -> Swapper:
     """Build a swapper: the classic one, or a learned model checked against its manifest entry.
 
     model: a mode (auto, quality, lite, classic), a models/MANIFEST name or a model file.
     precision: auto (fp16 on CUDA, fp32 on CPU for torch; ONNX files as exported), fp32,
     fp16, bf16 or int8 (which picks the matching exported file). compile: torch models only;
-    True or "compile" for torch.compile, "cudagraphs" for CUDA graphs too.
+    True or "compile" for torch.compile, "cudagraphs" for CUDA graphs too. threads: ONNX
+    Runtime's intra-op threads for an ONNX model (None: its default; torch models run on
+    torch's process-wide threads).
     """
     if device not in ("cpu", "cuda"):
         raise UserError(f"--device must be cpu or cuda, got {device!r}")
@@ -379,11 +453,11 @@ def load_swapper(
     mode = _compile_mode(compile)
     entry = find_entry(model, device, precision)
     if entry is None:
-        return SWAPPERS["classic"](None, device, precision, mode)
+        return SWAPPERS["classic"](None, device, precision, mode, threads)
     if not entry.path.is_file():
         raise UserError(
             f"model file missing: {entry.path} (listed in models/MANIFEST); restore it with git"
         )
     if entry.sha256:
         entry.check_template()
-    return SWAPPERS[entry.backend](entry, device, precision, mode)
+    return SWAPPERS[entry.backend](entry, device, precision, mode, threads)

@@ -3,7 +3,9 @@
 `build_dataset` reads `<identity>/<image>` folders, detects, landmarks and embeds each face,
 splits identities into train/val/test (plus extra test sets), keeps anyone who looks like a
 held-out person out of training, and writes shards (train/shards.py) and manifest.json.
-dlib, Pillow and rich are imported inside the functions that use them.
+dlib, Pillow and rich are imported inside the functions that use them. The analysis step is
+in build_analysis.py, the identity split and leak guard in build_split.py, the parameters
+(BuildConfig) in build_config.py.
 
 Layout of `out_dir`:
   cache/analysis_<key>.npz  detection, landmarks and embedding per input chunk; an interrupted
@@ -14,16 +16,15 @@ Layout of `out_dir`:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import multiprocessing
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -33,77 +34,30 @@ from slimswap.errors import UserError
 from slimswap.face.align import TEMPLATE_5, align, transform_points
 from slimswap.files import atomic_write, sha256_file
 from slimswap.paths import REPO_ROOT, shared_data_dir
+from slimswap.train.build_analysis import (
+    ANALYSIS_VERSION,
+    _analyse_all,
+    _imap,
+    _init_worker,
+    pick_face,  # noqa: F401 (the build's face choice, imported from here)
+    read_rgb_strict,
+)
+from slimswap.train.build_config import (
+    MAIN,
+    BuildConfig,
+    BuildResult,
+    _Item,
+)
+from slimswap.train.build_split import _centroids, guard_leaks, split_identities
 from slimswap.train.shards import FORMAT_VERSION, shard_arrays, write_npz
 
 log = logging.getLogger(__name__)
 
-# Bump when detection, landmarks or embedding change: it is part of every cache key.
-ANALYSIS_VERSION = 1
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 DEFAULT_OUT_DIR = REPO_ROOT / "data" / "shards"
-# Inter-ocular distance of the template in units of the crop side (about 0.35).
-TEMPLATE_EYE_GAP = float(TEMPLATE_5[1, 0] - TEMPLATE_5[0, 0])
-MAIN = "main"
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Parameters of one shard build; all of them are recorded in manifest.json."""
-
-    sizes: tuple[int, ...] = (128, 256)  # crop sides; the first gets every face
-    codec: str = "webp"  # "webp" or "jpg" (both decode with plain opencv)
-    quality: int = 88  # WebP; train_128 on LFW + CelebA subset: 39.2 MB (q90: 43.3, q80 lower)
-    # A crop larger than sizes[0] is made only when the source inter-ocular distance is at
-    # least size * TEMPLATE_EYE_GAP * min_iod_factor px, so upsampling stays mild.
-    min_iod_factor: float = 0.8
-    test_identities: int = 120  # held out, drawn from identities with >= test_min_images faces
-    test_min_images: int = 3
-    val_identities: int = 50  # drawn from identities with >= val_min_images faces
-    val_min_images: int = 2
-    split_salt: str = "slimswap-split-v1"  # the sha256 of salt:identity orders identities
-    # Identities whose mean embedding lies this close to a held-out identity's are moved to
-    # test (the same person filed under two names, e.g. LFW and the deepface test set).
-    # Measured: known duplicates 0.26-0.35 apart; at 0.5 some 900 look-alikes moved.
-    leak_threshold: float = 0.36
-    detect_max_side: int = 1024  # larger frames are detected on a downscaled copy
-    upsample_retry_max_side: int = 800  # no face found: retry with 2x upsampling up to this size
-    workers: int = 2
-    chunk_images: int = 256  # images per cache file
-    max_train_mb: float = 45.0  # train_<sizes[0]> must travel to the GPU machine with the code
-
-    def __post_init__(self) -> None:
-        if self.codec not in ("webp", "jpg"):
-            raise UserError(f"codec must be 'webp' or 'jpg', got {self.codec!r}")
-        if not 1 <= self.quality <= 100:
-            raise UserError(f"quality must be in 1..100, got {self.quality}")
-        if not self.sizes or any(s < 16 for s in self.sizes):
-            raise UserError(f"sizes must be crop sides >= 16, got {self.sizes}")
-        if self.workers < 1 or self.chunk_images < 1:
-            raise UserError("workers and chunk_images must be >= 1")
-
-    def min_iod(self, size: int) -> float:
-        """Source inter-ocular distance (px) needed for a crop of this size (0 for sizes[0])."""
-        return 0.0 if size == self.sizes[0] else size * TEMPLATE_EYE_GAP * self.min_iod_factor
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    out_dir: Path
-    manifest: dict
-    seconds: float
-    analysed: int  # images run through the face analyser in this call
-    cached: int  # images whose analysis came from the cache
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class _Item:
-    path: Path
-    source: str  # "<root name>/<identity>/<file>": recorded in shards and manifest
-    identity: str  # "<root name>/<identity>"
-    group: str  # MAIN, or the name of an extra test set
 
 
 def list_images(root: Path) -> list[tuple[str, Path]]:
@@ -137,256 +91,6 @@ def _collect(inputs: Sequence[Path], extra_tests: Mapping[str, Path]) -> list[_I
         for person, f in found:
             items.append(_Item(f, f"{root.name}/{person}/{f.name}", f"{root.name}/{person}", group))
     return items
-
-
-# ----------------------------------------------------------------------------- analysis
-
-
-class _BadImage(Exception):
-    pass
-
-
-def read_rgb_strict(path: Path) -> np.ndarray:
-    """Decode an image file to RGB uint8, refusing truncated files.
-
-    Pillow raises on a truncated JPEG where OpenCV silently returns a grey-padded picture;
-    EXIF orientation is applied as cv2.imread would.
-    """
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        msg = str(exc).replace(str(path), "<file>")
-        raise _BadImage(f"unreadable: {type(exc).__name__}: {msg}") from exc
-
-
-def pick_face(faces: Sequence, shape: tuple[int, ...]):
-    """The labelled face: the largest, discounted by up to half for sitting at the border.
-
-    LFW photos sometimes hold several people; the labelled one is centred and usually largest.
-    """
-    h, w = shape[:2]
-    centre = np.array([w / 2, h / 2])
-    half_diag = float(np.hypot(w, h) / 2)
-
-    def weight(face) -> float:
-        c = (face.bbox[:2] + face.bbox[2:]) / 2
-        off = min(1.0, float(np.linalg.norm(c - centre)) / half_diag)
-        return face.area * (1.0 - 0.5 * off)
-
-    return max(faces, key=weight)
-
-
-_worker: dict = {}
-
-
-def _init_worker(detect_max_side: int, retry_max_side: int) -> None:
-    cv2.setNumThreads(1)  # the pool already uses the cores
-    _worker.update(detect_max_side=detect_max_side, retry_max_side=retry_max_side, analyser=None)
-
-
-def _analyser():
-    if _worker.get("analyser") is None:
-        from slimswap.face.analyser import FaceAnalyser  # dlib: only where faces are analysed
-
-        _worker["analyser"] = FaceAnalyser(detector="dlib")  # the shards carry dlib landmarks
-    return _worker["analyser"]
-
-
-def _detect(frame: np.ndarray) -> list:
-    fa = _analyser()
-    h, w = frame.shape[:2]
-    scale = min(1.0, _worker["detect_max_side"] / max(h, w))
-    small = frame
-    if scale < 1.0:
-        size = (round(w * scale), round(h * scale))
-        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-    boxes = fa.detect_boxes(small)
-    if not boxes and max(h, w) <= _worker["retry_max_side"]:
-        boxes = fa.detect_boxes(small, upsample=1)
-    return [fa.face_from_box(frame, box / scale, score) for box, score in boxes]
-
-
-def _analyse(path: str) -> dict:
-    """Detect, pick, landmark and embed the face of one image; failures become a reason."""
-    try:
-        frame = read_rgb_strict(Path(path))
-    except _BadImage as exc:
-        return {"reason": str(exc)}
-    try:
-        faces = _detect(frame)
-        if not faces:
-            return {"reason": "no face"}
-        face = _analyser().embed(frame, pick_face(faces, frame.shape))
-    except Exception as exc:  # one odd image must not end a long build; it is listed instead
-        log.exception("analysis failed on %s", path)
-        return {"reason": f"analysis error: {type(exc).__name__}: {exc}"}
-    return {
-        "reason": "",
-        "bbox": face.bbox,
-        "landmarks": face.landmarks,
-        "embedding": face.embedding,
-        "score": face.score,
-        "n_faces": len(faces),
-        "image_size": (frame.shape[1], frame.shape[0]),
-    }
-
-
-def _pack_chunk(items: Sequence[_Item], results: Sequence[dict]) -> dict[str, np.ndarray]:
-    n = len(items)
-    out = {
-        "sources": np.array([it.source for it in items]),
-        "reasons": np.array([r["reason"] for r in results]),
-        "bbox": np.zeros((n, 4), np.float32),
-        "landmarks": np.zeros((n, 68, 2), np.float32),
-        "embeddings": np.zeros((n, 128), np.float32),
-        "scores": np.zeros(n, np.float32),
-        "n_faces": np.zeros(n, np.int32),
-        "image_size": np.zeros((n, 2), np.int32),
-    }
-    for i, r in enumerate(results):
-        if not r["reason"]:
-            out["bbox"][i] = r["bbox"]
-            out["landmarks"][i] = r["landmarks"]
-            out["embeddings"][i] = r["embedding"]
-            out["scores"][i] = r["score"]
-            out["n_faces"][i] = r["n_faces"]
-            out["image_size"][i] = r["image_size"]
-    return out
-
-
-def _chunk_key(items: Sequence[_Item], cfg: BuildConfig) -> str:
-    stats = [(it.source, it.path.stat().st_size, it.path.stat().st_mtime_ns) for it in items]
-    blob = json.dumps([ANALYSIS_VERSION, cfg.detect_max_side, cfg.upsample_retry_max_side, stats])
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def _imap(pool, fn, args: Iterable, chunksize: int = 4) -> Iterator:
-    return pool.map(fn, args, chunksize=chunksize) if pool is not None else map(fn, args)
-
-
-def _analyse_all(
-    items: list[_Item], cache_dir: Path, cfg: BuildConfig, pool, bar
-) -> tuple[dict, int]:
-    """Analysis table aligned with items; chunks already in the cache are not recomputed."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    chunks = [items[i : i + cfg.chunk_images] for i in range(0, len(items), cfg.chunk_images)]
-    paths = [cache_dir / f"analysis_{_chunk_key(c, cfg)}.npz" for c in chunks]
-    pending = [i for i, p in enumerate(paths) if not p.is_file()]
-    todo = [it for i in pending for it in chunks[i]]
-    task = bar.add_task("analysing faces", total=len(items), completed=len(items) - len(todo))
-    results = _imap(pool, _analyse, [str(it.path) for it in todo])
-    start = time.perf_counter()
-    done = 0
-    for k, ci in enumerate(pending):
-        chunk_results = []
-        for _ in chunks[ci]:
-            chunk_results.append(next(results))
-            bar.advance(task)
-        write_npz(paths[ci], _pack_chunk(chunks[ci], chunk_results))
-        done += len(chunks[ci])
-        rate = done / max(time.perf_counter() - start, 1e-9)
-        log.info(
-            "analysed chunk %d/%d (%d/%d new images, %.1f img/s, about %.0f s left)",
-            k + 1,
-            len(pending),
-            done,
-            len(todo),
-            rate,
-            (len(todo) - done) / rate,
-        )
-    table: dict[str, list[np.ndarray]] = defaultdict(list)
-    for p in paths:
-        with np.load(p, allow_pickle=False) as z:
-            for name in z.files:
-                table[name].append(z[name])
-    merged = {name: np.concatenate(parts) for name, parts in table.items()}
-    if list(merged["sources"]) != [it.source for it in items]:
-        raise UserError(
-            f"analysis cache in {cache_dir} does not match the inputs: delete it and rebuild"
-        )
-    return merged, len(items) - len(todo)
-
-
-# ----------------------------------------------------------------------------- splits
-
-
-def _rank(name: str, salt: str) -> str:
-    return hashlib.sha256(f"{salt}:{name}".encode()).hexdigest()
-
-
-def split_identities(face_counts: Mapping[str, int], cfg: BuildConfig) -> dict[str, list[str]]:
-    """Deterministic identity split: hashes of the names order the identities.
-
-    Test takes the first `test_identities` with >= test_min_images faces (so evaluation has
-    pairs and triplets of unseen people); val the first `val_identities` of the rest with
-    >= val_min_images in a second hash order (one order for both would leave val only the
-    identities with exactly val_min_images faces); every other identity trains. Depends only
-    on names and counts, not on the order of inputs.
-    """
-    test_order = sorted(face_counts, key=lambda n: (_rank(n, cfg.split_salt), n))
-    test = [n for n in test_order if face_counts[n] >= cfg.test_min_images]
-    test = test[: cfg.test_identities]
-    val_order = sorted(face_counts, key=lambda n: (_rank(n, cfg.split_salt + ":val"), n))
-    held = set(test)
-    val = [n for n in val_order if n not in held and face_counts[n] >= cfg.val_min_images]
-    val = val[: cfg.val_identities]
-    taken = set(test) | set(val)
-    train = [n for n in test_order if n not in taken]
-    if not train:
-        raise UserError(
-            f"no identity left for training ({len(face_counts)} identities, "
-            f"{cfg.test_identities} test + {cfg.val_identities} val requested): lower them"
-        )
-    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
-
-
-def _centroids(identities: np.ndarray, embeddings: np.ndarray) -> dict[str, np.ndarray]:
-    sums: dict[str, np.ndarray] = {}
-    counts: Counter = Counter()
-    for name, emb in zip(identities, embeddings.astype(np.float64)):
-        sums[name] = sums.get(name, 0) + emb
-        counts[name] += 1
-    return {n: sums[n] / counts[n] for n in sums}
-
-
-def guard_leaks(
-    splits: dict[str, list[str]],
-    centroids: Mapping[str, np.ndarray],
-    held_out: Sequence[str],
-    threshold: float,
-) -> list[dict]:
-    """Move train/val identities that look like a held-out person into test (in place).
-
-    The same person can be filed under two names (LFW's Angelina_Jolie is deepface's id01,
-    LFW's Mireya_Moscoso is also Mireya_Elisa_Moscoso_Rodriguez). On the full build the mean
-    embeddings of such pairs lay 0.26-0.35 apart. dlib also crowds some different people that
-    close (several East Asian politicians in LFW), so a few look-alikes move too: harmless,
-    they only leave training. Duplicates with a single photo on one side are mostly missed.
-    """
-    held = [n for n in held_out if n in centroids]
-    if not held:
-        return []
-    held_mat = np.stack([centroids[n] for n in held])
-    moved = []
-    for split in ("train", "val"):
-        keep = []
-        for name in splits[split]:
-            d = np.linalg.norm(held_mat - centroids[name], axis=1)
-            j = int(np.argmin(d))
-            if d[j] < threshold:
-                dist = round(float(d[j]), 4)
-                moved.append(
-                    {"identity": name, "from": split, "nearest": held[j], "distance": dist}
-                )
-            else:
-                keep.append(name)
-        splits[split] = keep
-    splits["test"] = sorted(set(splits["test"]) | {m["identity"] for m in moved})
-    return moved
 
 
 # ----------------------------------------------------------------------------- crops

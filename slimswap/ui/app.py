@@ -10,123 +10,33 @@ accident.
 
 from __future__ import annotations
 
-import atexit
-import base64
-import functools
-import logging
-import os
-import re
-import shutil
-import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
-import numpy as np
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage reports leave the machine
 import gradio as gr
-from gradio.data_classes import Base64ImageData
+import numpy as np
 
 from slimswap import media
 from slimswap.errors import UserError
-from slimswap.face.analyser import FaceAnalyser
-from slimswap.live import FrameSwapper, frame_swapper, live_swapper
 from slimswap.options import BLENDS, MASKS, SwapOptions
-from slimswap.paths import EXAMPLES_DIR
 from slimswap.pipeline import swap_image, swap_video
 from slimswap.provenance import verify_file
-from slimswap.swap.registry import available_modes, load_swapper, resolve_mode
+from slimswap.ui.common import (
+    Engine,
+    default_mode,  # noqa: F401 (what the page runs, for its tests)
+    mode_choice,
+    page_message,
+    readable_errors,
+    ui_modes,
+)
+from slimswap.ui.live_tab import build_live_tab
 
-log = logging.getLogger(__name__)
-
-MODE_ORDER = ("quality", "lite", "classic")
-MODE_HELP = {
-    "quality": "quality: the large model (best likeness, slowest)",
-    "lite": "lite: the compressed model (fast on a CPU)",
-    "classic": "classic: landmark warp, no learned weights",
-}
 SELECTOR_HELP = "one: the largest face · many: every face · reference: the face you click below"
 
 
-def ui_modes() -> list[str]:
-    """Only the modes whose model files are installed (classic always is)."""
-    have = set(available_modes()) | {"classic"}
-    return [m for m in MODE_ORDER if m in have]
-
-
-def default_mode() -> str:
-    """What `--mode auto` picks on a CPU: the learned model the evaluation cleared, else classic."""
-    return resolve_mode("auto", "cpu")
-
-
-class Engine:
-    """What every request shares: one FaceAnalyser (dlib models load once), swappers by mode,
-    and a working folder for outputs. Requests run one at a time (the queue's concurrency
-    limit), so nothing here needs to be thread-safe beyond the swapper cache."""
-
-    def __init__(self, device: str = "cpu", workdir: Path | None = None) -> None:
-        self.device = device
-        self.analyser = FaceAnalyser()
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="slimswap-ui-"))
-        atexit.register(
-            shutil.rmtree, self.workdir, ignore_errors=True
-        )  # results were served from Gradio's cache
-        self._swappers: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    def swapper(self, mode: str):
-        mode = resolve_mode(mode, self.device)
-        with self._lock:
-            if mode not in self._swappers:
-                self._swappers[mode] = load_swapper(mode, self.device)
-            return self._swappers[mode]
-
-    def warm(self) -> None:
-        """Load the dlib models and the default swapper before the first click."""
-        image = media.read_image(EXAMPLES_DIR / "grace_hopper.jpg")
-        faces = self.analyser.detect(image)
-        if faces:
-            self.analyser.embed(image, faces[0])
-        self.swapper(default_mode())
-
-    def request_dir(self) -> Path:
-        path = self.workdir / f"{time.time_ns()}"
-        path.mkdir(parents=True)
-        return path
-
-
-def readable_errors(handler):
-    """UserError -> its message in the page; anything else -> a short message, traceback in the log."""
-
-    @functools.wraps(handler)
-    def wrapper(*args, **kwargs):
-        try:
-            return handler(*args, **kwargs)
-        except gr.Error:
-            raise
-        except UserError as err:
-            raise gr.Error(page_message(str(err)), title="Cannot swap") from None
-        except Exception as err:
-            log.exception("UI handler %s failed", handler.__name__)
-            raise gr.Error(
-                f"Something went wrong ({type(err).__name__}: {err}). The details are in the server log.",
-                title="Error",
-            ) from None
-
-    return wrapper
-
-
 # ------------------------------------------------------------------ pure helpers
-
-
-def page_message(message: str) -> str:
-    """A CLI message reworded for the page: upload paths shown by file name, CLI-only advice out."""
-    message = re.sub(r"(?:/[^/\s]+)*/[0-9a-f]{32,}/", "", message)  # Gradio's upload cache folders
-    return message.replace(
-        "; try --upsample 1 for small faces", "; faces under ~80 px or turned away are not found"
-    )
 
 
 def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
@@ -425,13 +335,7 @@ def build_app(engine: Engine) -> gr.Blocks:
                             info=SELECTOR_HELP,
                             elem_id="selector",
                         )
-                        mode = gr.Radio(
-                            modes,
-                            value=default_mode(),
-                            label="Mode",
-                            info=" · ".join(MODE_HELP[m] for m in modes),
-                            elem_id="mode",
-                        )
+                        mode = mode_choice(modes, engine.device, live=False, elem_id="mode")
                     with gr.Accordion("Mask and blend", open=False):
                         masks = gr.CheckboxGroup(
                             list(MASKS),
@@ -499,166 +403,36 @@ def build_app(engine: Engine) -> gr.Blocks:
     return demo
 
 
-# ------------------------------------------------------------------ the Live tab
+def launch(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    device: str = "cpu",
+    on_start: Callable[[str], None] | None = None,
+) -> None:
+    """Build, warm (models loaded before the first click) and serve the app until Ctrl-C.
 
-LIVE_STREAM_EVERY_S = 0.04  # the page sends a frame at most this often, and only once the
-# previous one came back, so a slow server gets fewer frames instead of a growing queue
-LIVE_DETECT_SCALE = 0.5  # as `slimswap live`: detect on a half-size copy (webcam faces are big)
-LIVE_FPS_WINDOW = 20  # frames the shown fps is averaged over
-LIVE_JPEG_QUALITY = 90  # swapped frames sent to the page (the watermark survives JPEG 50)
-
-
-def inline_jpeg(value: np.ndarray | None) -> Base64ImageData | None:
-    """An RGB frame as a JPEG data: URL, for gr.Image's page code to show as it is.
-
-    gr.Image saves every value it shows as a file in Gradio's cache, which is emptied only of
-    files older than a day: a live stream at 15 fps would leave over a gigabyte an hour there.
+    Never shared: no public link is made (share=False, whatever GRADIO_SHARE says), and
+    Gradio's own start-up text, which offers one, is off (quiet); `on_start(url)` is told
+    where the page is served once it listens, for the caller to say so.
     """
-    if value is None:
-        return None
-    bgr_frame = cv2.cvtColor(np.asarray(value), cv2.COLOR_RGB2BGR)
-    ok, jpeg = cv2.imencode(".jpg", bgr_frame, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY])
-    if not ok:
-        raise ValueError(f"cannot encode a {bgr_frame.shape} frame as JPEG")
-    return Base64ImageData(url="data:image/jpeg;base64," + base64.b64encode(jpeg).decode())
-
-
-class LiveSession:
-    """One page's live stream: the FrameSwapper for its source face and mode (tracks carry
-    from frame to frame), and when its recent frames came in (the fps shown)."""
-
-    def __init__(self, key: tuple[str, str], swap: FrameSwapper) -> None:
-        self.key = key
-        self.swap = swap
-        self.arrivals: list[float] = []
-        self.server_ms: list[float] = []
-
-    def frame(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
-        start = time.perf_counter()
-        out, faces = self.swap(rgb)
-        done = time.perf_counter()
-        self.arrivals = (self.arrivals + [start])[-LIVE_FPS_WINDOW:]
-        self.server_ms = (self.server_ms + [(done - start) * 1000])[-LIVE_FPS_WINDOW:]
-        span = self.arrivals[-1] - self.arrivals[0]
-        fps = (len(self.arrivals) - 1) / span if span > 0 else 0.0
-        what = "face swapped" if faces else "no face found: frame shown as it came"
-        return out, (
-            f"**{fps:.1f} fps** · {float(np.median(self.server_ms)):.0f} ms a frame on the "
-            f"server · {self.swap.swapper.name} · {what}"
-        )
-
-
-def build_live_tab(engine: Engine, modes: list[str]) -> None:
-    """The Live tab: the browser's webcam streamed to the server, each frame swapped
-    (slimswap.live.FrameSwapper, the same frame path as `slimswap live`) and sent back.
-
-    Frames stream through Gradio's streaming image input (`.stream`), one at a time. Live
-    streams have a queue of their own ("live"), so they do not block the Swap tab, an
-    analyser of their own, so a stream and a swap never share dlib's models at once, and
-    swappers of their own (ONNX Runtime on one thread, which suits one frame at a time).
-    """
-    analyser = FaceAnalyser()
-    swappers: dict[str, object] = {}  # by mode: ONNX on one thread (see live.live_swapper)
-    lock = threading.Lock()
-
-    def swapper_for(mode: str):
-        with lock:
-            if mode not in swappers:
-                swappers[mode] = live_swapper(mode, engine.device, torch_threads=False)
-            return swappers[mode]
-
-    @readable_errors
-    def on_live_frame(frame, source, mode, session):
-        if frame is None:
-            return gr.skip(), gr.skip(), session
-        if not source:
-            return None, "Upload a source face (left) to start swapping.", None
-        key = (str(source), str(mode))
-        if session is None or session.key != key:
-            try:
-                swap = frame_swapper(
-                    Path(source),
-                    swapper_for(mode),
-                    SwapOptions(),
-                    analyser,
-                    detect_scale=LIVE_DETECT_SCALE,
-                )
-            except UserError as err:
-                return None, f"Cannot swap: {page_message(str(err))}", None
-            session = LiveSession(key, swap)
-        out, status = session.frame(np.ascontiguousarray(frame))
-        return out, status, session
-
-    with gr.Tab("Live"):
-        gr.Markdown(
-            "Your webcam, swapped live: upload a source face, allow the camera, press "
-            "**Record**. Frames the server cannot keep up with are skipped. "
-            "Every frame shown carries the invisible slimswap watermark."
-        )
-        with gr.Row():
-            source = gr.Image(
-                label="Source face",
-                type="filepath",
-                sources=["upload"],
-                height=180,
-                scale=1,
-                elem_id="live-source",
-            )
-            with gr.Column(scale=2):
-                mode = gr.Radio(
-                    modes,
-                    value=default_mode(),
-                    label="Mode",
-                    info=" · ".join(MODE_HELP[m] for m in modes),
-                    elem_id="live-mode",
-                )
-                status = gr.Markdown("Not streaming.", elem_id="live-fps")
-        with gr.Row(equal_height=True):
-            camera = gr.Image(
-                label="Webcam",
-                sources=["webcam"],
-                streaming=True,
-                type="numpy",
-                webcam_options=gr.WebcamOptions(mirror=False),
-                height=420,
-                elem_id="live-camera",
-            )
-            swapped = gr.Image(
-                label="Swapped (synthetic)",
-                interactive=False,
-                height=420,
-                elem_id="live-output",
-            )
-            # frames go inline, not through the cache (a gr.Image subclass would do it too,
-            # but Gradio writes a .pyi stub beside the module of every Component subclass)
-            swapped.postprocess = inline_jpeg
-        session = gr.State(None)
-        camera.stream(
-            on_live_frame,
-            [camera, source, mode, session],
-            [swapped, status, session],
-            stream_every=LIVE_STREAM_EVERY_S,
-            concurrency_limit=1,
-            concurrency_id="live",
-            show_progress="hidden",
-        )
-
-
-def launch(host: str = "127.0.0.1", port: int = 7860, device: str = "cpu") -> None:
-    """Build, warm (models loaded before the first click) and serve the app until Ctrl-C."""
     engine = Engine(device=device)
     engine.warm()
     demo = build_app(engine)
     theme = gr.themes.Default(
         font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
     )
-    demo.queue(default_concurrency_limit=1).launch(
+    _, url, _ = demo.queue(default_concurrency_limit=1).launch(
         server_name=host,
         server_port=port,
+        share=False,
         allowed_paths=[str(engine.workdir)],
         show_error=False,
         theme=theme,
         footer_links=[],
-        quiet=False,
+        quiet=True,
         inbrowser=False,
+        prevent_thread_lock=True,
     )
+    if on_start is not None:
+        on_start(url)
+    demo.block_thread()

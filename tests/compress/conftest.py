@@ -14,29 +14,10 @@ from slimswap.swap.neural import to_model_input
 def bundled_faces(analyser):
     """(crops uint8 (N,256,256,3), descriptors (N,128), landmarks (N,68,2) in crop pixels,
     identity labels (N,)) of the two example photos and every 20th clip frame."""
-    from slimswap import media
-    from slimswap.face.align import align, transform_points
-    from slimswap.paths import EXAMPLES_DIR
+    from helpers import aligned_bundled_faces
 
-    frames = [
-        media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"),
-        media.read_image(EXAMPLES_DIR / "astronaut.png"),
-    ]
-    frames += [f for b in media.read_frames(EXAMPLES_DIR / "clip.mp4", 8) for f in b][::20]
-    crops, embs, lms = [], [], []
-    for frame in frames[:8]:
-        face = analyser.embed(frame, max(analyser.detect(frame), key=lambda f: f.area))
-        crop, affine = align(frame, face.kps, 256)
-        crops.append(crop)
-        embs.append(face.embedding)
-        lms.append(transform_points(face.landmarks, affine))
-    labels = np.array([0, 1] + [2] * (len(crops) - 2))
-    return (
-        np.stack(crops),
-        np.stack(embs).astype(np.float32),
-        np.stack(lms).astype(np.float32),
-        labels,
-    )
+    crops, embs, lms, labels = aligned_bundled_faces(analyser, 256)
+    return crops, embs, lms.astype(np.float32), labels
 
 
 def swap_dataset(bundled_faces, size: int):

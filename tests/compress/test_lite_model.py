@@ -30,20 +30,13 @@ def real_inputs(analyser) -> dict[str, np.ndarray]:
     """Aligned 256 px crops of real faces (bundled examples + clip frames), each swapped to
     the previous face: its identity, and the guide of that face warped onto this one."""
     import torch
-    from helpers import bundled_face_frames
+    from helpers import aligned_bundled_faces
 
-    from slimswap.face.align import align, transform_points
     from slimswap.face.warp import guide_for_crops
 
-    frames = bundled_face_frames(15)
-    crops, embs, lms = [], [], []
-    for frame in frames:
-        face = analyser.embed(frame, max(analyser.detect(frame), key=lambda f: f.area))
-        crop, affine = align(frame, face.kps, SIZE)
-        crops.append(crop)
-        embs.append(face.embedding)
-        lms.append(transform_points(face.landmarks, affine).astype(np.float32))
-    target = torch.from_numpy(to_model_input(np.stack(crops)))
+    crops, embs, lms, _ = aligned_bundled_faces(analyser, SIZE, clip_step=15)
+    lms = lms.astype(np.float32)
+    target = torch.from_numpy(to_model_input(crops))
     src = np.roll(np.arange(len(crops)), 1)
     guide = torch.cat(
         [
@@ -51,7 +44,7 @@ def real_inputs(analyser) -> dict[str, np.ndarray]:
             for i, j in enumerate(src)
         ]
     )
-    identity = np.stack(embs).astype(np.float32)[src]
+    identity = embs[src]
     return {"target": target.numpy(), "guide": guide.numpy(), "identity": identity}
 
 

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import box_face
 
 from slimswap.errors import UserError
-from slimswap.face.analyser import Face, embedding_distance
+from slimswap.face.analyser import embedding_distance
 from slimswap.face.select import iou, select_faces
-
-
-def _box_face(x0: float, y0: float, side: float = 100.0, score: float = 1.0) -> Face:
-    """A face known only by its box: enough for selection by size and for tracking."""
-    return Face(
-        bbox=np.array([x0, y0, x0 + side, y0 + side], np.float32),
-        landmarks=np.zeros((68, 2), np.float32),
-        kps=np.zeros((5, 2), np.float32),
-        score=score,
-    )
-
 
 # --- iou and one / many -------------------------------------------------------------------
 
@@ -33,9 +23,9 @@ def test_iou_of_known_boxes():
 
 def test_one_picks_the_largest_box_and_many_keeps_all():
     faces = [
-        _box_face(0, 0, 80, score=3.0),
-        _box_face(200, 0, 120, score=0.1),
-        _box_face(400, 0, 60),
+        box_face(0, 0, 80, score=3.0),
+        box_face(200, 0, 120, score=0.1),
+        box_face(400, 0, 60),
     ]
     assert select_faces(faces, "one") == [faces[1]]
     assert select_faces(faces, "many") == faces
@@ -43,7 +33,7 @@ def test_one_picks_the_largest_box_and_many_keeps_all():
 
 
 def test_bad_mode_and_missing_reference_are_user_errors():
-    faces = [_box_face(0, 0)]
+    faces = [box_face(0, 0)]
     with pytest.raises(UserError, match="mode"):
         select_faces(faces, "largest")
     with pytest.raises(UserError, match="reference"):
@@ -124,4 +114,4 @@ def test_reference_in_a_crowded_selfie_is_not_the_largest_face(
 
 def test_reference_without_embeddings_or_embed_callable_is_a_bug():
     with pytest.raises(ValueError, match="embed"):
-        select_faces([_box_face(0, 0)], "reference", np.zeros(128, np.float32))
+        select_faces([box_face(0, 0)], "reference", np.zeros(128, np.float32))

@@ -8,22 +8,12 @@ import av
 import cv2
 import numpy as np
 import pytest
+from helpers import box_face
 
 from slimswap.errors import UserError
 from slimswap.face.analyser import Face, box_from_landmarks, kps_from_landmarks
 from slimswap.face.select import iou
 from slimswap.face.track import DetectionSchedule, FaceTracker
-
-
-def _box_face(x0: float, y0: float, side: float = 100.0, score: float = 1.0) -> Face:
-    """A face known only by its box: enough for tracking."""
-    return Face(
-        bbox=np.array([x0, y0, x0 + side, y0 + side], np.float32),
-        landmarks=np.zeros((68, 2), np.float32),
-        kps=np.zeros((5, 2), np.float32),
-        score=score,
-    )
-
 
 # --- tracking -------------------------------------------------------------------------------
 
@@ -36,7 +26,7 @@ def test_two_faces_crossing_keep_their_ids(speed, dy):
     tracker = FaceTracker()
     ids_a, ids_b = [], []
     for t in range(400 // speed + 1):
-        a, b = _box_face(100 + speed * t, 50), _box_face(500 - speed * t, 50 + dy)
+        a, b = box_face(100 + speed * t, 50), box_face(500 - speed * t, 50 + dy)
         order = [b, a] if t % 3 else [a, b]  # detector order changes from frame to frame
         tracks = tracker.update(order)
         by_face = {id(f): tr.id for f, tr in zip(order, tracks)}
@@ -48,22 +38,22 @@ def test_two_faces_crossing_keep_their_ids(speed, dy):
 
 def test_tracks_survive_short_gaps_and_end_after_long_ones():
     tracker = FaceTracker(max_missed=3)
-    (first,) = tracker.update([_box_face(100, 100)])
+    (first,) = tracker.update([box_face(100, 100)])
     for _ in range(3):
         tracker.update([])
-    (same,) = tracker.update([_box_face(102, 100)])
+    (same,) = tracker.update([box_face(102, 100)])
     assert same.id == first.id and same.hits == 2
     for _ in range(4):
         tracker.update([])
-    (new,) = tracker.update([_box_face(102, 100)])
+    (new,) = tracker.update([box_face(102, 100)])
     assert new.id != first.id
 
 
 def test_track_keeps_the_embedding_between_frames():
     tracker = FaceTracker()
-    face = _box_face(0, 0).with_embedding(np.ones(128))
+    face = box_face(0, 0).with_embedding(np.ones(128))
     tracker.update([face])
-    (track,) = tracker.update([_box_face(3, 0)])  # next frame: no embedding computed
+    (track,) = tracker.update([box_face(3, 0)])  # next frame: no embedding computed
     assert track.embedding is not None and track.embedding.sum() == 128
 
 
@@ -71,7 +61,7 @@ def test_detection_schedule_detects_every_k_frames_and_when_lost():
     schedule, tracker = DetectionSchedule(every=4), FaceTracker()
     assert schedule.should_detect(0, tracker)
     assert schedule.should_detect(1, tracker)  # nothing tracked yet
-    tracker.update([_box_face(0, 0)])
+    tracker.update([box_face(0, 0)])
     assert [schedule.should_detect(i, tracker) for i in range(1, 9)] == [
         False,
         False,

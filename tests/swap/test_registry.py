@@ -182,3 +182,38 @@ def test_auto_picks_only_a_learned_model_that_met_its_targets(models_copy):
     for mode in ("quality", "lite"):  # lite is preferred once it qualifies
         _edit_entry(models_copy, next(e["name"] for e in learned if e["mode"] == mode), auto=True)
         assert resolve_mode("auto", "cpu") == mode
+
+
+def test_auto_choice_names_the_model_and_why_for_each_use(models_copy):
+    """One source for what `auto` means: the mode, the listed file that runs and the reason,
+    for swap and for live, which on a CPU takes lite where it is installed."""
+    from slimswap.swap.registry import WHY_CLASSIC, WHY_CLEARED, WHY_LIVE_CPU, auto_choice
+
+    data = json.loads((models_copy / "MANIFEST").read_text())
+    for e in data["models"]:
+        e["auto"] = e["name"] == "teacher_256"
+    (models_copy / "MANIFEST").write_text(json.dumps(data))
+    swap = auto_choice("cpu")
+    assert (swap.mode, swap.model, swap.reason) == ("quality", "teacher_256_fp32", WHY_CLEARED)
+    assert swap.line() == f"auto on this machine (cpu): quality (teacher_256_fp32) - {WHY_CLEARED}"
+    live = auto_choice("cpu", live=True)
+    assert (live.mode, live.model, live.reason) == ("lite", "lite_256_fp32", WHY_LIVE_CPU)
+    assert auto_choice("cuda", live=True).mode == "quality"  # a GPU keeps pace with quality
+    assert resolve_mode("auto", "cpu", live=True) == "lite"
+    _edit_entry(models_copy, "teacher_256", auto=False)
+    assert (auto_choice("cpu").mode, auto_choice("cpu").reason) == ("classic", WHY_CLASSIC)
+
+
+def test_live_swapper_comes_from_the_registry_on_one_thread():
+    import torch
+
+    from slimswap.live import live_swapper
+    from slimswap.swap.neural import OnnxSwapper
+
+    threads = torch.get_num_threads()
+    try:
+        swapper = live_swapper("lite", "cpu")
+        assert isinstance(swapper, OnnxSwapper) and swapper.name == pick_entry("lite", "cpu").name
+        assert swapper.session.get_session_options().intra_op_num_threads == 1
+    finally:
+        torch.set_num_threads(threads)

@@ -227,7 +227,7 @@ def test_split_depends_on_names_not_order():
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> Path:
     """Two short talking-head clips: one to train on, one the data build holds out (d10)."""
-    from slimswap.evaluate.bench import trim_video
+    from slimswap.evaluate.bench_e2e import trim_video
     from slimswap.paths import EXAMPLES_DIR
 
     folder = tmp_path_factory.mktemp("clips")

@@ -19,27 +19,12 @@ TINY = SwapGeneratorConfig(resolution=64, widths=(8, 8, 16, 16, 16), n_blocks=1)
 @pytest.fixture(scope="module")
 def real_faces():
     """Aligned 128px crops of the bundled faces (two photos + clip frames) with dlib data."""
-    from helpers import bundled_face_frames
+    from helpers import aligned_bundled_faces
 
-    from slimswap.face.align import align, transform_points
     from slimswap.face.analyser import FaceAnalyser
 
-    fa = FaceAnalyser()
-    frames = bundled_face_frames(20)
-    crops, embs, lms = [], [], []
-    for frame in frames:
-        face = fa.embed(frame, max(fa.detect(frame), key=lambda f: f.area))
-        crop, affine = align(frame, face.kps, 128)
-        crops.append(crop)
-        embs.append(face.embedding)
-        lms.append((transform_points(face.landmarks, affine) + 0.5) / 128)
-    labels = np.array([0, 1] + [2] * (len(frames) - 2))
-    return (
-        np.stack(crops),
-        np.stack(embs).astype(np.float32),
-        np.stack(lms).astype(np.float32),
-        labels,
-    )
+    crops, embs, lms, labels = aligned_bundled_faces(FaceAnalyser(), 128)
+    return crops, embs, ((lms + 0.5) / 128).astype(np.float32), labels
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,6 @@ playwright); the tests skip with the reason without them.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -68,40 +63,10 @@ def launch_chromium(playwright):
     return launch
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(playwright, artifacts):
     """`slimswap ui` in a subprocess, as a user starts it; its log lands in the artefacts."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/"
-    with open(artifacts / "ui_server.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "slimswap.cli", "ui", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.time() + 90
-            while True:
-                try:
-                    urllib.request.urlopen(url, timeout=1).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.time() > deadline:
-                        raise RuntimeError(
-                            f"slimswap ui did not start; see {artifacts / 'ui_server.log'}"
-                        ) from None
-                    time.sleep(0.25)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    from helpers import ui_server
+
+    with ui_server(artifacts / "ui_server.log") as url:
+        yield url
