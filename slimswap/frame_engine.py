@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -266,6 +267,7 @@ def _prefetch(it: Iterator, depth: int, timer_seconds: dict, stage: str) -> Iter
 class EngineReport:
     frames: int = 0
     faces: int = 0
+    frames_with_faces: int = 0
     seconds: float = 0.0
     stage_seconds: dict | None = None  # host-thread seconds per stage (decode/marks/encode overlap)
 
@@ -354,6 +356,7 @@ def swap_video_device(
                 )
                 report.frames += len(out)
                 report.faces += sum(len(fs) for fs in chosen)
+                report.frames_with_faces += sum(1 for fs in chosen if fs)
                 if failure:
                     raise failure[0]
                 if on_progress is not None:
@@ -367,3 +370,58 @@ def swap_video_device(
     report.seconds = time.perf_counter() - start
     report.stage_seconds = stages
     return report
+
+
+def applies(swapper, options: SwapOptions) -> bool:
+    """Whether `slimswap swap` runs a video on this path: a torch model on a CUDA device and
+    options it supports (else the OpenCV path runs, as on a CPU)."""
+    from slimswap.swap.neural import TorchSwapper
+
+    if not isinstance(swapper, TorchSwapper) or swapper.device.type != "cuda":
+        return False
+    try:
+        check_supported(options, options.face_selector)
+    except UserError:
+        return False
+    return options.detector == "mediapipe"
+
+
+def swap_video_file(
+    source,
+    target: Path,
+    output: Path,
+    swapper,
+    options: SwapOptions,
+    on_progress: Callable[[int, int], None] | None = None,
+):
+    """`pipeline.swap_video` on the device path: same checks, labels, atomic output, report."""
+    from slimswap import media, pipeline
+
+    start = time.perf_counter()
+    output, signer = pipeline._prepare(source, target, output, swapper, options)
+    info = media.probe_video(target)
+    engine = FrameEngine(swapper, options)
+    image = media.read_image(source) if isinstance(source, str | Path) else np.asarray(source)
+    identity = engine.identity(image)
+    metadata = pipeline.provenance_metadata(swapper) if options.label else None
+    sign = signer.sign_file if signer else None
+    rep = swap_video_device(
+        engine,
+        identity,
+        media.read_frames(target, options.batch_size),
+        info.frame_count,
+        options,
+        lambda: media.VideoWriter(output, info, target, metadata=metadata, sign=sign),
+        on_progress=on_progress,
+    )
+    return pipeline.SwapReport(
+        output=output,
+        kind="video",
+        frames=rep.frames,
+        frames_swapped=rep.frames_with_faces,
+        frames_without_face=rep.frames - rep.frames_with_faces,
+        faces_swapped=rep.faces,
+        seconds=time.perf_counter() - start,
+        stage_seconds=dict(rep.stage_seconds or {}),
+        swapper=swapper.name,
+    )

@@ -344,7 +344,15 @@ def swap_video(
     analyser: FaceAnalyser | None = None,
     on_progress: Progress | None = None,
 ) -> SwapReport:
-    """Swap faces through a whole video; frames without a (selected) face pass unchanged."""
+    """Swap faces through a whole video; frames without a (selected) face pass unchanged.
+
+    A torch model on a CUDA GPU runs the device frame path (`frame_engine`: frames stay on
+    the GPU from upload to paste-back) where the options allow it; everything else runs here.
+    """
+    from slimswap import frame_engine
+
+    if frame_engine.applies(swapper, options):
+        return frame_engine.swap_video_file(source, target, output, swapper, options, on_progress)
     start, timer = time.perf_counter(), StageTimer()
     output, signer = _prepare(source, target, output, swapper, options)
     info = media.probe_video(target)

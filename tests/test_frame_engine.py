@@ -120,3 +120,17 @@ def test_engine_on_cuda_matches_the_cpu_engine(frames):
     b = gpu.download(gpu.swap(gpu.upload(frames), faces, identity))
     for x, y in zip(a, b):
         assert np.abs(x.astype(int) - y).mean() < 0.3
+
+
+def test_swap_command_takes_the_device_path_only_for_a_cuda_torch_model():
+    from slimswap.frame_engine import applies
+    from slimswap.options import SwapOptions
+
+    cpu_torch = load_swapper("lite_256", "cpu")
+    assert not applies(cpu_torch, SwapOptions())  # a CPU keeps the OpenCV path
+    assert not applies(load_swapper("lite", "cpu"), SwapOptions())  # ONNX Runtime: not torch
+    if torch.cuda.is_available():
+        gpu = load_swapper("lite", "cuda")
+        assert applies(gpu, SwapOptions())
+        assert not applies(gpu, SwapOptions(blend="poisson"))
+        assert not applies(gpu, SwapOptions(detector="dlib"))

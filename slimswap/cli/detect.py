@@ -37,7 +37,7 @@ def detect(
             media.check_output_path(draw, overwrite)
         frame = media.read_image(image)
         analyser = FaceAnalyser(upsample=upsample, detector=detector)
-        faces = analyser.detect(frame)
+        faces = analyser.detect_image(frame)  # down to ~24 px faces (tiles) by default
         if embeddings:
             faces = [analyser.embed(frame, f) for f in faces]
         if draw is not None:
