@@ -129,9 +129,21 @@ def swap_frames(
     swapped in one swapper call (a GPU sees a batch), then masked, colour-matched and pasted
     back, once, here: the mask is the paste options' (box, area), narrowed by the swapper's
     own `blend_masks(landmarks, size)` where it has one (the classic warp). Frames without
-    faces come back as they are.
+    faces come back as they are. The two halves are `swap_crops` and `paste_crops` (the live
+    loop runs them on two threads, one frame apart).
     """
-    paste = paste or PasteOptions()
+    jobs, swapped = swap_crops(frames, faces, swapper, identity, timer)
+    return paste_crops(frames, jobs, swapped, swapper, paste, timer)
+
+
+def swap_crops(
+    frames: Sequence[np.ndarray],
+    faces: Sequence[Sequence[Face]],
+    swapper: Swapper,
+    identity: SourceIdentity,
+    timer: Timer = no_timer,
+) -> tuple[list[_Job], np.ndarray | None]:
+    """Every given face aligned and swapped (one swapper call): the jobs and their swaps."""
     size = swapper.resolution
     jobs: list[_Job] = []
     with timer("align"):
@@ -144,14 +156,30 @@ def swap_frames(
                     mesh = transform_points(face.mesh[:, :2], affine).astype(np.float32)
                 jobs.append(_Job(i, crop, affine, lm, mesh))
     if not jobs:
-        return list(frames)
+        return jobs, None
     with timer("swap"):
         swapped = swapper.swap(
             np.stack([j.crop for j in jobs]),
             identity,
             target_landmarks=np.stack([j.landmarks for j in jobs]),
         )
+    return jobs, swapped
+
+
+def paste_crops(
+    frames: Sequence[np.ndarray],
+    jobs: Sequence[_Job],
+    swapped: np.ndarray | None,
+    swapper: Swapper,
+    paste: PasteOptions | None = None,
+    timer: Timer = no_timer,
+) -> list[np.ndarray]:
+    """The frames with `swap_crops`'s swaps masked, colour-matched and pasted back."""
+    paste = paste or PasteOptions()
     out = list(frames)
+    if not jobs:
+        return out
+    size = swapper.resolution
     with timer("paste"):
         own = getattr(swapper, "blend_masks", None)  # a swapper may narrow the mask
         narrow = own(np.stack([j.landmarks for j in jobs]), size) if own is not None else None

@@ -68,6 +68,7 @@ for command in (
     ui.ui,
 ):
     app.command()(command)
+app.command("bench-video")(bench.bench_video)
 app.add_typer(data.app, name="data")
 app.add_typer(compress.app, name="compress")
 app.add_typer(train.app, name="train")

@@ -72,3 +72,46 @@ def bench(
         fail(str(err))
     print(paths["md"].read_text().split("\n![")[0])
     print(paths["md"])
+
+
+def bench_video(
+    video: Path = typer.Argument(..., help="The video to run end to end (decode to encoded file)."),
+    source: Path = typer.Option(
+        Path("examples/grace_hopper.jpg"),
+        "--source",
+        "-s",
+        help="Source face photo (or an .npz identity).",
+    ),
+    mode: str = typer.Option("lite", "--mode", "-m", help="quality, lite or a listed model name."),
+    device: str = typer.Option(
+        "cpu", "--device", help="cpu or cuda (the device frame path runs on either)."
+    ),
+    batch: int = typer.Option(16, "--batch", help="Frames per device batch."),
+    precision: str = typer.Option("fp16", "--precision", help="fp32, fp16 or bf16 (torch models)."),
+    repeat: int = typer.Option(1, "--repeat", help="Play a short clip this many times over."),
+    clips: str = typer.Option(
+        "1", "--clips", help="Comma list: copies of the video run at once (total fps)."
+    ),
+    paths: str = typer.Option(
+        "reference,host,device",
+        "--paths",
+        help="Rows: reference (decode+encode), host (OpenCV), device (torch).",
+    ),
+    watermark: bool = typer.Option(
+        True, "--watermark/--no-watermark", help="Embed the invisible marks."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Folder for e2e.json."),
+) -> None:
+    """End to end on one video: per-stage ms and fps of each frame path, against a plain
+    decode + encode of the same video (the ratio says what the swap costs)."""
+    from slimswap.evaluate.bench_frame_path import run
+    from slimswap.evaluate.report import command_line
+
+    try:
+        run(
+            video, source, mode, device, batch, precision, repeat,
+            tuple(int(c) for c in clips.split(",")), tuple(paths.split(",")), watermark, out,
+            command_line(),
+        )  # fmt: skip
+    except (UserError, ValueError) as err:
+        fail(str(err))

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
@@ -30,6 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from slimswap import media
+from slimswap.errors import UserError
+
+DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "grace_hopper.jpg"
 
 
 def repeated_frames(path: Path, batch: int, repeat: int) -> Iterator[list[np.ndarray]]:
@@ -172,13 +176,74 @@ def host_path(video: Path, source: Path, mode: str, batch: int, repeat: int, tmp
     }
 
 
+def run(
+    video: Path,
+    source: Path = DEFAULT_SOURCE,
+    mode: str = "lite",
+    device: str = "cpu",
+    batch: int = 16,
+    precision: str = "fp16",
+    repeat: int = 1,
+    clips: tuple[int, ...] = (1,),
+    paths: tuple[str, ...] = ("reference", "device"),
+    watermark: bool = True,
+    out: Path | None = None,
+    command: str = "",
+) -> dict:
+    """The rows (see the module docstring); prints them and writes <out>/e2e.json."""
+    if not Path(video).is_file():
+        raise UserError(f"video not found: {video}")
+    info = media.probe_video(video)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="slimswap-e2e-") as d:
+        tmp = Path(d)
+        if "reference" in paths:
+            rows.append(reference(video, batch, repeat, tmp / "ref.mp4"))
+        if "host" in paths:
+            rows.append(host_path(video, source, mode, batch, repeat, tmp))
+        if "device" in paths:
+            for n in clips:
+                rows.append(
+                    device_path(
+                        video, source, mode, device, batch, precision, repeat, n, tmp, watermark
+                    )
+                )
+    ref = next((r for r in rows if r["path"] == "decode+encode"), None)
+    for r in rows:
+        if ref is not None and r is not ref:
+            r["ratio_to_decode_encode"] = (r["seconds"] / r["frames"]) / (
+                ref["seconds"] / ref["frames"]
+            )
+    result = {
+        "video": f"{Path(video).name} {info.width}x{info.height}, {info.frame_count} frames x {repeat}",
+        "command": command,
+        "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()}",
+        "rows": rows,
+    }
+    import torch
+
+    result["torch"] = torch.__version__
+    if torch.cuda.is_available():
+        result["gpu"] = torch.cuda.get_device_name(0)
+    for r in rows:
+        stages = "  ".join(f"{k} {v:.2f}" for k, v in r.get("stage_ms_per_frame", {}).items())
+        ratio = r.get("ratio_to_decode_encode")
+        print(
+            f"{r['path']:60s} {r['frames']:5d} frames {r['fps']:8.1f} fps"
+            + (f"  x{ratio:.2f} of decode+encode" if ratio else "")
+            + (f"\n    ms/frame: {stages}" if stages else "")
+        )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "e2e.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("video", type=Path)
     ap.add_argument(
-        "--source",
-        type=Path,
-        default=Path(__file__).resolve().parents[2] / "examples" / "grace_hopper.jpg",
+        "--source", type=Path, default=DEFAULT_SOURCE, help="photo, or .npz (save_identity)"
     )
     ap.add_argument("--mode", default="lite")
     ap.add_argument("--device", default="cpu")
@@ -189,64 +254,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--paths", default="reference,device")
     ap.add_argument("--no-watermark", action="store_true")
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
-    info = media.probe_video(args.video)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="slimswap-e2e-") as d:
-        tmp = Path(d)
-        paths = args.paths.split(",")
-        if "reference" in paths:
-            rows.append(reference(args.video, args.batch, args.repeat, tmp / "ref.mp4"))
-        if "host" in paths:
-            rows.append(host_path(args.video, args.source, args.mode, args.batch, args.repeat, tmp))
-        if "device" in paths:
-            for clips in (int(c) for c in args.clips.split(",")):
-                rows.append(
-                    device_path(
-                        args.video,
-                        args.source,
-                        args.mode,
-                        args.device,
-                        args.batch,
-                        args.precision,
-                        args.repeat,
-                        clips,
-                        tmp,
-                        not args.no_watermark,
-                    )
-                )
-    ref = next((r for r in rows if r["path"] == "decode+encode"), None)
-    for r in rows:
-        if ref is not None and r is not ref:
-            r["ratio_to_decode_encode"] = (r["seconds"] / r["frames"]) / (
-                ref["seconds"] / ref["frames"]
-            )
-    result = {
-        "video": f"{args.video.name} {info.width}x{info.height}, {info.frame_count} frames x {args.repeat}",
-        "command": "python -m slimswap.evaluate.bench_frame_path " + " ".join(argv or []),
-        "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()}",
-        "rows": rows,
-    }
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            result["gpu"] = torch.cuda.get_device_name(0)
-        result["torch"] = torch.__version__
-    except ImportError:
-        pass
-    for r in rows:
-        stages = "  ".join(f"{k} {v:.2f}" for k, v in r.get("stage_ms_per_frame", {}).items())
-        ratio = r.get("ratio_to_decode_encode")
-        print(
-            f"{r['path']:60s} {r['frames']:5d} frames {r['fps']:8.1f} fps"
-            + (f"  x{ratio:.2f} of decode+encode" if ratio else "")
-            + (f"\n    ms/frame: {stages}" if stages else "")
-        )
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "e2e.json").write_text(json.dumps(result, indent=1))
-    return result
+    a = ap.parse_args(argv)
+    return run(
+        a.video, a.source, a.mode, a.device, a.batch, a.precision, a.repeat,
+        tuple(int(c) for c in a.clips.split(",")), tuple(a.paths.split(",")),
+        not a.no_watermark, a.out,
+        "python -m slimswap.evaluate.bench_frame_path " + " ".join(argv or sys.argv[1:]),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from slimswap.face.analyser import Face, FaceAnalyser
 from slimswap.face.select import iou
 from slimswap.face.track import Timer, VideoFaces, no_timer
 from slimswap.options import Picture, SwapOptions
-from slimswap.pipeline import _who, swap_frames
+from slimswap.pipeline import _who, paste_crops, swap_crops
 from slimswap.provenance import embed_watermark
 from slimswap.swap.base import SourceIdentity, Swapper
 from slimswap.swap.registry import load_swapper
@@ -90,9 +90,20 @@ class FrameSwapper:
 
     def __call__(self, frame: np.ndarray, timer: Timer = no_timer) -> tuple[np.ndarray, list[Face]]:
         """(the swapped, watermarked frame, the faces swapped in it)."""
+        return self.back(self.front(frame, timer), timer)
+
+    def front(self, frame: np.ndarray, timer: Timer = no_timer) -> tuple:
+        """The first half of a frame: faces found, aligned and swapped (the model's work)."""
         faces = self.faces(self.index, frame, timer)
         self.index += 1
-        (out,) = swap_frames([frame], [faces], self.swapper, self.identity, self.paste, timer)
+        jobs, swapped = swap_crops([frame], [faces], self.swapper, self.identity, timer)
+        return frame, faces, jobs, swapped
+
+    def back(self, state: tuple, timer: Timer = no_timer) -> tuple[np.ndarray, list[Face]]:
+        """The second half: paste-back and the watermark. `live_loop` runs it on another
+        thread than `front`, one frame behind, so both CPU cores work on the stream."""
+        frame, faces, jobs, swapped = state
+        (out,) = paste_crops([frame], jobs, swapped, self.swapper, self.paste, timer)
         with timer("watermark"):
             out = embed_watermark(out, [f.kps for f in faces])
         return out, faces

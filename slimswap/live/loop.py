@@ -4,6 +4,7 @@ latency and throughput (LiveStats), stop on Ctrl-C, the end of the input or a ti
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import sys
 import threading
@@ -169,6 +170,84 @@ def stop_on_sigint(
         signal.signal(signal.SIGINT, previous)
 
 
+def _stopped(capture: Capture, stop: threading.Event, deadline: float | None) -> str:
+    if stop.is_set():
+        return "interrupted"
+    if deadline is not None and time.perf_counter() >= deadline:
+        return "time limit"
+    if capture.slot.finished:
+        return "end of input"
+    return ""
+
+
+def _swapped(
+    capture: Capture,
+    first: CapturedFrame,
+    swap,
+    stop: threading.Event,
+    deadline: float | None,
+    stats: LiveStats,
+) -> Iterator[tuple[CapturedFrame, StageTimer, tuple[np.ndarray, list[Face]]]]:
+    """(frame, its stage times, (swapped frame, faces)) for the newest frames, in order.
+
+    A swap with two halves (`FrameSwapper.front`/`back`) runs them on two threads, one frame
+    apart: while this thread pastes and marks frame n (and the caller shows it), a worker
+    finds the faces of frame n+1 and runs the model on them. On a 2-core CPU each half has
+    a core, so the loop runs at the pace of the slower half instead of their sum; a frame
+    still passes through both, so its latency is the sum. Anything else runs in this thread.
+    Sets stats.stopped_by when the input ends or the loop is stopped or out of time.
+    """
+    if not hasattr(swap, "front"):
+        frame: CapturedFrame | None = first
+        while True:
+            if frame is not None:
+                timer = StageTimer()
+                yield frame, timer, swap(frame.rgb, timer)
+            if reason := _stopped(capture, stop, deadline):
+                stats.stopped_by = reason
+                return
+            frame = capture.slot.take(0.1)
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    end = object()
+    halt = threading.Event()  # the consumer stopped early (window closed, an error)
+
+    def produce() -> None:
+        frame: CapturedFrame | None = first
+        try:
+            while not halt.is_set():
+                if frame is not None:
+                    timer = StageTimer()
+                    handoff.put((frame, timer, swap.front(frame.rgb, timer)))
+                    handoff.join()  # the next frame is taken only once this one is: fresh
+                if reason := _stopped(capture, stop, deadline):
+                    stats.stopped_by = reason
+                    break
+                frame = capture.slot.take(0.1)
+        except BaseException as exc:  # noqa: BLE001 (raised in the consumer's thread)
+            handoff.put(exc)
+            return
+        handoff.put(end)
+
+    worker = threading.Thread(target=produce, name="live-front", daemon=True)
+    worker.start()
+    try:
+        while (item := handoff.get()) is not end:
+            handoff.task_done()
+            if isinstance(item, BaseException):
+                raise item
+            frame, timer, state = item
+            yield frame, timer, swap.back(state, timer)
+    finally:
+        halt.set()
+        while worker.is_alive():  # let a producer blocked on the hand-off finish
+            try:
+                handoff.get(timeout=0.05)
+                handoff.task_done()
+            except queue.Empty:
+                pass
+        worker.join()
+
+
 def live_loop(
     source: FrameSource,
     swap: Callable[[np.ndarray, Timer], tuple[np.ndarray, list[Face]]],
@@ -201,31 +280,18 @@ def live_loop(
         if on_start is not None:
             on_start()
         deadline = time.perf_counter() + seconds if seconds > 0 else None
-        frame: CapturedFrame | None = first
         last_status = 0.0
-        while True:
-            if frame is not None:
-                timer = StageTimer()
-                out, faces = swap(frame.rgb, timer)
-                with timer("output"):
-                    keep = sink.show(out, frame, meter.status())
-                meter.add(frame, timer, len(faces), time.perf_counter())
-                if not keep:
-                    stats.stopped_by = "window closed"
-                    break
-                if on_status is not None and meter.last_output - last_status >= 1.0:
-                    last_status = meter.last_output
-                    on_status(meter.status())
-            if stop.is_set():
-                stats.stopped_by = "interrupted"
+        for frame, timer, result in _swapped(capture, first, swap, stop, deadline, stats):
+            out, faces = result
+            with timer("output"):
+                keep = sink.show(out, frame, meter.status())
+            meter.add(frame, timer, len(faces), time.perf_counter())
+            if not keep:
+                stats.stopped_by = "window closed"
                 break
-            if deadline is not None and time.perf_counter() >= deadline:
-                stats.stopped_by = "time limit"
-                break
-            if capture.slot.finished:
-                stats.stopped_by = "end of input"
-                break
-            frame = capture.slot.take(0.1)
+            if on_status is not None and meter.last_output - last_status >= 1.0:
+                last_status = meter.last_output
+                on_status(meter.status())
         if capture.error is not None:
             raise capture.error
         if not meter.latencies:
