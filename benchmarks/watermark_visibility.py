@@ -40,6 +40,7 @@ from slimswap.evaluate import report
 from slimswap.evaluate.watermark import (
     BLOTCH_SIGMA,
     DARK_MEAN,
+    DARK_STD,
     FLAT_STD,
     VIS_BLOCK,
     mark_visibility,
@@ -172,8 +173,8 @@ def markdown(runs: dict) -> str:
     ]  # fmt: skip
     return (
         "# Watermark visibility (issue 24)\n\n"
-        f"Flat/dark block: {VIS_BLOCK}x{VIS_BLOCK} luma block with std < {FLAT_STD:g} or mean "
-        f"< {DARK_MEAN:g} grey levels. Blotch: RMS over the block of the luma change low-passed "
+        f"Flat/dark block: {VIS_BLOCK}x{VIS_BLOCK} luma block with std < {FLAT_STD:g}, or mean "
+        f"< {DARK_MEAN:g} and std < {DARK_STD:g} grey levels. Blotch: RMS over the block of the luma change low-passed "
         f"with a Gaussian of sigma {BLOTCH_SIGMA:g} px (grey levels). Medians and worst cases "
         "over the images of each set; `both` is what an output carries (frame mark + face "
         "mark on every face found).\n\n"

@@ -38,12 +38,15 @@ from slimswap.provenance.watermark import embed_watermark, find_faces, read_wate
 # --------------------------------------------------------------- visibility (issue 24)
 # A 16x16 luma block is "flat" when its std is under FLAT_STD grey levels: nothing there
 # masks a change (contrast masking needs a masker well above its own threshold of ~1-2
-# levels; the bundled clip's grey wall measures 0.2-1.2, its hair 3-7, skin texture 2-6).
-# It is "dark" when its mean is under DARK_MEAN: shadows and dark hair, where the eye adapted
-# to the dark sees a change of 1-2 levels as a blotch (the issue's mottled hair, mean 35-47).
+# levels; the bundled clip's grey wall measures 0.2-1.2, its cheeks 1-3). It is "dark" when
+# its mean is under DARK_MEAN and its std under DARK_STD: shadows and dark hair, where the eye
+# adapted to the dark sees a change of 1-2 levels as a blotch (the issue's mottled hair: mean
+# 35-47, std 3-7). A block with a mean under DARK_MEAN and a larger std is an edge or strong
+# texture (half of it bright, or hair with highlights), which masks the change.
 VIS_BLOCK = 16
 FLAT_STD = 3.0
 DARK_MEAN = 64.0
+DARK_STD = 10.0
 # Blotches are coherent low-frequency change: the change is low-passed with a Gaussian of
 # this sigma (keeps structures of ~8 px and more, the size of the marks' 8x8 blocks; drops
 # pixel-level rounding noise, which the eye does not see as a blotch), then taken as an RMS
@@ -65,7 +68,8 @@ def _blocks(a: np.ndarray) -> np.ndarray:
 def flat_dark_blocks(rgb: np.ndarray) -> np.ndarray:
     """(by, bx) bool: the 16x16 blocks of an RGB image that are flat or dark (see FLAT_STD)."""
     blocks = _blocks(_luma(rgb))
-    return (blocks.std(-1) < FLAT_STD) | (blocks.mean(-1) < DARK_MEAN)
+    std = blocks.std(-1)
+    return (std < FLAT_STD) | ((blocks.mean(-1) < DARK_MEAN) & (std < DARK_STD))
 
 
 @dataclass(frozen=True)
