@@ -116,7 +116,7 @@ def git_commit() -> str:
             ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
         ).stdout.strip()
 
-    dirty = bool(git("status", "--porcelain", "--", "slimswap"))
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "slimswap"))
     return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
 
 
