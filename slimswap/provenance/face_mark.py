@@ -18,6 +18,12 @@ Scheme (written by hand on numpy and OpenCV; no maintained library does face-anc
 - embedding computes the change in the crop, warps it back into the frame with the inverse
   transform, and repeats `ITERATIONS` times on the result, so interpolation and rounding
   losses of the round trip are corrected; R, G and B move together (luma only);
+- the change is held, pixel by pixel and at every iteration, to the just-noticeable
+  difference of the unmarked frame (slimswap.provenance.jnd; issue 24: the full step showed
+  as mottling on smooth skin and on the hair and wall inside the face's box), together with
+  the frame mark's change there; the iterations re-fit what the bound cost, moving the
+  change into the face's texture (eyes, brows, lips, hairline) where the JND is larger. The
+  change is rounded with the JND module's fixed dither, so fractions of a grey level stay;
 - when a face fills most of the frame, the full change would cost more than `MIN_PSNR`
   allows, and it is scaled down to fit (distortion-compensated QIM: coefficients stop short
   of their lattice points, which the soft votes still read; such faces are large, so they
@@ -48,6 +54,7 @@ import cv2
 import numpy as np
 
 from slimswap.face.align import estimate_affine, invert_affine
+from slimswap.provenance import jnd
 from slimswap.provenance.frame_mark import N_BITS, SIGNATURE
 
 WATERMARK_ID = "slimswap-facemark-v1"
@@ -157,18 +164,26 @@ def _roi(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int
     return (x0, y0, x1, y1) if x1 - x0 >= 8 and y1 - y0 >= 8 else None
 
 
-def embed_face_mark(rgb: np.ndarray, faces_kps5: list[np.ndarray]) -> np.ndarray:
+def embed_face_mark(
+    rgb: np.ndarray, faces_kps5: list[np.ndarray], original: np.ndarray | None = None
+) -> np.ndarray:
     """A copy of an RGB uint8 frame whose faces (5 keypoints each) carry the signature.
 
     About 3 ms per face on one CPU core; the change stays inside each face's crop box.
+    `original`: the frame before any mark (`rgb` already carries the frame mark): the JND is
+    then that frame's, and it bounds the two marks' change together, the face mark taking
+    the share the frame mark left (or overwriting it: it has far fewer votes per bit).
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(
             f"embed_face_mark expects RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}"
         )
+    if original is not None and np.shape(original) != rgb.shape:
+        raise ValueError(f"original is {np.shape(original)}, the frame {rgb.shape}")
     changes = []
     work = _luma(rgb)
+    reference = work.copy() if original is None else _luma(original)
     for kps in faces_kps5:
         affine = face_affine(kps)
         box = _roi(affine, rgb.shape)
@@ -178,6 +193,9 @@ def embed_face_mark(rgb: np.ndarray, faces_kps5: list[np.ndarray]) -> np.ndarray
         to_roi = affine @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
         from_roi = invert_affine(to_roi)
         luma = work[y0:y1, x0:x1]
+        allowed = jnd.jnd_map(reference[y0:y1, x0:x1])
+        prior = luma - reference[y0:y1, x0:x1]  # the frame mark's and earlier faces' change
+        low, high = -allowed - prior, allowed - prior
         total = np.zeros_like(luma)
         for _ in range(ITERATIONS):
             crop = _warp(_antialias(luma + total, to_roi), to_roi, SIZE)
@@ -199,6 +217,8 @@ def embed_face_mark(rgb: np.ndarray, faces_kps5: list[np.ndarray]) -> np.ndarray
                 flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_CONSTANT,
             )
+            # held to the JND pixel by pixel; the next iteration re-fits what that cost
+            total = np.clip(total, low, high)
         work[y0:y1, x0:x1] += total  # a later face in an overlapping box sees this one
         changes.append((box, total))
     if not changes:
@@ -208,8 +228,9 @@ def embed_face_mark(rgb: np.ndarray, faces_kps5: list[np.ndarray]) -> np.ndarray
     scale = min(1.0, math.sqrt(budget / energy)) if energy > 0 else 1.0
     out = rgb.copy()
     for (x0, y0, x1, y1), total in changes:
-        marked = out[y0:y1, x0:x1].astype(np.float32) + scale * total[..., None]
-        out[y0:y1, x0:x1] = np.clip(np.rint(marked), 0, 255).astype(np.uint8)
+        step = jnd.dithered_round(scale * total, (x0, y0))
+        marked = out[y0:y1, x0:x1].astype(np.float32) + step[..., None]
+        out[y0:y1, x0:x1] = np.clip(marked, 0, 255).astype(np.uint8)
     return out
 
 
