@@ -573,8 +573,8 @@ def markdown(result: WatermarkEval) -> str:
         f"Face mark rule: <= {fm['max_bit_errors']} of 64 bits wrong at the best of "
         f"{fm['alignments_searched']} alignments; union bound on a false positive "
         f"{fm['false_positive_bound_per_face']:.1e} per face. Frame mark rule: <= "
-        f"{result.config['frame_mark']['max_bit_errors']} of 64 bits wrong under either reading "
-        f"rule ({frame_mark.FALSE_POSITIVE_BOUND:.1e} per frame).\n"
+        f"{result.config['frame_mark']['max_bit_errors']} of 64 bits wrong in any of its "
+        f"{len(frame_mark.RULES)} readings ({frame_mark.FALSE_POSITIVE_BOUND:.1e} per frame).\n"
     )
 
 

@@ -196,8 +196,12 @@ def decide(scores: dict[str, np.ndarray], votes: int) -> FrameMarkReading:
     return FrameMarkReading(bit_errors=errors[rule], votes=votes, rule=rule, scores=scores)
 
 
-def _scores(luma: np.ndarray, rules: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
-    """Soft scores per bit under each of `rules` ("v1", "v2"), and the coefficients read."""
+def _scores(
+    luma: np.ndarray, rules: Sequence[str], block_jnd: np.ndarray | None = None
+) -> tuple[dict[str, np.ndarray], int]:
+    """Soft scores per bit under each of `rules` ("v1", "v2"), and the coefficients read.
+
+    `block_jnd`: the JND of each block for v2's texture test (computed here if not given)."""
     blocks = _ll_blocks(luma)
     ny, nx = blocks.shape[:2]
     if ny == 0 or nx == 0:
@@ -211,8 +215,8 @@ def _scores(luma: np.ndarray, rules: Sequence[str]) -> tuple[dict[str, np.ndarra
         votes["v1"] = fine
     if "v2" in rules:
         coarse = np.cos(phase / COARSE)  # the same on the coarse lattice (same dither)
-        texture = (_block_jnd(luma) >= COARSE_JND)[..., None]
-        votes["v2"] = np.where(texture, coarse, FINE_WEIGHT * fine)
+        allowed = _block_jnd(luma) if block_jnd is None else block_jnd[:ny, :nx]
+        votes["v2"] = np.where((allowed >= COARSE_JND)[..., None], coarse, FINE_WEIGHT * fine)
     scores = {
         rule: np.bincount(bit_index.ravel(), weights=v.ravel(), minlength=N_BITS)
         for rule, v in votes.items()
@@ -223,11 +227,18 @@ def _scores(luma: np.ndarray, rules: Sequence[str]) -> tuple[dict[str, np.ndarra
 def read_frame_mark(rgb: np.ndarray) -> FrameMarkReading:
     """Decode the 64 bits by soft voting and compare them with the signature (READINGS)."""
     rgb = np.asarray(rgb)
-    scores, votes = _scores(_usable_luma(rgb), ("v1", "v2"))
+    luma = _usable_luma(rgb)
+    allowed = _block_jnd(luma)
+    scores, votes = _scores(luma, ("v1", "v2"), allowed)
     if votes and rgb.shape[0] * rgb.shape[1] <= MAX_UPSCALED_PIXELS:
-        # a copy halved on the way (a re-upload at 50 %) has the grid back at twice its size
-        up = cv2.resize(rgb, (2 * rgb.shape[1], 2 * rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-        halved, _ = _scores(_usable_luma(up), ("v2",))
+        # a copy halved on the way (a re-upload at 50 %) has the grid back at twice its
+        # size; each block there is a quarter of a block here (its JND: this block's)
+        full = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        h, w = full.shape
+        up = cv2.resize(full, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+        up = up[: 2 * h - 2 * h % (2 * _BLOCK), : 2 * w - 2 * w % (2 * _BLOCK)]
+        quarter = jnd.jnd_map(full)[::_BLOCK, ::_BLOCK]  # one value per 4x4 pixels
+        halved, _ = _scores(up, ("v2",), quarter)
         scores["v2@2x"] = halved["v2"]
     if not votes:
         return FrameMarkReading(bit_errors=N_BITS, votes=0)

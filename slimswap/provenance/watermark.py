@@ -9,8 +9,8 @@ may use the rest or overwrite it inside the face boxes: it has 12 votes per bit 
 mark has hundreds, so the frame mark shrugs off being overwritten there. A frame counts as
 marked when either decodes. On an unmarked frame each test is a false positive with
 probability below 1e-6 (frame mark 6.9e-7 for its three readings, frame_mark.RULES; each
-face 3.6e-8, see face_mark.FALSE_POSITIVE_BOUND), so the union stays below 1e-6 for up to
-8 faces.
+face 7.2e-8 for its two readings, see face_mark.FALSE_POSITIVE_BOUND), so the union stays
+below 1e-6 for up to 4 faces.
 """
 
 from __future__ import annotations
