@@ -352,10 +352,12 @@ def test_a_second_face_entering_does_not_steal_the_swap(analyser, clip_frames, d
         out, faces = swap(frame)
         assert len(faces) == 1, f"frame {i}"
         assert faces[0].bbox[2] < 340, f"frame {i}: the swap moved to the newcomer"
-        if i >= 4:  # the newcomer's face is left as it was (only the watermark's few levels)
+        if i >= 4:  # the newcomer's face is left as it was (only the watermark's few levels,
+            # which since issue 24 follow the texture: 2.4 on average on Grace Hopper's
+            # wrinkles and JPEG grain, where the eye does not see them; a swap moves > 5)
             x0, y0, x1, y1 = newcomer.bbox.astype(int)
             region = (slice(y0, y1), slice(x0, x1))
-            assert np.abs(out[region].astype(int) - frame[region]).mean() < 2
+            assert np.abs(out[region].astype(int) - frame[region]).mean() < 3.5
     x0, y0, x1, y1 = faces[0].bbox.astype(int)
     assert np.abs(out[y0:y1, x0:x1].astype(int) - frame[y0:y1, x0:x1]).mean() > 5
 

@@ -23,6 +23,7 @@ from PIL import Image
 from slimswap import media
 from slimswap.errors import UserError
 from slimswap.evaluate.watermark import ATTACKS
+from slimswap.evaluate.watermark import _h264 as reencode_frame
 from slimswap.face.analyser import FaceAnalyser
 from slimswap.paths import EXAMPLES_DIR
 from slimswap.pipeline import SwapOptions, swap_file
@@ -132,7 +133,9 @@ def test_swapped_image_carries_c2pa_label_and_watermarks(swapped_png, analyser):
     assert report.c2pa.digital_source_types == [COMPOSITE]
     assert report.label_present and report.label["slimswap:model"] == "classic"
     (reading,) = report.readings
-    assert reading.frame.bit_errors == 0 and [f.bit_errors for f in reading.faces] == [0]
+    # the face mark's moves stop at the JND on smooth skin (issue 24): 2 errors measured on
+    # this lossless PNG, against 0 before; a face counts as marked up to 7
+    assert reading.frame.bit_errors == 0 and [f.bit_errors <= 3 for f in reading.faces] == [True]
     assert report.labelled
 
 
@@ -237,7 +240,9 @@ def test_marks_are_invisible_and_leave_colour_alone(analyser):
     assert (diff[..., 0] == diff[..., 1])[inside].all()
     assert (diff[..., 1] == diff[..., 2])[inside].all()
     reading = read_watermark(marked, analyser)
-    assert reading.frame.bit_errors == 0 and [f.bit_errors for f in reading.faces] == [0]
+    # the face mark's moves stop at the JND on smooth skin (issue 24): a bit or two may stay
+    # short of its lattice point even in a lossless copy (the rule allows 7)
+    assert reading.frame.bit_errors == 0 and [f.bit_errors <= 2 for f in reading.faces] == [True]
 
 
 @pytest.mark.parametrize("attack", ["resize_50", "crop_10", "rotate_2", "jpeg_q50"])
@@ -248,14 +253,127 @@ def test_face_mark_survives_what_the_frame_mark_does_not(analyser, attack):
     reading = read_watermark(attacked, analyser)
     assert len(reading.faces) == 1
     assert reading.faces[0].detected, reading.faces[0]
-    if attack != "jpeg_q50":  # off the 8-pixel grid: the frame mark alone would miss it
-        assert not frame_mark.read_frame_mark(attacked).detected
+    frame = frame_mark.read_frame_mark(attacked)
+    if attack in ("crop_10", "rotate_2"):  # off the 8-pixel grid: the frame mark misses it
+        assert not frame.detected
+    elif attack == "resize_50":  # an exact halving: the grid is back at twice the size
+        assert frame.detected and frame.rule == "v2@2x", frame
+
+
+def frame_mark_v1(rgb: np.ndarray) -> np.ndarray:
+    """The frame mark as written before issue 24 (full QIM moves on the fine lattice, no
+    JND, plain rounding): a frozen copy, so that files marked then stay readable."""
+    luma = frame_mark._usable_luma(rgb)
+    h, w = luma.shape
+    blocks = frame_mark._ll_blocks(luma)
+    ny, nx = blocks.shape[:2]
+    coef = frame_mark._coefficients(blocks)
+    bit_index, dither = frame_mark._keyed(ny, nx)
+    offset = dither + frame_mark.SIGNATURE[bit_index] * (frame_mark.DELTA / 2)
+    d = frame_mark.DELTA
+    change = (np.round((coef - offset) / d) * d + offset - coef).astype(np.float32)
+    dct, rows, cols = frame_mark._DCT, frame_mark._ROWS, frame_mark._COLS
+    ll = np.einsum("ri,yxr,rj->yixj", dct[rows], change, dct[cols]).reshape(ny * 4, nx * 4)
+    pixel = np.rint(cv2.resize(ll, (w, h), interpolation=cv2.INTER_NEAREST) * 0.5)
+    out = rgb.astype(np.int16)
+    out[:h, :w] += pixel.astype(np.int16)[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("attack", ["none", "jpeg_q50", "h264_crf23"])
+def test_files_marked_before_the_jnd_still_read(attack):
+    """Issue 24 changed how the frame mark is written, not how v1 files read: v1's rule is
+    one of the readings, so a file marked before reads as it did (0 errors after each)."""
+    rgb = media.read_image(ASTRONAUT)
+    transform = {**ATTACKS, "h264_crf23": lambda x: reencode_frame(x, crf=23)}[attack]
+    reading = frame_mark.read_frame_mark(transform(frame_mark_v1(rgb)))
+    assert reading.detected and reading.bit_errors == 0, reading
+    assert not frame_mark.read_frame_mark(rgb).detected
+
+
+def test_a_video_adds_up_its_frames_frame_marks():
+    """The frames of a video read together decode with fewer errors than one alone
+    (the mark is the same in each, the noise is not); unmarked frames stay unmarked."""
+    rgb = media.read_image(ASTRONAUT)
+    marked = frame_mark.embed_frame_mark(rgb)
+    rng = np.random.default_rng(0)
+
+    def noisy(image: np.ndarray) -> np.ndarray:
+        noise = rng.normal(0, 18, image.shape[:2])[..., None]  # same on R, G, B: luma only
+        return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+    frames = [frame_mark.read_frame_mark(noisy(marked)) for _ in range(12)]
+    together = frame_mark.accumulate(frames)
+    assert together.detected and together.bit_errors < np.median([f.bit_errors for f in frames])
+    unmarked = frame_mark.accumulate([frame_mark.read_frame_mark(noisy(rgb)) for _ in range(12)])
+    assert unmarked.readable and not unmarked.detected
+    assert not frame_mark.accumulate([]).readable
+
+
+def video_frame(path: Path, index: int) -> np.ndarray:
+    frames = (f for batch in media.read_frames(path, 16) for f in batch)
+    return next(f for i, f in enumerate(frames) if i == index)
+
+
+# Bounds for frame 60 of the bundled clip (dark hair, a flat grey wall, a smooth cheek), in
+# grey levels of low-passed luma change per flat/dark 16x16 block (evaluate.watermark.
+# mark_visibility; benchmarks/RESULTS.md, issue 24). A coherent change of 1-2 levels there
+# is just visible. Measured with both marks: mean 0.39 (v1: 1.09), 99th percentile 1.5
+# (v1: 4.0), worst block 2.5 (v1: 5.4; a block of dark hair with strands, std 8, where the
+# texture term allows up to 4 and which at 3x reads as hair, not a blotch); on the wall 0.28
+# (v1: 0.56). The bounds leave ~25 % for CPU-to-CPU landmark differences and stay at or
+# under half of v1's numbers; a regression to v1's marks fails every one of them.
+MEAN_BLOTCH = 0.5
+P99_BLOTCH = 2.0
+WORST_BLOTCH = 3.2
+WALL_BLOTCH = 0.35
+
+
+def test_marks_stay_below_the_jnd_on_dark_hair_and_a_flat_wall(analyser):
+    from slimswap.evaluate.watermark import blotch_map, flat_dark_blocks, mark_visibility
+
+    rgb = video_frame(CLIP, 60)
+    (face,) = analyser.detect(rgb)
+    marked = embed_watermark(rgb, [face.kps])
+    vis = mark_visibility(rgb, marked)
+    assert vis.flat_dark > vis.blocks // 3  # the frame is mostly wall and hair
+    assert vis.mean_blotch <= MEAN_BLOTCH, vis
+    assert vis.p99_blotch <= P99_BLOTCH, vis
+    assert vis.worst_blotch <= WORST_BLOTCH, vis
+    wall = blotch_map(rgb, marked)[0:8, 24:32]  # x 384-512, y 0-128: the grey wall
+    assert flat_dark_blocks(rgb)[0:8, 24:32].all() and wall.mean() <= WALL_BLOTCH
+    assert vis.psnr_db >= 44 and vis.ssim >= 0.99, vis  # v1: 40.2 dB, 0.970
+    reading = read_watermark(marked, analyser)
+    assert reading.frame.bit_errors == 0 and reading.faces[0].detected, reading
+    # the frame mark alone, against v1's (measured 0.26 against 0.56): the measure sees it
+    v1 = mark_visibility(rgb, frame_mark_v1(rgb))
+    assert mark_visibility(rgb, frame_mark.embed_frame_mark(rgb)).mean_blotch < 0.6 * v1.mean_blotch
+
+
+@pytest.mark.shared
+def test_marks_stay_below_the_jnd_on_a_shared_talking_head(shared_data, analyser):
+    """The same bounds on the middle frame of a ../shared/data clip (measured: mean 0.32,
+    p99 1.0, worst 2.0 on liveportrait_driving_d0)."""
+    from slimswap.evaluate.watermark import mark_visibility
+
+    path = shared_data / "videos" / "liveportrait_driving_d0.mp4"
+    middle = media.probe_video(path).frame_count // 2
+    rgb = video_frame(path, middle)
+    faces = [f.kps for f in analyser.detect(rgb)]
+    vis = mark_visibility(rgb, embed_watermark(rgb, faces))
+    assert vis.mean_blotch <= MEAN_BLOTCH and vis.p99_blotch <= P99_BLOTCH, vis
+    assert vis.worst_blotch <= WORST_BLOTCH, vis
 
 
 def test_decision_rule_is_a_binomial_tail_bound():
     tail = sum(math.comb(64, i) for i in range(face_mark.MAX_BIT_ERRORS + 1)) / 2.0**64
-    assert face_mark.FALSE_POSITIVE_BOUND == pytest.approx(face_mark.N_ALIGNMENTS * tail)
+    assert face_mark.FALSE_POSITIVE_BOUND == pytest.approx(
+        face_mark.READINGS * face_mark.N_ALIGNMENTS * tail
+    )
     assert face_mark.FALSE_POSITIVE_BOUND < 1e-6
+    tail = sum(math.comb(64, i) for i in range(frame_mark.MAX_BIT_ERRORS + 1)) / 2.0**64
+    assert frame_mark.FALSE_POSITIVE_BOUND == pytest.approx(len(frame_mark.RULES) * tail)
+    assert frame_mark.FALSE_POSITIVE_BOUND + 4 * face_mark.FALSE_POSITIVE_BOUND < 1e-6
 
 
 def test_odd_sizes_tiny_and_flat_images(analyser):
@@ -316,7 +434,9 @@ def test_robustness_table_command_key_rows(shared_data, tmp_path):
     rows = {(r["scheme"], r["attack"]): r for r in data["attacks"]}
     for attack in ("resize_50", "crop_10", "rotate_2"):
         assert rows["both", attack]["detected"] >= 9, rows["both", attack]  # 9 of 10 or all
-        assert rows["frame", attack]["detected"] <= 1  # what issue 15 fixed
+    for attack in ("crop_10", "rotate_2"):
+        assert rows["frame", attack]["detected"] <= 1  # what issue 15 fixed (the face mark)
+    assert rows["frame", "resize_50"]["detected"] >= 9  # read at twice the size (issue 24)
     assert rows["both", "none"]["detected"] == 10
     negatives = {n["scheme"]: n for n in data["negatives"]}
     assert negatives["both"]["photos"] == 100 and negatives["both"]["faces"] >= 90

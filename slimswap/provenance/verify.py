@@ -3,7 +3,8 @@
 Three labels, read independently: the C2PA manifest (validated by c2pa-python), the
 metadata label and the invisible watermark. A file is labelled when any one is found: a
 valid C2PA manifest that declares machine-made content, the metadata label, or the mark
-(for videos: in at least half of the sampled frames that could be read).
+(for videos: in at least half of the sampled frames that could be read, or the frame mark
+over all of them together, see frame_mark.accumulate).
 """
 
 from __future__ import annotations
@@ -57,11 +58,23 @@ class VerifyReport:
         return self.frames_marked / readable if readable else 0.0
 
     @property
+    def video_frame_mark(self) -> frame_mark.FrameMarkReading | None:
+        """Video: the frame mark read over all the frames checked at once (None for images)."""
+        if self.kind != "video":
+            return None
+        return frame_mark.accumulate([r.frame for r in self.readings])
+
+    @property
     def watermark_present(self) -> bool:
         """Image: a mark decodes. Video: one decodes in at least half the readable frames
         checked (a re-encode can blur a few frames, and an unmarked frame decodes by chance
-        with p < 1e-6, so a majority is a safe verdict)."""
-        return self.frames_marked > 0 and self.watermark_share >= 0.5
+        with p < 1e-6, so a majority is a safe verdict), or the frame mark decodes over all
+        of them together (a strong re-encode leaves too little of it in any one frame; an
+        unmarked video passes with p < 1e-6 too, frame_mark.FALSE_POSITIVE_BOUND)."""
+        if self.frames_marked > 0 and self.watermark_share >= 0.5:
+            return True
+        video = self.video_frame_mark
+        return video is not None and self.frames_checked > 1 and video.detected
 
     @property
     def labelled(self) -> bool:
@@ -80,6 +93,11 @@ class VerifyReport:
                 "frames_marked": self.frames_marked,
                 "frames_unreadable": self.frames_unreadable,
                 "share": round(self.watermark_share, 4),
+                "frame_mark_over_all_frames_bit_errors": (
+                    self.video_frame_mark.bit_errors
+                    if self.video_frame_mark is not None and self.video_frame_mark.readable
+                    else None
+                ),
                 "max_bit_errors": {
                     "frame_mark": frame_mark.MAX_BIT_ERRORS,
                     "face_mark": face_mark.MAX_BIT_ERRORS,
@@ -126,9 +144,16 @@ class VerifyReport:
                 f"<= {face_mark.MAX_BIT_ERRORS})"
             )
         else:
+            video = self.video_frame_mark
+            over_all = (
+                f"; frame mark over all {self.frames_checked} frames: {video.bit_errors} bit "
+                f"errors of 64, marked means <= {frame_mark.MAX_BIT_ERRORS}"
+                if video is not None and video.readable
+                else ""
+            )
             out.append(
                 f"watermark: {state} (found in {self.frames_marked}/{readable} frames checked, "
-                f"{100 * self.watermark_share:.0f}%)"
+                f"{100 * self.watermark_share:.0f}%{over_all})"
             )
         out.append(
             "verdict: "

@@ -1,13 +1,16 @@
 """Both invisible marks together: what the pipeline embeds and what `verify` reads.
 
 The whole-frame mark (frame_mark.py) goes on every frame and survives JPEG and H.264
-re-encoding at the original size, even where no face is found again (a strongly re-encoded
-video); the face mark (face_mark.py) goes on every swapped face and survives resizing,
-cropping and small rotations. The face mark goes on last: it has 12 votes per bit where the
-frame mark has hundreds, so the frame mark shrugs off being overwritten in the face boxes. A frame counts as marked when either decodes.
-On an unmarked frame each test is a false positive with probability below 1e-6 (frame mark
-2.3e-7; each face 1e-7, see face_mark.FALSE_POSITIVE_BOUND), so the union stays below that
-for any realistic number of faces.
+re-encoding at the original size (and exact halving), even where no face is found again (a
+strongly re-encoded video); the face mark (face_mark.py) goes on every swapped face and
+survives resizing, cropping and small rotations. Both are held to one just-noticeable-
+difference budget (jnd.py, issue 24): the frame mark takes its share first, and the face mark
+may use the rest or overwrite it inside the face boxes: it has 12 votes per bit where the frame
+mark has hundreds, so the frame mark shrugs off being overwritten there. A frame counts as
+marked when either decodes. On an unmarked frame each test is a false positive with
+probability below 1e-6 (frame mark 6.9e-7 for its three readings, frame_mark.RULES; each
+face 7.2e-8 for its two readings, see face_mark.FALSE_POSITIVE_BOUND), so the union stays
+below 1e-6 for up to 4 faces.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ UPSAMPLE_BELOW_PX = 1200
 def embed_watermark(rgb: np.ndarray, faces_kps5: Sequence[np.ndarray] = ()) -> np.ndarray:
     """A copy of an RGB uint8 frame with the frame mark and the face mark on each face."""
     marked = frame_mark.embed_frame_mark(rgb)
-    return face_mark.embed_face_mark(marked, list(faces_kps5)) if len(faces_kps5) else marked
+    if not len(faces_kps5):
+        return marked
+    return face_mark.embed_face_mark(marked, list(faces_kps5), original=rgb)
 
 
 @dataclass(frozen=True)
