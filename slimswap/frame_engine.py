@@ -31,11 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from slimswap.errors import UserError
 from slimswap.face import blend_torch, raster
-from slimswap.face.align import estimate_affine, invert_affine, transform_points
+from slimswap.face.align import estimate_affine, transform_points, warp_batch
 from slimswap.face.analyser import Face
 from slimswap.face.select import select_faces
 from slimswap.options import PasteOptions, SwapOptions
@@ -50,14 +49,6 @@ def check_supported(paste: PasteOptions, selector: str = "one") -> None:
         raise UserError("--mask region runs on the CPU path only (drop --device cuda)")
     if selector == "reference":
         raise UserError("--face-selector reference runs on the CPU path only (drop --device cuda)")
-
-
-def _theta(pixel_map: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
-    """affine_grid's theta for a 2x3 map from output pixels to input pixels (align_corners=False)."""
-    (hi, wi), (ho, wo) = in_hw, out_hw
-    to_in = np.array([[2 / wi, 0, 1 / wi - 1], [0, 2 / hi, 1 / hi - 1], [0, 0, 1]])
-    from_out = np.array([[wo / 2, 0, (wo - 1) / 2], [0, ho / 2, (ho - 1) / 2], [0, 0, 1]])
-    return (to_in @ np.vstack([pixel_map, [0, 0, 1]]) @ from_out)[:2]
 
 
 @dataclass
@@ -143,23 +134,9 @@ class FrameEngine:
         for k, i in enumerate(index):
             by_group.setdefault(batch.where[i][0], []).append(k)
         for g, ks in by_group.items():
-            frames = batch.groups[g]
-            hw = tuple(frames.shape[-2:])
-            theta = np.stack(
-                [_theta(invert_affine(affines[k]), hw, (self.size, self.size)) for k in ks]
-            )
-            grid = F.affine_grid(
-                torch.from_numpy(theta).float().to(self.device),
-                [len(ks), 3, self.size, self.size],
-                align_corners=False,
-            )
-            rows = torch.tensor([batch.where[index[k]][1] for k in ks], device=self.device)
-            crops = F.grid_sample(
-                frames.index_select(0, rows),
-                grid,
-                mode="bilinear",
-                padding_mode="reflection",
-                align_corners=False,
+            rows = [batch.where[index[k]][1] for k in ks]
+            crops = warp_batch(
+                batch.groups[g], rows, [affines[k] for k in ks], self.size, "reflection"
             )
             out[torch.tensor(ks, device=self.device)] = crops.round().clamp(0, 255)
         return out

@@ -87,3 +87,28 @@ def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Apply a 2x3 affine to (N, 2) points."""
     points = np.asarray(points, np.float64)
     return points @ affine[:, :2].T + affine[:, 2]
+
+
+def warp_batch(images, rows, affines, size: int, padding: str = "zeros"):
+    """Batched `align` in torch: (len(affines), C, size, size) crops of images[rows]
+    (N, C, H, W) through their frame -> crop affines, one grid_sample (bilinear, pixel-centre
+    convention, as cv2.warpAffine). padding: grid_sample's ("zeros", or "reflection" for
+    align's mirrored border). The GPU frame path and MediaPipe's torch runtime both cut
+    their crops here.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h, w = images.shape[-2:]
+    to_in = np.array([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]])
+    from_out = np.array([[size / 2, 0, (size - 1) / 2], [0, size / 2, (size - 1) / 2], [0, 0, 1]])
+    theta = np.stack(
+        [(to_in @ np.linalg.inv(np.vstack([a[:2], [0, 0, 1]])) @ from_out)[:2] for a in affines]
+    )
+    grid = F.affine_grid(
+        torch.from_numpy(theta).to(images.device, images.dtype),
+        [len(affines), images.shape[1], size, size],
+        align_corners=False,
+    )
+    src = images.index_select(0, torch.as_tensor(rows, device=images.device))
+    return F.grid_sample(src, grid, mode="bilinear", padding_mode=padding, align_corners=False)

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from slimswap.errors import UserError
+from slimswap.face.align import warp_batch
 from slimswap.face.mediapipe_geometry import DETECTORS, _to3
 from slimswap.paths import models_dir
 
@@ -209,7 +210,6 @@ class TorchRuntime:
         """Bilinear warps (zeros outside) of frames through their affines, one grid_sample per
         (frame size, shrink factor) group."""
         torch = self.torch
-        F = torch.nn.functional
         out = torch.empty(len(affines), 3, size, size, device=self.device, dtype=self.dtype)
         jobs: dict[tuple[int, int], list[tuple[int, int, np.ndarray]]] = {}
         for j, (a, i) in enumerate(zip(affines, index)):
@@ -219,26 +219,12 @@ class TorchRuntime:
                 to_small = np.array([[1 / k, 0, 0.5 / k - 0.5], [0, 1 / k, 0.5 / k - 0.5]])
                 a = a @ np.linalg.inv(_to3(to_small))
             jobs.setdefault((g, k), []).append((j, row, a))
-        out_to_px = np.array(
-            [[size / 2, 0, (size - 1) / 2], [0, size / 2, (size - 1) / 2], [0, 0, 1]]
-        )
         for (g, k), items in jobs.items():
-            src = self._source(uploaded, g, k)
-            h, w = src.shape[2:]
-            px_to_in = np.array([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]])
-            # theta maps output normalised coords to input normalised coords (align_corners=False)
-            theta = np.stack(
-                [(px_to_in @ np.linalg.inv(_to3(a)) @ out_to_px)[:2] for _, _, a in items]
-            )
-            theta_t = torch.from_numpy(theta).to(self.device, self.dtype)
-            grid = F.affine_grid(theta_t, [len(items), 3, size, size], align_corners=False)
-            rows = torch.tensor([r for _, r, _ in items], device=self.device)
-            crops = F.grid_sample(
-                src.index_select(0, rows),
-                grid,
-                mode="bilinear",
-                padding_mode="zeros",
-                align_corners=False,
+            crops = warp_batch(
+                self._source(uploaded, g, k),
+                [r for _, r, _ in items],
+                [a for _, _, a in items],
+                size,
             )
             out[torch.tensor([j for j, _, _ in items], device=self.device)] = crops
         return (
