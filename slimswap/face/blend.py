@@ -110,38 +110,6 @@ def _local_mean(x: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
     return mean
 
 
-def skin_tone_transfer(
-    swapped_crop: np.ndarray,
-    target_crop: np.ndarray,
-    skin: np.ndarray,
-    chroma_sigma: float = 0.03,
-    lightness_sigma: float = 0.08,
-    lightness: float = 0.5,
-) -> np.ndarray:
-    """The target's local skin colour on the swap: blotches and casts removed, texture kept.
-
-    A global transfer (`color_transfer`) matches the face's mean and spread, but a source's
-    red cheeks, a generator's pink-orange patches or a lamp's warm side stay where they are.
-    Here the low frequencies of the skin, in CIELAB (perceptual: a step in a and b reads as
-    the same colour change everywhere), are replaced by the target's: chroma (a, b) at
-    `chroma_sigma` x crop size, fully; lightness at the coarser `lightness_sigma`, by half, so
-    the light of the target's scene arrives while the source's own shading (the shape of its
-    nose and cheekbones, which identity is read from) mostly stays. Only `skin` (crop-sized
-    weights in [0, 1]: the face without eyes, brows and lips) is measured and changed.
-    Written by hand with cv2 (two normalised Gaussian means); scikit-image has no masked
-    local colour transfer.
-    """
-    if swapped_crop.shape != target_crop.shape:
-        raise ValueError(f"crop shapes differ: {swapped_crop.shape} vs {target_crop.shape}")
-    w = np.clip(np.asarray(skin, np.float32), 0.0, 1.0)
-    if w.shape != swapped_crop.shape[:2]:
-        raise ValueError(f"mask shape {w.shape} does not match crop {swapped_crop.shape[:2]}")
-    if w.sum() < 16:
-        return swapped_crop.copy()
-    lab_s, lab_t = _to_lab(swapped_crop), _to_lab(target_crop)
-    return _from_lab(_skin_tone(lab_s, lab_t, w, chroma_sigma, lightness_sigma, lightness))
-
-
 def _skin_tone(
     lab_s: np.ndarray,
     lab_t: np.ndarray,
@@ -150,7 +118,7 @@ def _skin_tone(
     lightness_sigma: float = 0.08,
     lightness: float = 0.5,
 ) -> np.ndarray:
-    """The LAB core of `skin_tone_transfer` (w: skin weights, at least 16 in total)."""
+    """The local skin-tone step of `correct_colour`, in LAB (w: skin weights, >= 16 in total)."""
     size = lab_s.shape[0]
     sc, sl = chroma_sigma * size, lightness_sigma * size
     both = np.concatenate([lab_t, lab_s], axis=-1)  # one pass for the target and the swap
@@ -165,8 +133,21 @@ def _skin_tone(
 def correct_colour(
     swapped_crop: np.ndarray, target_crop: np.ndarray, mask: np.ndarray, skin: np.ndarray
 ) -> np.ndarray:
-    """`color_transfer` then `skin_tone_transfer`, in one trip to CIELAB and back (what the
-    pipeline runs: two conversions each way were a third of a live frame's paste)."""
+    """The swap's colours made the target's: `color_transfer` (the face's mean and spread in
+    CIELAB), then the target's local skin tone, in one trip to CIELAB and back.
+
+    A global transfer matches the face's mean and spread, but a source's red cheeks, a
+    generator's pink-orange patches or a lamp's warm side stay where they are. So the low
+    frequencies of the skin, in CIELAB (perceptual: a step in a and b reads as the same
+    colour change everywhere), are then replaced by the target's: chroma (a, b) at 3 % of the
+    crop size, fully; lightness at 8 %, by half, so the light of the target's scene arrives
+    while the source's own shading (the shape of its nose and cheekbones, which identity is
+    read from) mostly stays. Only `skin` (crop-sized weights in [0, 1]: the face without eyes,
+    brows and lips, `mask.skin_mask`) is measured and changed. Written by hand with cv2
+    (normalised Gaussian means); scikit-image has no masked local colour transfer.
+    """
+    if swapped_crop.shape != target_crop.shape:
+        raise ValueError(f"crop shapes differ: {swapped_crop.shape} vs {target_crop.shape}")
     weights = np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
     w = np.clip(np.asarray(skin, np.float32), 0.0, 1.0)
     if weights.sum() < 1.0 and w.sum() < 16:

@@ -115,7 +115,7 @@ def skin_mask(
 ) -> np.ndarray:
     """The face's skin from its 68 points: the area mask minus eyes, brows and lips (each hull
     grown by `margin` x the face's width), feathered. Where the skin's colour may be changed
-    (`blend.skin_tone_transfer`) without touching the features a face is recognised by."""
+    (`blend.correct_colour`) without touching the features a face is recognised by."""
     h, w = _size_hw(size)
     lm = np.asarray(landmarks, np.float32)
     width = float(np.ptp(lm[JAW, 0])) or 1.0

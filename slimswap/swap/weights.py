@@ -40,19 +40,20 @@ def save_generator(
 def build_generator(arch: str, config_json: str) -> torch.nn.Module:
     """Construct an untrained generator from its arch name and config JSON.
 
-    WarpSwapGenerator is the warp-guided v2; TeacherGenerator and StudentGenerator are the v1
-    (128 px) networks of the released `quality` and `lite` models.
+    Only the warp-guided generator (v2 and later) is built; the v1 networks (128 px,
+    `TeacherGenerator` / `StudentGenerator`) were removed with their released files.
     """
-    from slimswap.nets import generator, student, warp_generator
+    from slimswap.nets import warp_generator
 
     if arch == "WarpSwapGenerator":
         return warp_generator.WarpSwapGenerator(
             warp_generator.SwapGeneratorConfig.from_json(config_json)
         )
-    if arch == "TeacherGenerator":
-        return generator.TeacherGenerator(generator.TeacherConfig.from_json(config_json))
-    if arch == "StudentGenerator":
-        return student.StudentGenerator(student.StudentConfig.from_json(config_json))
+    if arch in ("TeacherGenerator", "StudentGenerator"):
+        raise UserError(
+            f"{arch} is a v1 (128 px) model, which this version no longer runs; "
+            "use the released models (slimswap models)"
+        )
     raise UserError(f"unknown generator architecture {arch!r} in weight file")
 
 
