@@ -24,6 +24,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from slimswap.face import blend_torch, raster
 from slimswap.face.align import estimate_affine, transform_points, warp_batch
 from slimswap.face.analyser import Face
 from slimswap.face.select import select_faces
+from slimswap.face.track import Timer, no_timer
 from slimswap.options import PasteOptions, SwapOptions
 from slimswap.swap.base import SourceIdentity
 
@@ -147,17 +149,14 @@ class FrameEngine:
         batch: DeviceBatch,
         faces: Sequence[Sequence[Face]],
         identity: SourceIdentity,
-        timer: Callable | None = None,
+        timer: Timer = no_timer,
     ) -> DeviceBatch:
         """The batch with every given face swapped (the frames stay on the device)."""
-        from contextlib import nullcontext
-
-        t = timer or (lambda stage: nullcontext())
         jobs = [(i, f) for i, fs in enumerate(faces) for f in fs]
         if not jobs:
             return batch
         size, dev, sw = self.size, self.device, self.swapper
-        with t("align"):
+        with timer("align"):
             affines = [estimate_affine(f.kps, size) for _, f in jobs]
             lms = np.stack(
                 [
@@ -166,11 +165,11 @@ class FrameEngine:
                 ]
             )
             crops = self._align(batch, affines, [i for i, _ in jobs])
-        with t("swap"):
+        with timer("swap"):
             region = raster.guide_region(lms, size, dev, sw.openings) if sw.guided else None
             y = sw.swap_tensor(crops / sw.norm.scale - sw.norm.shift, identity, lms, region)
             swapped = ((y + sw.norm.shift) * sw.norm.scale + 0.5).clamp(0, 255).floor()
-        with t("paste"):
+        with timer("paste"):
             mask = torch.minimum(
                 self.box.expand(len(jobs), -1, -1, -1), raster.area(lms, size, dev)
             )
@@ -213,7 +212,7 @@ class FrameEngine:
 # ----------------------------------------------------------------------------- a whole video
 
 
-def _prefetch(it: Iterator, depth: int, timer_seconds: dict, stage: str) -> Iterator:
+def _prefetch(it: Iterator, depth: int, timer_seconds: defaultdict, stage: str) -> Iterator:
     """Run an iterator on a worker thread, `depth` items ahead; its time is counted apart."""
     q: queue.Queue = queue.Queue(depth)
     done = object()
@@ -223,7 +222,7 @@ def _prefetch(it: Iterator, depth: int, timer_seconds: dict, stage: str) -> Iter
             while True:
                 t0 = time.perf_counter()
                 item = next(it, done)
-                timer_seconds[stage] = timer_seconds.get(stage, 0.0) + time.perf_counter() - t0
+                timer_seconds[stage] += time.perf_counter() - t0
                 q.put(item)
                 if item is done:
                     return
@@ -272,22 +271,12 @@ def swap_video_device(
     wall time, as the GPU spent it), the host stages are the threads' own time.
     """
     from slimswap.face.track import VideoFaces
+    from slimswap.pipeline import StageTimer
     from slimswap.provenance import embed_watermark
 
     check_supported(options, options.face_selector)
-    stages: dict[str, float] = {}
-    sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
-
-    class timer:
-        def __init__(self, stage: str) -> None:
-            self.stage = stage
-
-        def __enter__(self):
-            self.t0 = time.perf_counter()
-
-        def __exit__(self, *exc):
-            sync()
-            stages[self.stage] = stages.get(self.stage, 0.0) + time.perf_counter() - self.t0
+    timer = StageTimer(torch.cuda.synchronize if engine.device.type == "cuda" else None)
+    stages = timer.seconds  # the host threads add their own stages' time here too
 
     faces_in = VideoFaces(None, options.face_selector, None, options.detect_every)  # type: ignore[arg-type]
     report = EngineReport()
@@ -303,7 +292,7 @@ def swap_video_device(
                 frames = [f.result() for f in item]
                 t0 = time.perf_counter()
                 writer.write(frames)
-                stages["encode"] = stages.get("encode", 0.0) + time.perf_counter() - t0
+                stages["encode"] += time.perf_counter() - t0
         except BaseException as exc:  # noqa: BLE001
             failure.append(exc)
             while encoded.get() is not None:  # drain, so the producer never blocks
@@ -312,7 +301,7 @@ def swap_video_device(
     def mark(frame: np.ndarray, kps: list[np.ndarray]) -> np.ndarray:
         t0 = time.perf_counter()
         out = embed_watermark(frame, kps) if watermark else frame
-        stages["watermark"] = stages.get("watermark", 0.0) + time.perf_counter() - t0
+        stages["watermark"] += time.perf_counter() - t0
         return out
 
     with writer_factory() as writer:

@@ -68,10 +68,15 @@ class SwapReport:
 
 
 class StageTimer:
-    """Accumulated wall time per pipeline stage, so reports show the bottleneck."""
+    """Accumulated wall time per pipeline stage, so reports show the bottleneck.
 
-    def __init__(self) -> None:
+    sync: called before a stage's clock stops (`torch.cuda.synchronize` on the GPU frame
+    path, whose kernels run asynchronously: without it a stage's time lands in the next).
+    """
+
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.sync = sync
 
     @contextmanager
     def __call__(self, stage: str):
@@ -79,6 +84,8 @@ class StageTimer:
         try:
             yield
         finally:
+            if self.sync is not None:
+                self.sync()
             self.seconds[stage] += time.perf_counter() - t
 
 

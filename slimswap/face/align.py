@@ -89,25 +89,33 @@ def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return points @ affine[:, :2].T + affine[:, 2]
 
 
-def warp_batch(images, rows, affines, size: int, padding: str = "zeros"):
-    """Batched `align` in torch: (len(affines), C, size, size) crops of images[rows]
-    (N, C, H, W) through their frame -> crop affines, one grid_sample (bilinear, pixel-centre
-    convention, as cv2.warpAffine). padding: grid_sample's ("zeros", or "reflection" for
-    align's mirrored border). The GPU frame path and MediaPipe's torch runtime both cut
-    their crops here.
+def frame_px_per_crop_px(affine: np.ndarray) -> float:
+    """How many frame pixels one crop pixel of a frame -> crop affine covers (> 1: the face
+    is larger in the frame than the crop)."""
+    return 1.0 / float(np.sqrt(abs(np.linalg.det(np.asarray(affine)[:, :2]))))
+
+
+def warp_batch(images, rows, affines, size: int | tuple[int, int], padding: str = "zeros"):
+    """Batched `cv2.warpAffine` in torch: (len(affines), C, h, w) warps of images[rows]
+    (N, C, H, W) through affines from input to output pixels, one grid_sample (bilinear,
+    pixel-centre convention). size: the output side, or (h, w). padding: grid_sample's
+    ("zeros", "border", or "reflection" for align's mirrored border). The GPU frame path
+    cuts its crops here (frame -> crop affines) and pastes them back (crop -> frame), and
+    MediaPipe's torch runtime cuts its crops here.
     """
     import torch
     import torch.nn.functional as F
 
+    oh, ow = (size, size) if isinstance(size, int) else size
     h, w = images.shape[-2:]
     to_in = np.array([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]])
-    from_out = np.array([[size / 2, 0, (size - 1) / 2], [0, size / 2, (size - 1) / 2], [0, 0, 1]])
+    from_out = np.array([[ow / 2, 0, (ow - 1) / 2], [0, oh / 2, (oh - 1) / 2], [0, 0, 1]])
     theta = np.stack(
         [(to_in @ np.linalg.inv(np.vstack([a[:2], [0, 0, 1]])) @ from_out)[:2] for a in affines]
     )
     grid = F.affine_grid(
         torch.from_numpy(theta).to(images.device, images.dtype),
-        [len(affines), images.shape[1], size, size],
+        [len(affines), images.shape[1], oh, ow],
         align_corners=False,
     )
     src = images.index_select(0, torch.as_tensor(rows, device=images.device))

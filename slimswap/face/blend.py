@@ -10,7 +10,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from slimswap.face.align import invert_affine, transform_points
+from slimswap.face.align import frame_px_per_crop_px, invert_affine, transform_points
 from slimswap.face.mask import box_mask
 
 Blend = Literal["feather", "poisson"]
@@ -269,7 +269,7 @@ def paste_back(
     roi = frame[y0:y1, x0:x1]
     if blend == "poisson":
         warped = _poisson(warped, roi, weights)
-    scale = float(np.sqrt(abs(np.linalg.det(inverse[:, :2]))))  # frame px per crop px
+    scale = frame_px_per_crop_px(affine)
     if detail is not None and scale > DETAIL_MIN_SCALE:
         where = cv2.warpAffine(
             np.asarray(detail, np.float32), to_roi, size, flags=cv2.INTER_LINEAR,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from slimswap.face.align import frame_px_per_crop_px, invert_affine, warp_batch
 from slimswap.face.blend import DETAIL_MIN_SCALE, MASK_EPS, local_mean_factor
 from slimswap.face.raster import gaussian_blur
 
@@ -97,24 +98,6 @@ def correct_colour(
     return torch.where((total >= 1.0) | enough, out, swap)
 
 
-def _frame_grid(
-    affine: np.ndarray, h: int, w: int, size: int, device: torch.device
-) -> torch.Tensor:
-    """grid_sample grid (1, h, w, 2) that reads, for every frame pixel, its place in the crop."""
-    a = np.asarray(affine, np.float64)
-    to_norm = np.array([[2 / size, 0, 1 / size - 1], [0, 2 / size, 1 / size - 1], [0, 0, 1]])
-    m = (to_norm @ np.vstack([a, [0, 0, 1]]))[:2]  # frame pixel -> crop normalised
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=device, dtype=torch.float32),
-        torch.arange(w, device=device, dtype=torch.float32),
-        indexing="ij",
-    )
-    mt = torch.from_numpy(m).float().to(device)
-    gx = mt[0, 0] * xs + mt[0, 1] * ys + mt[0, 2]
-    gy = mt[1, 0] * xs + mt[1, 1] * ys + mt[1, 2]
-    return torch.stack([gx, gy], -1)[None]
-
-
 def frame_detail(frame: torch.Tensor, scale: float) -> torch.Tensor:
     """`blend.frame_detail` of a whole (1, 3, H, W) frame: what a crop `scale` x smaller loses."""
     h, w = frame.shape[-2:]
@@ -138,15 +121,13 @@ def paste_back(
     """`blend.paste_back` (feather) of one face: frame (1, 3, H, W) and crop (1, 3, S, S)
     floats in [0, 255], mask/detail (1, 1, S, S); returns the new frame, rounded."""
     h, w = frame.shape[-2:]
-    size = crop.shape[-1]
-    grid = _frame_grid(affine, h, w, size, frame.device)
-    warped = F.grid_sample(crop, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    alpha = F.grid_sample(mask, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    to_frame = [invert_affine(affine)]
+    warped = warp_batch(crop, [0], to_frame, (h, w), "border")
+    weights = torch.cat([mask] if detail is None else [mask, detail], 1)
+    weights = warp_batch(weights, [0], to_frame, (h, w), "zeros")
+    alpha = weights[:, :1]
     alpha = torch.where(alpha > MASK_EPS, alpha, torch.zeros_like(alpha)).clamp(0, 1)
-    scale = 1.0 / float(np.sqrt(abs(np.linalg.det(np.asarray(affine)[:, :2]))))
+    scale = frame_px_per_crop_px(affine)
     if detail is not None and scale > DETAIL_MIN_SCALE:
-        where = F.grid_sample(
-            detail, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-        )
-        warped = _round(warped + where * frame_detail(frame, scale))
+        warped = _round(warped + weights[:, 1:] * frame_detail(frame, scale))
     return _round(frame + alpha * (warped - frame))

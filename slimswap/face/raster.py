@@ -13,7 +13,6 @@ Written by hand: no library draws batched polygons as torch tensors.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import cv2
@@ -207,8 +206,3 @@ def box(size: int, device: torch.device) -> torch.Tensor:
     from slimswap.face.mask import box_mask
 
     return torch.from_numpy(box_mask(size)).to(device)[None, None]
-
-
-def pixel_scale(affine: np.ndarray) -> float:
-    """Frame pixels per crop pixel of an align affine (frame -> crop)."""
-    return 1.0 / math.sqrt(abs(float(np.linalg.det(np.asarray(affine)[:, :2]))))

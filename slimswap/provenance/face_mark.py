@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from slimswap.face.align import estimate_affine, invert_affine
+from slimswap.face.align import estimate_affine, frame_px_per_crop_px, invert_affine
 from slimswap.provenance import jnd
 from slimswap.provenance.frame_mark import N_BITS, SIGNATURE
 
@@ -132,9 +132,9 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 def _antialias(luma: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Blur a frame whose face is larger than the crop, so warping down does not alias."""
-    frame_px_per_crop_px = 1.0 / math.sqrt(abs(np.linalg.det(affine[:, :2])))
-    if frame_px_per_crop_px > 1.2:
-        return cv2.GaussianBlur(luma, (0, 0), 0.45 * frame_px_per_crop_px)
+    scale = frame_px_per_crop_px(affine)
+    if scale > 1.2:
+        return cv2.GaussianBlur(luma, (0, 0), 0.45 * scale)
     return luma
 
 
