@@ -170,10 +170,9 @@ class FrameEngine:
             y = sw.swap_tensor(crops / sw.norm.scale - sw.norm.shift, identity, lms, region)
             swapped = ((y + sw.norm.shift) * sw.norm.scale + 0.5).clamp(0, 255).floor()
         with timer("paste"):
-            mask = torch.minimum(
-                self.box.expand(len(jobs), -1, -1, -1), raster.area(lms, size, dev)
-            )
-            skin = raster.skin(lms, size, dev)
+            area = raster.area(lms, size, dev)  # the paste mask's and the skin's
+            mask = torch.minimum(self.box.expand(len(jobs), -1, -1, -1), area)
+            skin = raster.skin(lms, size, dev, area_masks=area)
             if self.paste.color_correction:
                 swapped = blend_torch.correct_colour(swapped, crops, mask, skin)
             detail = None

@@ -98,13 +98,15 @@ def face_mask(
     masks: Sequence[str],
     mesh_in_crop: np.ndarray | None = None,
     regions: Sequence[str] = DEFAULT_REGIONS,
+    area: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The paste mask of one crop: the chosen masks combined (box, area, mesh regions)."""
+    """The paste mask of one crop: the chosen masks combined (box, area, mesh regions).
+    area: `area_mask(landmarks_in_crop, size)` when the caller has it already."""
     parts = []
     if "box" in masks:
         parts.append(box_mask(size))
     if "area" in masks:
-        parts.append(area_mask(landmarks_in_crop, size))
+        parts.append(area_mask(landmarks_in_crop, size) if area is None else area)
     if "region" in masks:
         if mesh_in_crop is None:
             raise UserError("--mask region needs the face mesh: use --detector mediapipe")
@@ -193,10 +195,11 @@ def paste_crops(
         narrow = own(np.stack([j.landmarks for j in jobs]), size) if own is not None else None
         openings = bool(getattr(swapper, "openings", False))
         for k, (job, crop) in enumerate(zip(jobs, swapped)):
-            mask = face_mask(job.landmarks, size, paste.masks, job.mesh, paste.regions)
+            area = area_mask(job.landmarks, size)  # the paste mask's and the skin's
+            mask = face_mask(job.landmarks, size, paste.masks, job.mesh, paste.regions, area)
             if narrow is not None:
                 mask = combine_masks(mask, narrow[k])
-            skin = skin_mask(job.landmarks, size)
+            skin = skin_mask(job.landmarks, size, area=area)
             if paste.color_correction:
                 crop = correct_colour(crop, job.crop, mask, skin)
             detail = None

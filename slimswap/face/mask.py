@@ -111,11 +111,15 @@ def area_mask(
 
 
 def skin_mask(
-    landmarks: np.ndarray, size: int | tuple[int, int], margin: float = 0.06
+    landmarks: np.ndarray,
+    size: int | tuple[int, int],
+    margin: float = 0.06,
+    area: np.ndarray | None = None,
 ) -> np.ndarray:
     """The face's skin from its 68 points: the area mask minus eyes, brows and lips (each hull
     grown by `margin` x the face's width), feathered. Where the skin's colour may be changed
-    (`blend.correct_colour`) without touching the features a face is recognised by."""
+    (`blend.correct_colour`) without touching the features a face is recognised by. area:
+    `area_mask(landmarks, size)` when the caller has it already (paste-back does)."""
     h, w = _size_hw(size)
     lm = np.asarray(landmarks, np.float32)
     width = float(np.ptp(lm[JAW, 0])) or 1.0
@@ -126,7 +130,8 @@ def skin_mask(
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     holes = cv2.dilate(holes, disc).astype(np.float32)
     holes = cv2.GaussianBlur(holes, (0, 0), grow / 2)
-    return np.clip(area_mask(lm, (h, w)) * (1.0 - holes), 0.0, 1.0)
+    area = area_mask(lm, (h, w)) if area is None else area
+    return np.clip(area * (1.0 - holes), 0.0, 1.0)
 
 
 def combine_masks(*masks: np.ndarray) -> np.ndarray:

@@ -185,9 +185,14 @@ SKIN_HOLES = (slice(36, 42), slice(42, 48), slice(17, 22), slice(22, 27), slice(
 
 
 def skin(
-    landmarks: np.ndarray, size: int, device: torch.device, margin: float = 0.06
+    landmarks: np.ndarray,
+    size: int,
+    device: torch.device,
+    margin: float = 0.06,
+    area_masks: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(N, 1, S, S) as `mask.skin_mask`: the area mask minus grown eyes, brows and lips."""
+    """(N, 1, S, S) as `mask.skin_mask`: the area mask minus grown eyes, brows and lips.
+    area_masks: `area(landmarks, size, device)` when the caller has it already."""
     n = len(landmarks)
     holes = torch.zeros((n, 1, size, size), device=device)
     grow = [
@@ -198,7 +203,9 @@ def skin(
         g = torch.tensor(grow, device=device, dtype=torch.float32)[:, None, None]
         holes = torch.maximum(holes, (d >= -g).float()[:, None])
     soft = torch.cat([gaussian_blur(holes[k : k + 1], grow[k] / 2) for k in range(n)])
-    return (area(landmarks, size, device) * (1 - soft)).clamp(0, 1)
+    if area_masks is None:
+        area_masks = area(landmarks, size, device)
+    return (area_masks * (1 - soft)).clamp(0, 1)
 
 
 def box(size: int, device: torch.device) -> torch.Tensor:
