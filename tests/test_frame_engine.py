@@ -134,3 +134,16 @@ def test_swap_command_takes_the_device_path_only_for_a_cuda_torch_model():
         assert applies(gpu, SwapOptions())
         assert not applies(gpu, SwapOptions(blend="poisson"))
         assert not applies(gpu, SwapOptions(detector="dlib"))
+
+
+def test_bench_video_refuses_bad_input_in_one_line(tmp_path):
+    from helpers import run_cli
+
+    for args in (
+        [tmp_path / "none.mp4"],
+        [EXAMPLES_DIR / "clip.mp4", "--clips", "x"],
+        [EXAMPLES_DIR / "clip.mp4", "--paths", "gpu"],
+    ):
+        proc = run_cli("bench-video", *args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -108,9 +108,16 @@ def bench_video(
     from slimswap.evaluate.report import command_line
 
     try:
+        counts = tuple(int(c) for c in clips.split(",") if c.strip().isdigit())
+        if not counts or len(counts) != len(clips.split(",")) or min(counts) < 1:
+            raise UserError(
+                f"--clips takes a comma list of counts of 1 or more, e.g. 1,8; got {clips!r}"
+            )
+        rows = tuple(paths.split(","))
+        if not set(rows) <= {"reference", "host", "device"}:
+            raise UserError(f"--paths takes a comma list of reference, host, device; got {paths!r}")
         run(
-            video, source, mode, device, batch, precision, repeat,
-            tuple(int(c) for c in clips.split(",")), tuple(paths.split(",")), watermark, out,
+            video, source, mode, device, batch, precision, repeat, counts, rows, watermark, out,
             command_line(),
         )  # fmt: skip
     except (UserError, ValueError) as err:
