@@ -10,13 +10,14 @@ hold the two paths to the same pixels):
     torch) -> track/smooth/choose (`VideoFaces.follow`, host: a few numbers per face) ->
     align (grid_sample) -> guide + generator (`TorchSwapper.swap_tensor`) -> masks
     (`face/raster.py`) -> colour, skin tone, detail, paste-back (`face/blend_torch.py`) ->
-    download (once) -> invisible marks (worker threads) -> encode (worker thread)
+    download (once) -> invisible marks (worker processes) -> encode (worker thread)
 
 Nothing on this path imports dlib: the source's identity descriptor comes from the torch port
 of dlib's ResNet (`nets/identity.py`, 1e-6 from dlib's own). What stays on the host: Poisson
 blending and mesh-region masks (`--blend poisson`, `--mask region`: `check_supported` says
 so and the CLI runs those jobs on the OpenCV path) and the watermarks, which are per-frame
-numpy code run on worker threads.
+numpy code run in worker processes (`mark_pool`): on threads they held the GIL for 67 ms a
+frame and starved the main thread's analysis post-processing (RESULTS, session 3).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,10 @@ from slimswap.face.select import select_faces
 from slimswap.face.track import Timer, no_timer
 from slimswap.options import PasteOptions, SwapOptions
 from slimswap.swap.base import SourceIdentity
+
+# threads converting frames between YUV and RGB at decode and at encode (media.read_frames,
+# media.VideoWriter): the conversion costs several times the codec's own work at 1280x720
+IO_WORKERS = 4
 
 
 def check_supported(paste: PasteOptions, selector: str = "one") -> None:
@@ -181,13 +186,14 @@ class FrameEngine:
                     torch.maximum(skin, raster.openings(lms, size, dev)) if sw.openings else skin
                 )
             groups = [g.clone() for g in batch.groups]
+            supports = blend_torch.mask_supports(mask)  # one copy to the host for the batch
             for k, (i, _) in enumerate(jobs):  # faces of one frame in turn, as the host path
                 g, row = batch.where[i]
-                frame = groups[g][row : row + 1]
                 d = None if detail is None else detail[k : k + 1]
-                groups[g][row : row + 1] = blend_torch.paste_back(
-                    frame, swapped[k : k + 1], affines[k], mask[k : k + 1], d
-                )
+                blend_torch.paste_back(
+                    groups[g][row : row + 1], swapped[k : k + 1], affines[k], mask[k : k + 1],
+                    d, supports[k],
+                )  # fmt: skip
         return DeviceBatch(groups, batch.where, batch.uploaded)
 
     @staticmethod
@@ -238,6 +244,23 @@ def _prefetch(it: Iterator, depth: int, timer_seconds: defaultdict, stage: str) 
         yield item
 
 
+def mark_pool(device: torch.device | str, workers: int | None = None) -> Executor:
+    """Where a video's marks run: worker processes next to a GPU (the marks are numpy code that
+    holds the GIL long enough to starve the main thread; a frame costs ~1 ms to send and take
+    back), threads on a CPU (the cores are busy anyway, and tests start no processes).
+
+    Processes are spawned, not forked: the parent holds a CUDA context, which a fork must not
+    inherit. workers: default all cores but four (decode, encode, the main thread, the GPU's
+    driver thread), at least two."""
+    if torch.device(device).type != "cuda":
+        return ThreadPoolExecutor(workers or 2)
+    import multiprocessing
+    import os
+
+    n = workers or max(2, (os.cpu_count() or 4) - 4)
+    return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+
+
 @dataclass
 class EngineReport:
     frames: int = 0
@@ -258,20 +281,20 @@ def swap_video_device(
     frame_count: int,
     options: SwapOptions,
     writer_factory: Callable,
-    mark_workers: int = 4,
+    marks: Executor | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     watermark: bool = True,
 ) -> EngineReport:
     """Every frame of `batches` (`media.read_frames`) through the engine into the writer
     `writer_factory()` gives (a `media.VideoWriter`; frame_count: for progress only).
 
-    Decode runs one batch ahead on a thread; marks run on `mark_workers` threads; encoding runs
-    on its own thread, in order. Per-stage seconds: the device stages are synchronised (their
+    Decode runs one batch ahead on a thread; marks run on `marks` (default: a `mark_pool` for the
+    engine's device, shut down at the end; pass one to share it between videos run at once);
+    encoding runs on its own thread, in order. Per-stage seconds: the device stages are synchronised (their
     wall time, as the GPU spent it), the host stages are the threads' own time.
     """
     from slimswap.face.track import VideoFaces
     from slimswap.pipeline import StageTimer
-    from slimswap.provenance import embed_watermark
 
     check_supported(options, options.face_selector)
     timer = StageTimer(torch.cuda.synchronize if engine.device.type == "cuda" else None)
@@ -281,14 +304,21 @@ def swap_video_device(
     report = EngineReport()
     start = time.perf_counter()
     batches = _prefetch(iter(batches), 2, stages, "decode")
-    marks = ThreadPoolExecutor(mark_workers)
+    from slimswap.provenance.watermark import embed_watermark_timed
+
+    own_pool = marks is None or not watermark  # no marks: nothing worth sending to a process
+    pool = (mark_pool(engine.device) if watermark else ThreadPoolExecutor(1)) if own_pool else marks
     encoded: queue.Queue = queue.Queue(4)
     failure: list[BaseException] = []
 
     def encode(writer) -> None:
         try:
             while (item := encoded.get()) is not None:
-                frames = [f.result() for f in item]
+                frames = []
+                for job in item:
+                    frame, seconds = job.result()
+                    frames.append(frame)
+                    stages["watermark"] += seconds
                 t0 = time.perf_counter()
                 writer.write(frames)
                 stages["encode"] += time.perf_counter() - t0
@@ -296,12 +326,6 @@ def swap_video_device(
             failure.append(exc)
             while encoded.get() is not None:  # drain, so the producer never blocks
                 pass
-
-    def mark(frame: np.ndarray, kps: list[np.ndarray]) -> np.ndarray:
-        t0 = time.perf_counter()
-        out = embed_watermark(frame, kps) if watermark else frame
-        stages["watermark"] += time.perf_counter() - t0
-        return out
 
     with writer_factory() as writer:
         worker = threading.Thread(target=encode, args=(writer,), daemon=True)
@@ -317,7 +341,10 @@ def swap_video_device(
                 with timer("download"):
                     out = engine.download(batch)
                 encoded.put(
-                    [marks.submit(mark, f, [x.kps for x in fs]) for f, fs in zip(out, chosen)]
+                    [
+                        pool.submit(embed_watermark_timed, f, [x.kps for x in fs], watermark)
+                        for f, fs in zip(out, chosen)
+                    ]
                 )
                 report.frames += len(out)
                 report.faces += sum(len(fs) for fs in chosen)
@@ -329,7 +356,8 @@ def swap_video_device(
         finally:
             encoded.put(None)
             worker.join()
-            marks.shutdown()
+            if own_pool:
+                pool.shutdown()
         if failure:
             raise failure[0]
     report.seconds = time.perf_counter() - start
@@ -373,10 +401,12 @@ def swap_video_file(
     rep = swap_video_device(
         engine,
         identity,
-        media.read_frames(target, options.batch_size),
+        media.read_frames(target, options.batch_size, workers=IO_WORKERS),
         info.frame_count,
         options,
-        lambda: media.VideoWriter(output, info, target, metadata=metadata, sign=sign),
+        lambda: media.VideoWriter(
+            output, info, target, metadata=metadata, sign=sign, workers=IO_WORKERS
+        ),
         on_progress=on_progress,
     )
     return pipeline.SwapReport(

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,14 +38,11 @@ from slimswap.face.select import select_faces
 from slimswap.face.track import Timer, VideoFaces, no_timer
 from slimswap.face.warp import opening_mask
 from slimswap.options import PasteOptions, Picture, SwapOptions
-from slimswap.provenance import (
-    WATERMARK_IDS,
-    OutputSigner,
-    embed_watermark,
-    label_metadata,
-    output_signer,
-)
+from slimswap.provenance import WATERMARK_IDS, embed_watermark, label_metadata
 from slimswap.swap.base import SourceIdentity, Swapper
+
+if TYPE_CHECKING:
+    from slimswap.provenance import OutputSigner
 
 # on_progress(done, total): frames swapped so far and the frame count (0 if unknown)
 Progress = Callable[[int, int], None]
@@ -258,7 +256,11 @@ def reference_embedding(reference: Picture, analyser: FaceAnalyser) -> np.ndarra
 
 
 def provenance_signer(output: Path, swapper: Swapper, options: SwapOptions) -> OutputSigner | None:
-    """The C2PA signer of one output (loads the credentials now, before any work)."""
+    """The C2PA signer of one output (loads the credentials now, before any work). Imported
+    here: the signer needs `cryptography` and `c2pa-python`, which the rest of the frame path
+    does not (a GPU machine runs it without them)."""
+    from slimswap.provenance import output_signer
+
     return output_signer(output, swapper.name, options.c2pa_cert, options.c2pa_key, WATERMARK_IDS)
 
 

@@ -96,6 +96,30 @@ def test_device_video_path_keeps_every_frame(engine, tmp_path):
     assert {"detect", "swap", "paste", "watermark", "encode"} <= set(report.stage_seconds)
 
 
+def test_live_device_swapper_is_the_engine_plus_marks(engine, frames):
+    """The GPU live path (DeviceFrameSwapper, here on the CPU with threads for the marks):
+    each frame is the engine's swap of the followed face with both marks on it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slimswap.live.frames import DeviceFrameSwapper
+    from slimswap.options import SwapOptions
+    from slimswap.provenance import read_watermark
+
+    identity = engine.identity(media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"))
+    live = DeviceFrameSwapper(engine, identity, SwapOptions(), ThreadPoolExecutor(2))
+    try:
+        frame = frames[0]
+        out, faces = live(frame)
+        plain = engine.swap_frames([frame], [faces], identity)[0]
+    finally:
+        live.close()
+    assert len(faces) == 1
+    assert np.abs(plain.astype(int) - frame).mean() > 0.5  # swapped
+    assert np.abs(out.astype(int) - plain).mean() < 2  # plus the marks, nothing else
+    assert read_watermark(out, engine_cpu_analyser()).detected
+    assert not read_watermark(plain).frame.detected
+
+
 def test_unsupported_options_are_refused_in_one_line():
     from slimswap.errors import UserError
     from slimswap.frame_engine import check_supported

@@ -2,7 +2,8 @@
 # The device tool sends the whole tracked tree with every call (64 MiB at most, carried paths
 # included), and models/ (with the campaign checkpoint) is more than that. Before a series of GPU calls:
 #   bash tools/device_tree.sh lean      # untrack files a GPU run does not read (ONNX exports,
-#                                       # the evaluation recognizer unless KEEP_RECOGNIZER=1)
+#                                       # the evaluation recognizer unless KEEP_RECOGNIZER=1,
+#                                       # the campaign checkpoint with DROP_CAMPAIGN=1)
 # and after it, before anything is committed:
 #   bash tools/device_tree.sh restore   # put them back in the index, unchanged
 # Nothing is deleted: the files stay on disk, only git's index and .git/info/exclude change.
@@ -10,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 files=(models/*.onnx)
 [ "${KEEP_RECOGNIZER:-0}" = 1 ] || files+=(models/eval_recognizer.safetensors)
+# a frame-path benchmark (tools/gpu_e2e.sh) reads no resume checkpoint: DROP_CAMPAIGN=1
+[ "${DROP_CAMPAIGN:-0}" = 1 ] && files+=(models/teacher_campaign/*)
 case "${1:-}" in
 lean)
   git rm --cached -q "${files[@]}"

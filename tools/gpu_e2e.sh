@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # GPU end-to-end rows of benchmarks/RESULTS.md (issue 21), one call on a lent H200:
-#   bash tools/gpu_e2e.sh
+#   bash tools/gpu_e2e.sh [ROW..]   # rows: profile quality_b16 lite_b16 lite_b16_8clips
+#                                   # quality_dev quality_switch quality_nomark live (default: all but
+#                                   # profile and quality_switch)
 # Needs .whl/ (PyAV's wheel: the GPU image has no PyAV) and .carry/ (the 1280x720 held-out
 # clip liveportrait_source_s32.mp4 and hopper_256.npz, the source identity written here by
 # slimswap.evaluate.bench_frame_path.save_identity: the GPU image has no dlib model files).
@@ -13,11 +15,27 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv,no
 nproc
 V=.carry/liveportrait_source_s32.mp4
 S=.carry/hopper_256.npz
-run() {
+LOG=$OUT/e2e.log
+run() {  # one row: $OUT/NAME.json, its lines in $OUT/e2e.log (8 files come back at most)
   name=$1; shift
-  timeout "${T:-170}" python3 -m slimswap.evaluate.bench_frame_path "$V" --source "$S" --device cuda --out "$OUT/$name" "$@" 2>&1 | grep -v -i warning | tee "$OUT/$name.log"
+  echo "== $name $*" >> "$LOG"
+  timeout "${T:-120}" python3 -m slimswap.evaluate.bench_frame_path "$V" --source "$S" --device cuda --out "/tmp/e2e/$name" "$@" 2>&1 | grep -v -i warning | tee -a "$LOG"
+  cp "/tmp/e2e/$name/e2e.json" "$OUT/$name.json" 2>/dev/null
 }
-run lite_b16 --mode lite --precision fp16 --batch 16 --repeat 4 --clips 1,8 --paths reference,device
-run quality_b16 --mode quality --precision fp16 --batch 16 --repeat 6 --clips 1,8 --paths device
-run lite_nomark --mode lite --precision fp16 --batch 16 --repeat 6 --clips 1,8 --paths device --no-watermark
-T=90 run quality_b1 --mode quality --precision fp16 --batch 1 --repeat 1 --clips 1 --paths device
+rows=${*:-quality_b16 lite_b16 lite_b16_8clips quality_nomark live}
+for row in $rows; do
+  case $row in
+  profile)
+    echo "== profile" >> "$LOG"
+    timeout 120 python3 benchmarks/frame_path_profile.py "$V" --source "$S" --mode quality --out "$OUT/profile.json" 2>&1 | grep -v -i warning | tee -a "$LOG" ;;
+  quality_b16) T=130 run quality_b16 --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths reference,device ;;
+  lite_b16) T=90 run lite_b16 --mode lite --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
+  lite_b16_8clips) T=130 run lite_b16_8clips --mode lite --precision fp16 --batch 16 --repeat 1 --clips 8 --paths device ;;
+  quality_dev) T=80 run quality_dev --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
+  quality_switch) T=100 run quality_switch --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --switch-interval 0.0002 ;;
+  quality_nomark) T=70 run quality_nomark --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --no-watermark ;;
+  live)
+    echo "== live quality 1280x720" >> "$LOG"
+    timeout 110 python3 benchmarks/live_bench.py --device cuda --mode quality --width 1280 --height 720 --fps 120 --seconds 12 --clip "$V" --source "$S" --out "$OUT/live_gpu.json" 2>&1 | grep -v -i warning | tee -a "$LOG" ;;
+  esac
+done

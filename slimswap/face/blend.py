@@ -160,14 +160,23 @@ def correct_colour(
     return _from_lab(lab_s)
 
 
-def _frame_roi(
-    mask: np.ndarray, inverse: np.ndarray, frame_hw: tuple[int, int]
-) -> tuple[int, int, int, int] | None:
-    """The frame rectangle (x0, y0, x1, y1) that the mask's support lands on, or None."""
+def mask_support(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The crop rectangle (x0, y0, x1, y1), one pixel wider each way, where mask > MASK_EPS."""
     ys, xs = np.nonzero(mask > MASK_EPS)
     if len(xs) == 0:
         return None
-    cx0, cx1, cy0, cy1 = xs.min() - 1, xs.max() + 1, ys.min() - 1, ys.max() + 1
+    return int(xs.min()) - 1, int(ys.min()) - 1, int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def frame_roi(
+    support: tuple[int, int, int, int] | None, inverse: np.ndarray, frame_hw: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """The frame rectangle (x0, y0, x1, y1) a crop rectangle (`mask_support`) lands on through
+    the crop -> frame affine, or None. Both paste-backs (this one and blend_torch's) work on
+    this rectangle only, so they cost what the face covers and agree on the detail band."""
+    if support is None:
+        return None
+    cx0, cy0, cx1, cy1 = support
     corners = np.array([[cx0, cy0], [cx1, cy0], [cx1, cy1], [cx0, cy1]], np.float64)
     pts = transform_points(corners, inverse)
     h, w = frame_hw
@@ -253,7 +262,7 @@ def paste_back(
 
     out = frame.copy()
     inverse = invert_affine(affine)
-    roi_box = _frame_roi(mask, inverse, frame.shape[:2])
+    roi_box = frame_roi(mask_support(mask), inverse, frame.shape[:2])
     if roi_box is None:
         return out
     x0, y0, x1, y1 = roi_box

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from slimswap.face.align import frame_px_per_crop_px, invert_affine, warp_batch
-from slimswap.face.blend import DETAIL_MIN_SCALE, MASK_EPS, local_mean_factor
+from slimswap.face.blend import DETAIL_MIN_SCALE, MASK_EPS, frame_roi, local_mean_factor
 from slimswap.face.raster import gaussian_blur
 
 # sRGB (D65) -> XYZ, and the white point, as OpenCV's RGB2Lab for float images
@@ -111,23 +111,51 @@ def frame_detail(frame: torch.Tensor, scale: float) -> torch.Tensor:
     return frame - low
 
 
+def mask_supports(mask: torch.Tensor) -> list[tuple[int, int, int, int] | None]:
+    """`blend.mask_support` of every (N, 1, S, S) mask, with one device -> host copy."""
+    keep = mask[:, 0] > MASK_EPS
+    used_x, used_y = keep.any(1), keep.any(2)  # (N, S) each: which columns / rows are used
+    size = mask.shape[-1]
+    idx = torch.arange(size, device=mask.device)
+    big = torch.full_like(idx, size)
+    lo_x = torch.where(used_x, idx, big).amin(1)
+    hi_x = torch.where(used_x, idx, -1).amax(1)
+    lo_y = torch.where(used_y, idx, big).amin(1)
+    hi_y = torch.where(used_y, idx, -1).amax(1)
+    boxes = torch.stack([lo_x - 1, lo_y - 1, hi_x + 1, hi_y + 1], 1).cpu().tolist()
+    return [None if b[2] < b[0] + 2 else tuple(b) for b in boxes]
+
+
 def paste_back(
     frame: torch.Tensor,
     crop: torch.Tensor,
     affine: np.ndarray,
     mask: torch.Tensor,
     detail: torch.Tensor | None = None,
+    support: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
-    """`blend.paste_back` (feather) of one face: frame (1, 3, H, W) and crop (1, 3, S, S)
-    floats in [0, 255], mask/detail (1, 1, S, S); returns the new frame, rounded."""
-    h, w = frame.shape[-2:]
-    to_frame = [invert_affine(affine)]
-    warped = warp_batch(crop, [0], to_frame, (h, w), "border")
+    """`blend.paste_back` (feather) of one face, in place: frame (1, 3, H, W) and crop
+    (1, 3, S, S) floats in [0, 255], mask/detail (1, 1, S, S). Only the frame rectangle the
+    mask lands on is warped and composited (`blend.frame_roi`; support: the mask's crop
+    rectangle from `mask_supports`, computed here when not given). Returns the frame."""
+    inverse = invert_affine(affine)
+    if support is None:
+        support = mask_supports(mask)[0]
+    roi_box = frame_roi(support, inverse, tuple(frame.shape[-2:]))
+    if roi_box is None:
+        return frame
+    x0, y0, x1, y1 = roi_box
+    to_roi = inverse.copy()
+    to_roi[:, 2] -= (x0, y0)
+    size = (y1 - y0, x1 - x0)
+    roi = frame[:, :, y0:y1, x0:x1]
+    warped = warp_batch(crop, [0], [to_roi], size, "border")
     weights = torch.cat([mask] if detail is None else [mask, detail], 1)
-    weights = warp_batch(weights, [0], to_frame, (h, w), "zeros")
+    weights = warp_batch(weights, [0], [to_roi], size, "zeros")
     alpha = weights[:, :1]
     alpha = torch.where(alpha > MASK_EPS, alpha, torch.zeros_like(alpha)).clamp(0, 1)
     scale = frame_px_per_crop_px(affine)
     if detail is not None and scale > DETAIL_MIN_SCALE:
-        warped = _round(warped + weights[:, 1:] * frame_detail(frame, scale))
-    return _round(frame + alpha * (warped - frame))
+        warped = _round(warped + weights[:, 1:] * frame_detail(roi, scale))
+    frame[:, :, y0:y1, x0:x1] = _round(roi + alpha * (warped - roi))
+    return frame

@@ -1,5 +1,6 @@
-"""One live frame: detection on a scaled copy, the swap and the watermark (FrameSwapper),
-and the swapper a live loop runs."""
+"""One live frame: detection on a scaled copy, the swap and the watermark (FrameSwapper; on a
+CUDA GPU DeviceFrameSwapper, the GPU frame path one frame at a time), and the swapper a live
+loop runs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from slimswap.errors import UserError
 from slimswap.face.analyser import Face, FaceAnalyser
 from slimswap.face.select import iou
 from slimswap.face.track import Timer, VideoFaces, no_timer
@@ -151,13 +153,93 @@ def live_swapper(
     return swapper
 
 
+class DeviceFrameSwapper:
+    """`FrameSwapper`'s contract on the GPU frame path (`frame_engine`): the frame goes up once,
+    is analysed, swapped and pasted there, and comes down once; its marks run in a worker
+    process while the next frame is on the GPU.
+
+    front (the live loop's worker thread) does the GPU half and hands the marks to `marks`;
+    back (the loop's own thread) waits for them. A frame's latency is front + marks, the pace
+    the slower of the GPU half and the marks over the pool's workers.
+    """
+
+    def __init__(self, engine, identity: SourceIdentity, options: SwapOptions, marks) -> None:
+        self.engine = engine
+        self.identity = identity
+        self.options = options
+        self.faces = VideoFaces(None, options.face_selector, None, options.detect_every)  # type: ignore[arg-type]
+        self.marks = marks
+
+    def __call__(self, frame: np.ndarray, timer: Timer = no_timer) -> tuple[np.ndarray, list[Face]]:
+        return self.back(self.front(frame, timer), timer)
+
+    def front(self, frame: np.ndarray, timer: Timer = no_timer) -> tuple:
+        from slimswap.provenance.watermark import embed_watermark_timed
+
+        e = self.engine
+        with timer("upload"):
+            batch = e.upload([frame])
+        with timer("detect"):
+            found = e.faces([frame], batch, self.options.upsample)[0]
+        chosen = self.faces.follow(frame, found)
+        batch = e.swap(batch, [chosen], self.identity, timer)
+        with timer("download"):
+            (out,) = e.download(batch)
+        return self.marks.submit(embed_watermark_timed, out, [f.kps for f in chosen]), chosen
+
+    def back(self, state: tuple, timer: Timer = no_timer) -> tuple[np.ndarray, list[Face]]:
+        job, chosen = state
+        with timer("watermark"):
+            out, _ = job.result()
+        return out, chosen
+
+    def warm(self) -> None:
+        """Kernels, cuDNN's choices and the mark workers' imports, before the first frame."""
+        from slimswap.provenance.watermark import embed_watermark_timed
+
+        frame = np.ascontiguousarray(np.pad(self.identity.crop, ((64, 64), (64, 64), (0, 0))))
+        for _ in range(2):
+            self(frame)
+        # a process pool starts its workers as jobs arrive: start them all now (on the H200 the
+        # first live frames otherwise waited seconds for them, 7.9 s at worst)
+        for job in [self.marks.submit(embed_watermark_timed, frame) for _ in range(8)]:
+            job.result()
+
+    def close(self) -> None:
+        self.marks.shutdown()
+
+
+def device_frame_swapper(
+    source: Picture | SourceIdentity, swapper: Swapper, options: SwapOptions
+) -> DeviceFrameSwapper:
+    """A DeviceFrameSwapper for `source` (a photo, or an identity computed elsewhere: the GPU
+    machine has no dlib model files, see bench_frame_path.save_identity)."""
+    from slimswap.frame_engine import FrameEngine, mark_pool
+
+    engine = FrameEngine(swapper, options)
+    if isinstance(source, SourceIdentity):
+        identity = source
+    else:
+        from slimswap.pipeline import _read
+
+        identity = engine.identity(_read(source))
+    return DeviceFrameSwapper(engine, identity, options, mark_pool(engine.device, workers=3))
+
+
 def frame_swapper(
-    source: Picture,
+    source: Picture | SourceIdentity,
     swapper: Swapper,
     options: SwapOptions,
     analyser: FaceAnalyser | None = None,
     detect_scale: float = 1.0,
-) -> FrameSwapper:
-    """A FrameSwapper putting the largest face of `source` into the frames to come."""
+) -> FrameSwapper | DeviceFrameSwapper:
+    """What puts the largest face of `source` into the frames to come: the GPU frame path
+    where it applies (`frame_engine.applies`: a torch model on CUDA), else a FrameSwapper."""
+    from slimswap.frame_engine import applies
+
+    if applies(swapper, options) and analyser is None:
+        return device_frame_swapper(source, swapper, options)
+    if isinstance(source, SourceIdentity):
+        raise UserError("a precomputed source identity needs the GPU frame path (--device cuda)")
     analyser, identity, reference = _who(source, swapper, options, analyser)
     return FrameSwapper(swapper, identity, options, analyser, reference, detect_scale)

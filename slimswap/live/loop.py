@@ -26,7 +26,7 @@ from slimswap.live.sinks import FrameSink, check_output, open_sink
 from slimswap.live.sources import Capture, CapturedFrame, FrameSource, open_source
 from slimswap.options import LiveSettings, Picture
 from slimswap.pipeline import StageTimer
-from slimswap.swap.base import Swapper
+from slimswap.swap.base import SourceIdentity, Swapper
 
 FIRST_FRAME_TIMEOUT_S = 10.0  # a camera takes a second or two to deliver its first frame
 
@@ -311,7 +311,7 @@ def write_stats(path: Path, stats: LiveStats) -> None:
 
 
 def run_live(
-    source: Picture,
+    source: Picture | SourceIdentity,
     settings: LiveSettings,
     swapper: Swapper | None = None,
     analyser: FaceAnalyser | None = None,
@@ -345,8 +345,16 @@ def run_live(
         detect_every=settings.detect_every,
         detect_scale=settings.detect_scale,
     )
-    with stop_on_sigint(stop, lambda: print("stopping (Ctrl-C again to abort)", file=sys.stderr)):
-        stats = live_loop(frames, swap, sink, stats, stop, settings.seconds, on_start, on_status)
+    try:
+        with stop_on_sigint(
+            stop, lambda: print("stopping (Ctrl-C again to abort)", file=sys.stderr)
+        ):
+            stats = live_loop(
+                frames, swap, sink, stats, stop, settings.seconds, on_start, on_status
+            )
+    finally:
+        if hasattr(swap, "close"):
+            swap.close()  # the GPU path's mark workers
     if settings.stats is not None:
         write_stats(settings.stats, stats)
     return stats

@@ -37,6 +37,18 @@ def embed_watermark(rgb: np.ndarray, faces_kps5: Sequence[np.ndarray] = ()) -> n
     return face_mark.embed_face_mark(marked, list(faces_kps5), original=rgb)
 
 
+def embed_watermark_timed(
+    rgb: np.ndarray, faces_kps5: Sequence[np.ndarray] = (), enabled: bool = True
+) -> tuple[np.ndarray, float]:
+    """`embed_watermark` as a worker process's job (the GPU frame path): the marked frame and
+    the seconds it took there. Lives here so a worker imports numpy and OpenCV, not torch."""
+    import time
+
+    t0 = time.perf_counter()
+    out = embed_watermark(rgb, faces_kps5) if enabled else rgb
+    return out, time.perf_counter() - t0
+
+
 @dataclass(frozen=True)
 class WatermarkReading:
     frame: frame_mark.FrameMarkReading

@@ -1,0 +1,97 @@
+"""The GPU frame path's stages alone, one at a time, synchronised (issue 21): what each costs
+without the other threads, at batch 16 (video) and batch 1 (live), and where the analysis
+spends its host time (cProfile). Tells intrinsic cost from contention in the end-to-end rows.
+
+    python benchmarks/frame_path_profile.py VIDEO --source hopper_256.npz --mode quality \\
+        --out profile.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import time
+from pathlib import Path
+
+import torch
+
+from slimswap import media
+from slimswap.evaluate.bench_frame_path import load_identity
+from slimswap.frame_engine import FrameEngine
+from slimswap.swap.registry import load_swapper
+
+
+def timed(fn, sync, repeat: int = 10) -> float:
+    """Median ms of fn() over `repeat` calls after two warm-up calls."""
+    for _ in range(2):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(1000 * (time.perf_counter() - t0))
+    return sorted(times)[len(times) // 2]
+
+
+def stage_times(engine: FrameEngine, identity, frames: list, sync) -> dict[str, float]:
+    """ms per frame of each device stage on this batch, alone."""
+    batch = engine.upload(frames)
+    faces = engine.faces(frames, batch)
+    swapped = engine.swap(batch, faces, identity)
+    row = {
+        "upload": timed(lambda: engine.upload(frames), sync),
+        "detect+mesh": timed(lambda: engine.faces(frames, batch), sync),
+        "align+swap+paste": timed(lambda: engine.swap(batch, faces, identity), sync),
+        "download": timed(lambda: engine.download(swapped), sync),
+    }
+    return {k: round(v / len(frames), 3) for k, v in row.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("video", type=Path)
+    ap.add_argument("--source", type=Path, required=True)
+    ap.add_argument("--mode", default="quality")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--precision", default="fp16")
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    engine = FrameEngine(load_swapper(a.mode, a.device, a.precision), precision=a.precision)
+    identity = load_identity(a.source)
+    all_frames = next(iter(media.read_frames(a.video, 16)))
+    result: dict = {"cpu_count": os.cpu_count(), "mode": a.mode}
+    try:
+        result["cgroup_cpu_max"] = Path("/sys/fs/cgroup/cpu.max").read_text().strip()
+    except OSError:
+        pass
+    result["sched_affinity"] = len(os.sched_getaffinity(0))
+    for n in (16, 1):
+        row = stage_times(engine, identity, all_frames[:n], sync)
+        result[f"ms_per_frame_batch{n}"] = row
+        print(f"batch {n}: ms per frame", row, flush=True)
+    frames = all_frames
+    batch = engine.upload(frames)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(5):
+        engine.faces(frames, batch)
+    sync()
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(18)
+    result["profile_detect_batch16_x5"] = text.getvalue()
+    print(text.getvalue())
+    if a.out:
+        a.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
