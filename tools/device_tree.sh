@@ -11,8 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 files=(models/*.onnx)
 [ "${KEEP_RECOGNIZER:-0}" = 1 ] || files+=(models/eval_recognizer.safetensors)
-# a frame-path benchmark (tools/gpu_e2e.sh) reads no resume checkpoint: DROP_CAMPAIGN=1
-[ "${DROP_CAMPAIGN:-0}" = 1 ] && files+=(models/teacher_campaign/*)
+# a frame-path benchmark (tools/gpu_e2e.sh) reads no resume checkpoint: DROP_CAMPAIGN=1;
+# the campaign reads its own EMA, not the released teacher (tools/gpu_session.py)
+if [ "${DROP_CAMPAIGN:-0}" = 1 ]; then
+  files+=(models/teacher_campaign/*)
+elif [ -f models/teacher_campaign/G_ema.safetensors ]; then
+  files+=(models/teacher_256.safetensors)
+fi
 case "${1:-}" in
 lean)
   git rm --cached -q "${files[@]}"

@@ -81,11 +81,14 @@ ABLATIONS = {
 # frames, most of them paired with another frame of the same clip (expression differs, the
 # answer is known).
 def _released(name: str) -> SwapGeneratorConfig:
+    """The network config of released model NAME (for teacher_256 also from the campaign's
+    EMA, the same network: `device_tree.sh lean` leaves the released file behind then)."""
     from slimswap.swap.weights import read_metadata
 
-    return SwapGeneratorConfig.from_json(
-        json.dumps(read_metadata(f"models/{name}.safetensors")["config"])
-    )
+    path = Path(f"models/{name}.safetensors")
+    if not path.is_file() and name == "teacher_256":
+        path = CHECKPOINT / "G_ema.safetensors"
+    return SwapGeneratorConfig.from_json(json.dumps(read_metadata(path)["config"]))
 
 
 def campaign_runs() -> dict[str, dict]:
@@ -122,8 +125,9 @@ CHECKPOINT = Path("models/teacher_campaign")  # the committed resume point of `e
 
 
 def campaign_init(name: str, folder: Path) -> Path:
-    """Where run NAME starts on a fresh machine: the committed campaign checkpoint (G, D, step
-    and history; its EMA is the released teacher) for `expr`, else the released model."""
+    """Where run NAME starts on a fresh machine: the committed campaign checkpoint (G, D, its
+    EMA, step and history) for `expr`, else the released model. A checkpoint without its own
+    G_ema.safetensors (session 3's) continued the released teacher, which was its EMA."""
     import shutil
 
     if name != "expr" or not (CHECKPOINT / "state.json").is_file():
@@ -131,7 +135,8 @@ def campaign_init(name: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for f in ("G.safetensors", "D.safetensors", "state.json"):
         shutil.copyfile(CHECKPOINT / f, folder / f)
-    shutil.copyfile("models/teacher_256.safetensors", folder / "G_ema.safetensors")
+    ema = CHECKPOINT / "G_ema.safetensors"
+    shutil.copyfile(ema if ema.is_file() else "models/teacher_256.safetensors", folder / ema.name)
     return folder
 
 

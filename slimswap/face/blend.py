@@ -168,6 +168,20 @@ def mask_support(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(xs.min()) - 1, int(ys.min()) - 1, int(xs.max()) + 1, int(ys.max()) + 1
 
 
+def roi_paste(
+    affine: np.ndarray, support: tuple[int, int, int, int] | None, frame_hw: tuple[int, int]
+) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """(crop -> rectangle affine, the frame rectangle) of a paste-back, or None when the mask
+    lands nowhere: both paste-backs (this module's and blend_torch's) warp through this."""
+    inverse = invert_affine(affine)
+    roi_box = frame_roi(support, inverse, frame_hw)
+    if roi_box is None:
+        return None
+    to_roi = inverse.copy()
+    to_roi[:, 2] -= roi_box[:2]
+    return to_roi, roi_box
+
+
 def frame_roi(
     support: tuple[int, int, int, int] | None, inverse: np.ndarray, frame_hw: tuple[int, int]
 ) -> tuple[int, int, int, int] | None:
@@ -261,13 +275,10 @@ def paste_back(
         raise ValueError(f"mask shape {mask.shape} does not match crop {crop_hw}")
 
     out = frame.copy()
-    inverse = invert_affine(affine)
-    roi_box = frame_roi(mask_support(mask), inverse, frame.shape[:2])
-    if roi_box is None:
+    placed = roi_paste(affine, mask_support(mask), frame.shape[:2])
+    if placed is None:
         return out
-    x0, y0, x1, y1 = roi_box
-    to_roi = inverse.copy()
-    to_roi[:, 2] -= (x0, y0)
+    to_roi, (x0, y0, x1, y1) = placed
     size = (x1 - x0, y1 - y0)
     warped = cv2.warpAffine(
         swapped_crop, to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE

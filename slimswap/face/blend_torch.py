@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slimswap.face.align import frame_px_per_crop_px, invert_affine, warp_batch
-from slimswap.face.blend import DETAIL_MIN_SCALE, MASK_EPS, frame_roi, local_mean_factor
+from slimswap.face.align import frame_px_per_crop_px, warp_batch
+from slimswap.face.blend import DETAIL_MIN_SCALE, MASK_EPS, local_mean_factor, roi_paste
 from slimswap.face.raster import gaussian_blur
 
 # sRGB (D65) -> XYZ, and the white point, as OpenCV's RGB2Lab for float images
@@ -138,15 +138,12 @@ def paste_back(
     (1, 3, S, S) floats in [0, 255], mask/detail (1, 1, S, S). Only the frame rectangle the
     mask lands on is warped and composited (`blend.frame_roi`; support: the mask's crop
     rectangle from `mask_supports`, computed here when not given). Returns the frame."""
-    inverse = invert_affine(affine)
     if support is None:
         support = mask_supports(mask)[0]
-    roi_box = frame_roi(support, inverse, tuple(frame.shape[-2:]))
-    if roi_box is None:
+    placed = roi_paste(affine, support, tuple(frame.shape[-2:]))
+    if placed is None:
         return frame
-    x0, y0, x1, y1 = roi_box
-    to_roi = inverse.copy()
-    to_roi[:, 2] -= (x0, y0)
+    to_roi, (x0, y0, x1, y1) = placed
     size = (y1 - y0, x1 - x0)
     roi = frame[:, :, y0:y1, x0:x1]
     warped = warp_batch(crop, [0], [to_roi], size, "border")
