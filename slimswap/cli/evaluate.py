@@ -91,6 +91,12 @@ def eval_swapper(
         "--exclude-seen",
         help="Training shard of the evaluated models: drop any test identity it contains.",
     ),
+    driver: str = typer.Option(
+        "dlib",
+        "--driver",
+        help="Whose landmarks drive the swaps: dlib (the judge's own, as earlier reports) or "
+        "mediapipe (what `slimswap swap` uses by default); dlib judges the results either way.",
+    ),
 ) -> None:
     """Full-pipeline swap quality at native size: sharpness, recognizer identity, colour, reconstruction."""
     from slimswap.evaluate import swap_eval
@@ -102,9 +108,12 @@ def eval_swapper(
     try:
         if min(pairs, same_pairs, self_pairs, grid) < 0:
             raise UserError("--pairs, --same-pairs, --self and --grid must be 0 or more")
+        if driver not in ("dlib", "mediapipe"):
+            raise UserError(f"--driver must be dlib or mediapipe, got {driver!r}")
         cfg = swap_eval.EvalConfig(
-            pairs, same_pairs, self_pairs, grid, max_side, seed=seed, resume=resume
-        )
+            pairs, same_pairs, self_pairs, grid, max_side, seed=seed, resume=resume,
+            driver=driver,
+        )  # fmt: skip
         cfg = swap_eval.quick_config(cfg) if quick else cfg
         judge = load_eval_recognizer(recognizer, device)
         root = shared_data_dir()
@@ -148,6 +157,7 @@ def eval_swapper(
             "seed": seed,
             "sets": names,
             "quick": quick,
+            "driver": driver,
         }
         paths = swap_eval.save_report(run, out, command_line(), environment(device), config, judge)
     except UserError as err:

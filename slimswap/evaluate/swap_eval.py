@@ -130,6 +130,9 @@ class EvalConfig:
     min_gap_s: float = 1.0  # video frame pairs at least this far apart
     seed: int = 0
     resume: bool = True
+    # whose landmarks drive the swap: "dlib" (the judge's own, the reports so far) or
+    # "mediapipe" (the product's default analyser); dlib judges the result either way
+    driver: str = "dlib"
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -220,6 +223,8 @@ def fingerprint(swappers: Sequence[Swapper], judge: EvalRecognizer, cfg: EvalCon
     """What the cached scores depend on: models (by weight hash), recognizer, size cap."""
     listed = listed_models()
     parts = [str(SCORING_VERSION), judge.sha256, str(cfg.max_side)]
+    if cfg.driver != "dlib":  # keeps the cache keys of dlib-driven runs as they were
+        parts.append(f"driver:{cfg.driver}")
     for sw in swappers:
         parts.append(f"{sw.name}:{sw.resolution}:{listed.get(sw.name, {}).get('sha256', '')}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -265,6 +270,8 @@ class _Evaluation:
         self.swappers, self.judge, self.cfg, self.analyser = swappers, judge, cfg, analyser
         self.store = store
         self.photos = Photos(analyser, cfg.max_side)
+        self.driver = None if cfg.driver == "dlib" else FaceAnalyser(detector=cfg.driver)
+        self.driven: dict[Path, Face] = {}
         self.identities: dict[tuple[Path, int], SourceIdentity] = {}
         self.recs: dict[Path, np.ndarray] = {}
         self.reused = 0  # per-pair scores taken from the store
@@ -279,11 +286,30 @@ class _Evaluation:
             self.recs[hs.paths[i]] = self.judge.embed_faces([frame], [face.kps])[0]
         return Side(i, hs.paths[i], face, self.recs[hs.paths[i]])
 
+    def driving(self, side: Side) -> Face:
+        """The face that drives the swap: the judge's own, or the face the driver analyser
+        finds where the judge found it (its landmarks and keypoints, the judge's dlib
+        descriptor); the judge's when the driver finds none there."""
+        if self.driver is None:
+            return side.face
+        if side.path not in self.driven:
+            from dataclasses import replace
+
+            from slimswap.face.select import iou
+
+            found = self.driver.detect(self.photos.frame(side.path))
+            best = max(found, key=lambda f: iou(f.bbox, side.face.bbox), default=None)
+            ok = best is not None and iou(best.bbox, side.face.bbox) > 0.3
+            self.driven[side.path] = (
+                replace(best, embedding=side.face.embedding) if ok else side.face
+            )
+        return self.driven[side.path]
+
     def identity(self, side: Side, resolution: int) -> SourceIdentity:
         key = (side.path, resolution)
         if key not in self.identities:
             frame = self.photos.frame(side.path)
-            self.identities[key] = identity_from_face(frame, side.face, resolution)
+            self.identities[key] = identity_from_face(frame, self.driving(side), resolution)
         return self.identities[key]
 
     def pair(
@@ -312,7 +338,9 @@ class _Evaluation:
         rows = []
         for sw in self.swappers:
             t0 = time.perf_counter()
-            out = swap_in_photo(frame, target.face, sw, self.identity(source, sw.resolution))
+            out = swap_in_photo(
+                frame, self.driving(target), sw, self.identity(source, sw.resolution)
+            )
             lm = target.face.landmarks
             row = {
                 "key": key, "set": hs.name, "kind": kind, "model": sw.name,
@@ -500,6 +528,7 @@ def quick_config(cfg: EvalConfig) -> EvalConfig:
         seed=cfg.seed,
         min_gap_s=cfg.min_gap_s,
         resume=cfg.resume,
+        driver=cfg.driver,
     )
 
 

@@ -155,6 +155,8 @@ def save_report(
         f"- photos at their own resolution, long side capped at {config.get('max_side')} px "
         f"(photos shrunk: {shrunk}); run time {run.seconds:.0f} s "
         f"({run.resumed_rows} pair scores from the cache)\n"
+        f"- swaps driven by {config.get('driver', 'dlib')}'s landmarks and keypoints (source and "
+        "target); every landmark score judged by dlib's 68 points\n"
     )
     md = [
         report.header("slimswap eval swapper", env, command),

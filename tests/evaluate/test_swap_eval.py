@@ -223,3 +223,23 @@ def test_missing_recognizer_is_a_user_error(tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "none.safetensors" in proc.stderr and "not found" in proc.stderr
+
+
+def test_the_mediapipe_driver_swaps_with_its_own_face_and_dlibs_descriptor(analyser_dlib):
+    """`--driver mediapipe` puts MediaPipe's landmarks where the product would and keeps the
+    judge's dlib descriptor; the default leaves the judge's face as it is."""
+    from slimswap.evaluate.swap_eval_scores import Side
+    from slimswap.face.select import iou
+
+    runs = {
+        d: swap_eval._Evaluation([], None, swap_eval.EvalConfig(driver=d), analyser_dlib, None)
+        for d in ("dlib", "mediapipe")
+    }
+    face = runs["dlib"].photos.face(TARGET)
+    side = Side(0, TARGET, face, np.zeros(1))
+    assert runs["dlib"].driving(side) is face
+    driven = runs["mediapipe"].driving(side)
+    assert driven is not face and driven.mesh is not None  # MediaPipe's face
+    assert driven.embedding is face.embedding and iou(driven.bbox, face.bbox) > 0.5
+    nme = metrics.landmark_nme(driven.landmarks, face.landmarks)
+    assert 0.003 < nme < 0.08, nme  # another landmark model, the same face
