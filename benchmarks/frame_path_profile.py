@@ -14,29 +14,15 @@ import io
 import json
 import os
 import pstats
-import time
 from pathlib import Path
 
 import torch
+from gpu_analysis import timed  # this folder's scripts share it (run as scripts, from here)
 
 from slimswap import media
 from slimswap.evaluate.bench_frame_path import load_identity
 from slimswap.frame_engine import FrameEngine
 from slimswap.swap.registry import load_swapper
-
-
-def timed(fn, sync, repeat: int = 10) -> float:
-    """Median ms of fn() over `repeat` calls after two warm-up calls."""
-    for _ in range(2):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(1000 * (time.perf_counter() - t0))
-    return sorted(times)[len(times) // 2]
 
 
 def stage_times(engine: FrameEngine, identity, frames: list, sync) -> dict[str, float]:
@@ -45,10 +31,10 @@ def stage_times(engine: FrameEngine, identity, frames: list, sync) -> dict[str, 
     faces = engine.faces(frames, batch)
     swapped = engine.swap(batch, faces, identity)
     row = {
-        "upload": timed(lambda: engine.upload(frames), sync),
-        "detect+mesh": timed(lambda: engine.faces(frames, batch), sync),
-        "align+swap+paste": timed(lambda: engine.swap(batch, faces, identity), sync),
-        "download": timed(lambda: engine.download(swapped), sync),
+        "upload": timed(lambda: engine.upload(frames), 10, sync),
+        "detect+mesh": timed(lambda: engine.faces(frames, batch), 10, sync),
+        "align+swap+paste": timed(lambda: engine.swap(batch, faces, identity), 10, sync),
+        "download": timed(lambda: engine.download(swapped), 10, sync),
     }
     return {k: round(v / len(frames), 3) for k, v in row.items()}
 
