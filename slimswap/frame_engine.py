@@ -261,6 +261,16 @@ def mark_pool(device: torch.device | str, workers: int | None = None) -> Executo
     return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
 
 
+def start_mark_workers(pool: Executor, frame: np.ndarray, jobs: int = 32) -> None:
+    """Mark `frame` `jobs` times and wait: a process pool starts its workers as jobs arrive,
+    and each imports numpy and OpenCV first, so a benchmark's clock or a live loop's first
+    frames would wait for them (on the H200 the first live frames waited up to 7.9 s)."""
+    from slimswap.provenance.watermark import embed_watermark_timed
+
+    for job in [pool.submit(embed_watermark_timed, frame) for _ in range(jobs)]:
+        job.result()
+
+
 @dataclass
 class EngineReport:
     frames: int = 0
@@ -288,10 +298,11 @@ def swap_video_device(
     """Every frame of `batches` (`media.read_frames`) through the engine into the writer
     `writer_factory()` gives (a `media.VideoWriter`; frame_count: for progress only).
 
-    Decode runs one batch ahead on a thread; marks run on `marks` (default: a `mark_pool` for the
-    engine's device, shut down at the end; pass one to share it between videos run at once);
-    encoding runs on its own thread, in order. Per-stage seconds: the device stages are synchronised (their
-    wall time, as the GPU spent it), the host stages are the threads' own time.
+    Decode runs one batch ahead on a thread; marks run on `marks` (default: a `mark_pool` for
+    the engine's device, shut down at the end; pass one to share it between videos run at
+    once); encoding runs on its own thread, in order. Per-stage seconds: the device stages are
+    synchronised (their wall time, as the GPU spent it), the host stages are the threads' own
+    time.
     """
     from slimswap.face.track import VideoFaces
     from slimswap.pipeline import StageTimer

@@ -190,9 +190,12 @@ def main() -> None:
     root = shared_data_dir()
     if root is None:
         raise SystemExit("needs ../shared/data")
+    none = np.zeros((0, 468, 3), np.float32), np.zeros((0, 68, 2), np.float32)
     if args.cache and args.cache.is_file():
         z = np.load(args.cache)
         fit_m, fit_d, test_m, test_d = z["fit_m"], z["fit_d"], z["test_m"], z["test_d"]
+        clips = (z["clip_m"], z["clip_d"]) if "clip_m" in z else none
+        held = (z["held_m"], z["held_d"]) if "held_m" in z else none
     else:
         mp, dl = FaceAnalyser(), FaceAnalyser(detector="dlib")
         lfw = sorted((root / "lfw_deepfunneled").glob("*/*.jpg"))
@@ -205,28 +208,25 @@ def main() -> None:
         test_paths = sorted((root / "deepface_testset").glob("id*/*.jpg"))
         fit_m, fit_d, _ = pairs(fit_paths, mp, dl)
         test_m, test_d, _ = pairs(test_paths, mp, dl)
-        clip_m = np.zeros((0, 468, 3)), np.zeros((0, 68, 2))
-        held = clip_m
+        clips = held = none
         if args.clip_every:
             from slimswap.train.video_frames import HELD_OUT_CLIPS
 
-            clips = sorted((root / "videos").glob("*.mp4"))
-            train = [c for c in clips if c.stem not in HELD_OUT_CLIPS]
-            test = [c for c in clips if c.stem in HELD_OUT_CLIPS]
-            clip_m = pairs(clip_frames(train, args.clip_every), mp, dl)[:2]
+            videos = sorted((root / "videos").glob("*.mp4"))
+            train = [c for c in videos if c.stem not in HELD_OUT_CLIPS]
+            test = [c for c in videos if c.stem in HELD_OUT_CLIPS]
+            clips = pairs(clip_frames(train, args.clip_every), mp, dl)[:2]
             held = pairs(clip_frames(test, args.clip_every), mp, dl)[:2]
         if args.cache:
             np.savez(
                 args.cache, fit_m=fit_m, fit_d=fit_d, test_m=test_m, test_d=test_d,
-                clip_m=clip_m[0], clip_d=clip_m[1], held_m=held[0], held_d=held[1],
+                clip_m=clips[0], clip_d=clips[1], held_m=held[0], held_d=held[1],
             )  # fmt: skip
-    if args.cache and args.cache.is_file():
-        z = np.load(args.cache)
-        if "clip_m" in z and len(z["clip_m"]):
-            fit_m = np.concatenate([fit_m, z["clip_m"]]).astype(np.float32)
-            fit_d = np.concatenate([fit_d, z["clip_d"]]).astype(np.float32)
-            held_m, held_d = z["held_m"], z["held_d"]
-            open_held = np.array([mouth_opening(d) > MOUTH_OPEN for d in held_d])
+    # the training clips' frames join the fitting photos; the held-out clips' are a test set
+    fit_m = np.concatenate([fit_m, clips[0]]).astype(np.float32)
+    fit_d = np.concatenate([fit_d, clips[1]]).astype(np.float32)
+    held_m, held_d = held
+    open_held = np.array([mouth_opening(d) > MOUTH_OPEN for d in held_d], bool)
     table = fit(fit_m, fit_d)
     if args.only:
         keep = {g.strip() for g in args.only.split(",")}
@@ -240,7 +240,7 @@ def main() -> None:
         print(
             f"{name}: NME fit set {f:.4f} ({len(fit_m)} faces), deepface {t:.4f} ({len(test_m)} faces); {groups}"
         )
-        if "held_m" in locals() and len(held_m):
+        if len(held_m):
             h, hp = nme(held_m, held_d, tab)
             o, op = nme(held_m[open_held], held_d[open_held], tab)
             print(

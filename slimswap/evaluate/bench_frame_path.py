@@ -97,9 +97,14 @@ def device_path(
     """`clips` copies of the video through one FrameEngine at once (threads)."""
     import torch
 
-    from slimswap.frame_engine import IO_WORKERS, FrameEngine, mark_pool, swap_video_device
+    from slimswap.frame_engine import (
+        IO_WORKERS,
+        FrameEngine,
+        mark_pool,
+        start_mark_workers,
+        swap_video_device,
+    )
     from slimswap.options import SwapOptions
-    from slimswap.provenance.watermark import embed_watermark_timed
     from slimswap.swap.registry import load_swapper
 
     swapper = load_swapper(mode, device, precision)
@@ -115,12 +120,8 @@ def device_path(
     frames = next(iter(media.read_frames(video, batch)))
     for _ in range(2):
         engine.swap_frames(frames, engine.faces(frames, engine.upload(frames)), identity)
-    # one pool of mark workers for every clip, started before the clock (spawned processes
-    # import numpy and OpenCV once)
-    marks = mark_pool(device)
-    warm = [marks.submit(embed_watermark_timed, frames[0], []) for _ in range(32)]
-    for job in warm:
-        job.result()
+    marks = mark_pool(device)  # one pool of mark workers for every clip, started before the clock
+    start_mark_workers(marks, frames[0])
     if device == "cuda":
         torch.cuda.synchronize()
     reports: list = [None] * clips

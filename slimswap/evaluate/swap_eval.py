@@ -44,6 +44,7 @@ from slimswap.evaluate.heldout import (
     Photos,
     cross_pairs,
     face_box_view,
+    match_face,
     redetect,
     resize,
     same_pairs,
@@ -295,13 +296,10 @@ class _Evaluation:
         if side.path not in self.driven:
             from dataclasses import replace
 
-            from slimswap.face.select import iou
-
             found = self.driver.detect(self.photos.frame(side.path))
-            best = max(found, key=lambda f: iou(f.bbox, side.face.bbox), default=None)
-            ok = best is not None and iou(best.bbox, side.face.bbox) > 0.3
+            best = match_face(found, side.face.bbox)
             self.driven[side.path] = (
-                replace(best, embedding=side.face.embedding) if ok else side.face
+                side.face if best is None else replace(best, embedding=side.face.embedding)
             )
         return self.driven[side.path]
 

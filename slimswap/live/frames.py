@@ -195,15 +195,12 @@ class DeviceFrameSwapper:
 
     def warm(self) -> None:
         """Kernels, cuDNN's choices and the mark workers' imports, before the first frame."""
-        from slimswap.provenance.watermark import embed_watermark_timed
+        from slimswap.frame_engine import start_mark_workers
 
         frame = np.ascontiguousarray(np.pad(self.identity.crop, ((64, 64), (64, 64), (0, 0))))
         for _ in range(2):
             self(frame)
-        # a process pool starts its workers as jobs arrive: start them all now (on the H200 the
-        # first live frames otherwise waited seconds for them, 7.9 s at worst)
-        for job in [self.marks.submit(embed_watermark_timed, frame) for _ in range(8)]:
-            job.result()
+        start_mark_workers(self.marks, frame, jobs=8)
 
     def close(self) -> None:
         self.marks.shutdown()
