@@ -79,7 +79,8 @@ ABLATIONS = {
 # pays. `control` is the released recipe continued (the A/B's reference at equal GPU time);
 # `expr` keeps the target's mouth and eye openings and draws a quarter of its targets from clip
 # frames, most of them paired with another frame of the same clip (expression differs, the
-# answer is known).
+# answer is known); `expr_mp` is `expr` with 70 % of its pairs warped and masked by MediaPipe's
+# mapped landmarks (the product's default analyser) instead of dlib's (session 5's A/B).
 def _released(name: str) -> SwapGeneratorConfig:
     """The network config of released model NAME (for teacher_256 also from the campaign's
     EMA, the same network: `device_tree.sh lean` leaves the released file behind then)."""
@@ -97,11 +98,18 @@ def campaign_runs() -> dict[str, dict]:
     return {
         "control": {"model": replace(teacher, target_openings=False)},
         "expr": {"model": replace(teacher, target_openings=True), **expr},
+        "expr_mp": {"model": replace(teacher, target_openings=True), **expr, "mesh_share": 0.7},
         "expr_lite": {"model": replace(lite, target_openings=True), **expr},
     }
 
 
-RELEASED_FROM = {"control": "teacher_256", "expr": "teacher_256", "expr_lite": "lite_256"}
+RELEASED_FROM = {
+    "control": "teacher_256",
+    "expr": "teacher_256",
+    "expr_mp": "teacher_256",
+    "expr_lite": "lite_256",
+}
+CONTINUES_CHECKPOINT = ("expr", "expr_mp")  # runs that start from the campaign's checkpoint
 
 
 def release_init(name: str, folder: Path) -> Path:
@@ -126,11 +134,11 @@ CHECKPOINT = Path("models/teacher_campaign")  # the committed resume point of `e
 
 def campaign_init(name: str, folder: Path) -> Path:
     """Where run NAME starts on a fresh machine: the committed campaign checkpoint (G, D, its
-    EMA, step and history) for `expr`, else the released model. A checkpoint without its own
+    EMA, step and history) for `expr` and its variants, else the released model. A checkpoint without its own
     G_ema.safetensors (session 3's) continued the released teacher, which was its EMA."""
     import shutil
 
-    if name != "expr" or not (CHECKPOINT / "state.json").is_file():
+    if name not in CONTINUES_CHECKPOINT or not (CHECKPOINT / "state.json").is_file():
         return release_init(name, folder)
     folder.mkdir(parents=True, exist_ok=True)
     for f in ("G.safetensors", "D.safetensors", "state.json"):

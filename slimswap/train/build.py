@@ -10,6 +10,7 @@ in build_analysis.py, the identity split and leak guard in build_split.py, the p
 Layout of `out_dir`:
   cache/analysis_<key>.npz  detection, landmarks and embedding per input chunk; an interrupted
                             build resumes from here, and re-encoding at another quality is quick
+  cache/mesh_<key>.npz      MediaPipe's mapped 68 landmarks of the same faces, per chunk
   <split>_<size>.npz        one shard per split and crop size (see train/shards.py)
   manifest.json             counts, split lists, sha256 of each shard, parameters, failures
 """
@@ -36,9 +37,11 @@ from slimswap.files import atomic_write, sha256_file
 from slimswap.paths import REPO_ROOT, shared_data_dir
 from slimswap.train.build_analysis import (
     ANALYSIS_VERSION,
+    MESH_VERSION,
     _analyse_all,
     _imap,
     _init_worker,
+    _mesh_all,
     pick_face,  # noqa: F401 (the build's face choice, imported from here)
     read_rgb_strict,
 )
@@ -96,11 +99,12 @@ def _collect(inputs: Sequence[Path], extra_tests: Mapping[str, Path]) -> list[_I
 # ----------------------------------------------------------------------------- crops
 
 
-def _crop(job: tuple) -> list[tuple[int, bytes, np.ndarray]]:
-    """Align one source face at each requested size; (size, encoded crop, crop landmarks)."""
+def _crop(job: tuple) -> list[tuple[int, bytes, np.ndarray, np.ndarray]]:
+    """Align one source face at each requested size by dlib's landmarks; (size, encoded crop,
+    dlib's landmarks in the crop, MediaPipe's mapped landmarks in the crop)."""
     from slimswap.face.analyser import kps_from_landmarks
 
-    path, landmarks, sizes, codec, quality = job
+    path, landmarks, mesh, sizes, codec, quality = job
     frame = read_rgb_strict(Path(path))
     kps = kps_from_landmarks(landmarks)
     flag = cv2.IMWRITE_WEBP_QUALITY if codec == "webp" else cv2.IMWRITE_JPEG_QUALITY
@@ -110,7 +114,14 @@ def _crop(job: tuple) -> list[tuple[int, bytes, np.ndarray]]:
         ok, buf = cv2.imencode(f".{codec}", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [flag, quality])
         if not ok:
             raise RuntimeError(f"opencv could not encode a {codec} crop")
-        out.append((size, buf.tobytes(), transform_points(landmarks, affine).astype(np.float32)))
+        out.append(
+            (
+                size,
+                buf.tobytes(),
+                transform_points(landmarks, affine).astype(np.float32),
+                transform_points(mesh, affine).astype(np.float32),
+            )
+        )
     return out
 
 
@@ -190,6 +201,7 @@ def build_dataset(
     try:
         with Progress(*columns, disable=not progress) as bar:
             table, cached = _analyse_all(items, out / "cache", cfg, pool, bar)
+            table.update(_mesh_all(items, table, out / "cache", cfg, pool, bar))
             manifest = _write_shards(items, table, out, cfg, pool, bar)
     except BrokenProcessPool as exc:
         raise UserError(
@@ -232,14 +244,15 @@ def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, 
         kps = kps_from_landmarks(table["landmarks"][i])
         iod = float(np.linalg.norm(kps[1] - kps[0]))
         sizes = tuple(s for s in cfg.sizes if iod >= cfg.min_iod(s))
-        jobs.append((str(items[i].path), table["landmarks"][i], sizes, cfg.codec, cfg.quality))
+        lm, mesh = table["landmarks"][i], table["mesh_landmarks"][i]
+        jobs.append((str(items[i].path), lm, mesh, sizes, cfg.codec, cfg.quality))
         owners.append(i)
     task = bar.add_task("cropping", total=len(jobs))
     rows: dict[tuple[str, int], list] = defaultdict(list)
     for i, crops in zip(owners, _imap(pool, _crop, jobs, chunksize=16)):
         it = items[i]
-        for size, data, lm in crops:
-            row = (it.source, it.identity, table["embeddings"][i], data, lm)
+        for size, data, lm, mesh in crops:
+            row = (it.source, it.identity, table["embeddings"][i], data, lm, mesh)
             rows[(split_of[it.identity], size)].append(row)
         bar.advance(task)
 
@@ -293,6 +306,12 @@ def _write_shards(items: list[_Item], table: dict, out: Path, cfg: BuildConfig, 
         },
         "inputs": _input_summary(items),
         "totals": {"images": len(items), "faces": int(ok.sum()), "failures": len(failures)},
+        "mesh": {
+            "version": MESH_VERSION,
+            "detected": int(table["mesh_detected"][ok].sum()),
+            "in_dlib_box": int((~table["mesh_detected"][ok]).sum()),
+            "missing": int(np.isnan(table["mesh_landmarks"][ok]).any(axis=(1, 2)).sum()),
+        },
         "splits": split_info,
         "shards": shards,
         "identities": splits,

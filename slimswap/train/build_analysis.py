@@ -1,9 +1,16 @@
 """The analysis step of the data build: each image read strictly, its labelled face found,
 landmarked and embedded by dlib in a worker process, and the results cached per chunk of
-inputs (an interrupted build resumes from the cache)."""
+inputs (an interrupted build resumes from the cache).
+
+A second pass (`_mesh_all`) finds the same face with MediaPipe, the product's default
+analyser, and keeps its 68 mapped landmarks beside dlib's: a generator trained only on dlib's
+points drew the lower face from where dlib puts the jaw and closed open mouths when the
+product drove it with the mesh's (benchmarks/RESULTS.md, "MediaPipe-driven"). It has its own
+cache files, so adding it to a finished build re-runs no dlib analysis."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -16,13 +23,16 @@ import cv2
 import numpy as np
 
 from slimswap.errors import UserError
+from slimswap.files import sha256_file
 from slimswap.train.build_config import BuildConfig, _Item
 from slimswap.train.shards import write_npz
 
 log = logging.getLogger(__name__)
 
 # Bump when detection, landmarks or embedding change: it is part of every cache key.
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2  # 2: keyed by content (1: by modification time)
+# Bump when the MediaPipe pass (its detector, mesh or the mesh -> 68 map) changes.
+MESH_VERSION = 1
 
 
 class _BadImage(Exception):
@@ -68,7 +78,9 @@ _worker: dict = {}
 
 def _init_worker(detect_max_side: int, retry_max_side: int) -> None:
     cv2.setNumThreads(1)  # the pool already uses the cores
-    _worker.update(detect_max_side=detect_max_side, retry_max_side=retry_max_side, analyser=None)
+    _worker.update(
+        detect_max_side=detect_max_side, retry_max_side=retry_max_side, analyser=None, mesh=None
+    )
 
 
 def _analyser():
@@ -118,6 +130,42 @@ def _analyse(path: str) -> dict:
     }
 
 
+def _mesh_analyser():
+    if _worker.get("mesh") is None:
+        from slimswap.face.analyser import FaceAnalyser
+
+        # one ONNX thread: the pool already uses the cores
+        _worker["mesh"] = FaceAnalyser(detector="mediapipe", threads=1)
+    return _worker["mesh"]
+
+
+def _mesh(job: tuple[str, np.ndarray]) -> dict:
+    """MediaPipe's 68 mapped landmarks of the face dlib picked (the box given), as the product
+    finds it: the detection overlapping dlib's box, else the mesh run in dlib's box."""
+    from slimswap.face.select import iou
+
+    path, box = job
+    try:
+        frame = read_rgb_strict(Path(path))
+        fa = _mesh_analyser()
+        found = fa.detect(frame)
+        best = max(found, key=lambda f: iou(f.bbox, box), default=None)
+        detected = best is not None and iou(best.bbox, box) >= 0.3
+        face = best if detected else fa.face_from_box(frame, box, 0.0)
+    except Exception as exc:  # noqa: BLE001 (an odd image keeps dlib's landmarks only; logged)
+        log.warning("mesh failed on %s: %s: %s", path, type(exc).__name__, exc)
+        return {"landmarks": np.full((68, 2), np.nan, np.float32), "detected": False}
+    return {"landmarks": face.landmarks.astype(np.float32), "detected": detected}
+
+
+def _pack_mesh_chunk(items: Sequence[_Item], results: Sequence[dict]) -> dict[str, np.ndarray]:
+    return {
+        "sources": np.array([it.source for it in items]),
+        "mesh_landmarks": np.stack([r["landmarks"] for r in results]).astype(np.float32),
+        "mesh_detected": np.array([r["detected"] for r in results], bool),
+    }
+
+
 def _pack_chunk(items: Sequence[_Item], results: Sequence[dict]) -> dict[str, np.ndarray]:
     n = len(items)
     out = {
@@ -141,39 +189,68 @@ def _pack_chunk(items: Sequence[_Item], results: Sequence[dict]) -> dict[str, np
     return out
 
 
-def _chunk_key(items: Sequence[_Item], cfg: BuildConfig) -> str:
-    stats = [(it.source, it.path.stat().st_size, it.path.stat().st_mtime_ns) for it in items]
-    blob = json.dumps([ANALYSIS_VERSION, cfg.detect_max_side, cfg.upsample_retry_max_side, stats])
+def _chunk_key(items: Sequence[_Item], cfg: BuildConfig, version: tuple = ()) -> str:
+    """The cache key of a chunk: the parameters and each input's name and content hash.
+
+    Content, not modification times: a fresh copy of the same data (a new checkout of
+    ../shared, a CI machine) finds the analysis it already paid for.
+    """
+    stats = [(it.source, _content_hash(it.path)) for it in items]
+    blob = json.dumps(
+        [ANALYSIS_VERSION, cfg.detect_max_side, cfg.upsample_retry_max_side, *version, stats]
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@functools.cache
+def _content_hash(path: Path) -> str:
+    return sha256_file(path)[:16]
 
 
 def _imap(pool, fn, args: Iterable, chunksize: int = 4) -> Iterator:
     return pool.map(fn, args, chunksize=chunksize) if pool is not None else map(fn, args)
 
 
-def _analyse_all(
-    items: list[_Item], cache_dir: Path, cfg: BuildConfig, pool, bar
-) -> tuple[dict, int]:
-    """Analysis table aligned with items; chunks already in the cache are not recomputed."""
+def _cached_chunks(
+    items: list[_Item],
+    jobs: list,
+    cache_dir: Path,
+    cfg: BuildConfig,
+    pool,
+    bar,
+    prefix: str,
+    what: str,
+    fn,
+    pack,
+    version: tuple = (),
+) -> tuple[dict[str, np.ndarray], int]:
+    """fn(job) for every item (jobs aligned with items), packed and cached per chunk of
+    inputs in `<prefix>_<key>.npz`; chunks already in the cache are not recomputed. Returns
+    the merged table and how many items came from the cache."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    chunks = [items[i : i + cfg.chunk_images] for i in range(0, len(items), cfg.chunk_images)]
-    paths = [cache_dir / f"analysis_{_chunk_key(c, cfg)}.npz" for c in chunks]
-    pending = [i for i, p in enumerate(paths) if not p.is_file()]
-    todo = [it for i in pending for it in chunks[i]]
-    task = bar.add_task("analysing faces", total=len(items), completed=len(items) - len(todo))
-    results = _imap(pool, _analyse, [str(it.path) for it in todo])
+    step = cfg.chunk_images
+    chunks = [range(i, min(i + step, len(items))) for i in range(0, len(items), step)]
+    paths = [
+        cache_dir / f"{prefix}_{_chunk_key([items[i] for i in c], cfg, version)}.npz"
+        for c in chunks
+    ]
+    pending = [k for k, p in enumerate(paths) if not p.is_file()]
+    todo = [i for k in pending for i in chunks[k]]
+    task = bar.add_task(what, total=len(items), completed=len(items) - len(todo))
+    results = _imap(pool, fn, [jobs[i] for i in todo])
     start = time.perf_counter()
     done = 0
-    for k, ci in enumerate(pending):
+    for k, ck in enumerate(pending):
         chunk_results = []
-        for _ in chunks[ci]:
+        for _ in chunks[ck]:
             chunk_results.append(next(results))
             bar.advance(task)
-        write_npz(paths[ci], _pack_chunk(chunks[ci], chunk_results))
-        done += len(chunks[ci])
+        write_npz(paths[ck], pack([items[i] for i in chunks[ck]], chunk_results))
+        done += len(chunks[ck])
         rate = done / max(time.perf_counter() - start, 1e-9)
         log.info(
-            "analysed chunk %d/%d (%d/%d new images, %.1f img/s, about %.0f s left)",
+            "%s: chunk %d/%d (%d/%d new images, %.1f img/s, about %.0f s left)",
+            what,
             k + 1,
             len(pending),
             done,
@@ -192,3 +269,43 @@ def _analyse_all(
             f"analysis cache in {cache_dir} does not match the inputs: delete it and rebuild"
         )
     return merged, len(items) - len(todo)
+
+
+def _analyse_all(
+    items: list[_Item], cache_dir: Path, cfg: BuildConfig, pool, bar
+) -> tuple[dict, int]:
+    """dlib's analysis table aligned with items, and how many items came from the cache."""
+    jobs = [str(it.path) for it in items]
+    return _cached_chunks(
+        items, jobs, cache_dir, cfg, pool, bar, "analysis", "analysing faces", _analyse, _pack_chunk
+    )
+
+
+def _mesh_all(
+    items: list[_Item], table: dict, cache_dir: Path, cfg: BuildConfig, pool, bar
+) -> dict:
+    """MediaPipe's 68 mapped landmarks of each analysed face (NaN where dlib found none),
+    and whether BlazeFace found the face itself (else the mesh ran in dlib's box)."""
+    ok = table["reasons"] == ""
+    jobs = [(str(it.path), table["bbox"][i]) for i, it in enumerate(items)]
+    idx = np.flatnonzero(ok)
+    sub, _ = _cached_chunks(
+        [items[i] for i in idx],
+        [jobs[i] for i in idx],
+        cache_dir,
+        cfg,
+        pool,
+        bar,
+        "mesh",
+        "mesh landmarks",
+        _mesh,
+        _pack_mesh_chunk,
+        version=("mesh", MESH_VERSION),
+    )
+    out = {
+        "mesh_landmarks": np.full((len(items), 68, 2), np.nan, np.float32),
+        "mesh_detected": np.zeros(len(items), bool),
+    }
+    out["mesh_landmarks"][idx] = sub["mesh_landmarks"]
+    out["mesh_detected"][idx] = sub["mesh_detected"]
+    return out

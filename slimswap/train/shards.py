@@ -5,8 +5,9 @@ machine that has only numpy, opencv and torch, so this module imports nothing el
 
 A shard is an .npz of a split at one crop size: the crops as WebP or JPEG bytes in one
 buffer with offsets (so a whole split stays small enough to travel and to keep on a GPU),
-identity labels and names, dlib's 128-D descriptors of each source face, the 68 landmarks in
-crop pixels, and the source path of each crop.
+identity labels and names, dlib's 128-D descriptors of each source face, dlib's 68 landmarks
+in crop pixels, MediaPipe's mesh mapped to the same 68 points (NaN where the mesh found no
+face; absent from shards built before it), and the source path of each crop.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class Shard:
 
     Crop i is `buffer[offsets[i]:offsets[i + 1]]` (WebP or JPEG bytes). `labels` index
     `identities` (names like "lfw_deepfunneled/Aaron_Peirsol"); embeddings are dlib's raw
-    128-D descriptors of the source face; landmarks (N, 68, 2) are in crop pixels.
+    128-D descriptors of the source face; landmarks (N, 68, 2) are dlib's in crop pixels,
+    mesh_landmarks the same 68 points from MediaPipe's mesh (NaN rows: none; None: an older
+    shard without them).
     """
 
     size: int
@@ -42,6 +45,7 @@ class Shard:
     embeddings: np.ndarray
     landmarks: np.ndarray
     sources: np.ndarray
+    mesh_landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -90,6 +94,7 @@ def load_shard(path: str | Path) -> Shard:
             # tools/reencode_shard.py stores them as bytes: read back as text, so one photo's
             # 128 and 256 px crops still pair up by name in load_swap_dataset
             sources=z["sources"].astype(str),
+            mesh_landmarks=z["mesh_landmarks"] if "mesh_landmarks" in z.files else None,
         )
 
 
@@ -109,8 +114,9 @@ def write_npz(path: Path, arrays: Mapping[str, np.ndarray], stored: Iterable[str
                 np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
 
 
-def shard_arrays(size: int, rows: list[tuple[str, str, np.ndarray, bytes, np.ndarray]]) -> dict:
-    """rows: (source, identity, embedding, encoded crop, crop landmarks), sorted by source."""
+def shard_arrays(size: int, rows: list[tuple]) -> dict:
+    """rows: (source, identity, embedding, encoded crop, dlib's crop landmarks[, MediaPipe's
+    mapped crop landmarks]), sorted by source."""
     names = sorted({r[1] for r in rows})
     index = {n: i for i, n in enumerate(names)}
     lengths = np.array([len(r[3]) for r in rows], np.int64)
@@ -124,4 +130,9 @@ def shard_arrays(size: int, rows: list[tuple[str, str, np.ndarray, bytes, np.nda
         "embeddings": np.stack([r[2] for r in rows]).astype(np.float16),
         "landmarks": np.stack([r[4] for r in rows]).astype(np.float16),
         "sources": np.array([r[0] for r in rows]),
+        **(
+            {"mesh_landmarks": np.stack([r[5] for r in rows]).astype(np.float16)}
+            if rows and len(rows[0]) > 5
+            else {}
+        ),
     }

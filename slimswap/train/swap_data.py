@@ -5,7 +5,10 @@ with a native crop at that size (`train_256.npz`: CelebA photos and video frames
 enough) uses it; every other face (LFW's ~110 px faces) is its 128 px crop upsampled once on
 the device. Kept beside each face: landmarks in crop units, the face-region mask the warp
 fills, the dlib descriptor, the identity label and a `native` flag, so a step can draw
-targets from the sharp faces more often than their share.
+targets from the sharp faces more often than their share. Shards that carry MediaPipe's
+mapped landmarks too (train/build_analysis.py) give a second set, with its own masks: a pair
+drawn "by the mesh" warps and masks by those, as the product does by default, so the
+generator learns the lower face from the points it will be driven by.
 
 Pairs come in two kinds (`pair_sources`): a random other face (a swap: judged by identity,
 realism and lighting) or another photo/frame of the *same* person (a supervised
@@ -54,24 +57,27 @@ class SwapDataset:
         native: np.ndarray,
         openings: bool = False,
         video: np.ndarray | None = None,
+        mesh_landmarks: np.ndarray | None = None,
     ) -> None:
         """images (N, 3, S, S) uint8 on the device; landmarks (N, 68, 2) in crop units;
         native (N,) bool: the crop was cut at S from the photo (not upsampled); openings: the
         regions leave out the target's mouth and eye openings (the generator's
-        `target_openings`); video (N,) bool: the face is a frame of a talking-head clip."""
+        `target_openings`); video (N,) bool: the face is a frame of a talking-head clip;
+        mesh_landmarks (N, 68, 2): MediaPipe's mapped points in crop units, NaN rows where
+        the mesh found none (those faces keep dlib's)."""
         self.images = images
         self.device = device = images.device
         self.size = size = images.shape[-1]
         self.landmarks = torch.from_numpy(landmarks.astype(np.float32)).to(device)
-        px = landmarks.astype(np.float32) * size - 0.5
-
-        def as_uint8(masks: list[np.ndarray]) -> torch.Tensor:
-            return torch.from_numpy((np.stack(masks) * 255).round().astype(np.uint8)).to(device)
-
-        with ThreadPoolExecutor(16) as pool:
-            self.regions = as_uint8(list(pool.map(lambda lm: face_region_mask(lm, size), px)))
-            self.opening_masks = as_uint8(list(pool.map(lambda lm: opening_mask(lm, size), px)))
-        self.regions, self.opening_masks = self.regions[:, None], self.opening_masks[:, None]
+        self.regions, self.opening_masks = _masks(landmarks, size, device)
+        self.mesh_landmarks = self.has_mesh = None
+        if mesh_landmarks is not None:
+            mesh = np.asarray(mesh_landmarks, np.float32)
+            has = np.isfinite(mesh).all(axis=(1, 2))
+            mesh = np.where(has[:, None, None], mesh, landmarks.astype(np.float32))
+            self.mesh_landmarks = torch.from_numpy(mesh).to(device)
+            self.has_mesh = torch.from_numpy(has).to(device)
+            self.mesh_regions, self.mesh_opening_masks = _masks(mesh, size, device)
         self.openings = openings  # batch() cuts the openings out of the region (a model's flag)
         self.embeddings = torch.from_numpy(embeddings.astype(np.float32)).to(device)
         self.labels = torch.from_numpy(labels.astype(np.int64)).to(device)
@@ -116,14 +122,21 @@ class SwapDataset:
         return torch.where(size > 1, other, idx)
 
     def batch(
-        self, idx: torch.Tensor, flip: torch.Tensor
+        self, idx: torch.Tensor, flip: torch.Tensor, mesh: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images in [-1,1], landmarks in crop units, regions in [0,1]), mirrored where flip."""
+        """(images in [-1,1], landmarks in crop units, regions in [0,1]), mirrored where flip;
+        landmarks and regions from MediaPipe's mesh where `mesh` (and the face has them)."""
         img = self.images[idx].float().div_(127.5).sub_(1)
         lmk = self.landmarks[idx].clone()
-        region = self.regions[idx].float().div_(255)
+        region, opening = self.regions[idx], self.opening_masks[idx]
+        if mesh is not None and self.mesh_landmarks is not None:
+            use = mesh & self.has_mesh[idx]
+            lmk = torch.where(use[:, None, None], self.mesh_landmarks[idx], lmk)
+            region = torch.where(use[:, None, None, None], self.mesh_regions[idx], region)
+            opening = torch.where(use[:, None, None, None], self.mesh_opening_masks[idx], opening)
+        region = region.float().div_(255)
         if self.openings:
-            region *= 1 - self.opening_masks[idx].float().div_(255)
+            region *= 1 - opening.float().div_(255)
         if flip.any():
             img[flip] = img[flip].flip(-1)
             region[flip] = region[flip].flip(-1)
@@ -131,6 +144,19 @@ class SwapDataset:
             fl[..., 0] = 1 - fl[..., 0]
             lmk[flip] = fl
         return img, lmk, region
+
+
+def _masks(landmarks: np.ndarray, size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Face-region and opening masks (N, 1, S, S) uint8 on the device, from crop-unit points."""
+    px = landmarks.astype(np.float32) * size - 0.5
+
+    def as_uint8(masks: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy((np.stack(masks) * 255).round().astype(np.uint8)).to(device)
+
+    with ThreadPoolExecutor(16) as pool:
+        regions = as_uint8(list(pool.map(lambda lm: face_region_mask(lm, size), px)))
+        openings = as_uint8(list(pool.map(lambda lm: opening_mask(lm, size), px)))
+    return regions[:, None], openings[:, None]
 
 
 def jitter_source(img: torch.Tensor, gen: torch.Generator, blur_share: float = 0.3) -> torch.Tensor:
@@ -190,18 +216,25 @@ def load_swap_dataset(
                 best[src] = si
     names = sorted({str(sh.identities[lab]) for sh in shards for lab in np.unique(sh.labels)})
     label_of = {n: i for i, n in enumerate(names)}
-    images, lmks, embs, labels, native, video = [], [], [], [], [], []
+    images, lmks, meshes, embs, labels, native, video = [], [], [], [], [], [], []
     for si, sh in enumerate(shards):
         take = np.array([r for r, src in enumerate(sh.sources.tolist()) if best[src] == si], int)
         if not len(take):
             continue
         images.append(upload(_decode_all(sh)[take], size, device))
         lmks.append((sh.landmarks[take].astype(np.float32) + 0.5) / sh.size)
+        mesh = sh.mesh_landmarks
+        meshes.append(
+            np.full((len(take), 68, 2), np.nan, np.float32)
+            if mesh is None
+            else (mesh[take].astype(np.float32) + 0.5) / sh.size
+        )
         embs.append(sh.embeddings[take].astype(np.float32))
         labels.append(np.array([label_of[str(sh.identities[sh.labels[r]])] for r in take]))
         native.append(np.full(len(take), sh.size == size))
         video.append(np.array([is_video_frame(str(sh.sources[r])) for r in take], bool))
         log.info("%d faces from the %d px shard", len(take), sh.size)
+    any_mesh = any(sh.mesh_landmarks is not None for sh in shards)
     return SwapDataset(
         torch.cat(images),
         np.concatenate(lmks),
@@ -210,4 +243,5 @@ def load_swap_dataset(
         np.concatenate(native),
         openings=openings,
         video=np.concatenate(video),
+        mesh_landmarks=np.concatenate(meshes) if any_mesh else None,
     )

@@ -70,6 +70,10 @@ class TrainConfig:
     # supervised signal for mouths and eyes that follow the target (issue 20)
     video_share: float = 0.0
     video_pair_share: float = 0.35
+    # pairs warped and masked by MediaPipe's mapped landmarks instead of dlib's (both faces):
+    # the product's default analyser is MediaPipe, and a generator that only saw dlib's jaw
+    # closed a quarter of the open mouths the mesh drove (benchmarks/RESULTS.md)
+    mesh_share: float = 0.0
     ema: float = 0.999
     log_every: int = 50
     checkpoint_every_s: float = 120.0
@@ -341,8 +345,11 @@ class TeacherTrainer:
         flip_s = torch.where(
             src == tgt, ~flip_t, torch.rand(n, device=self.device, generator=g) < 0.5
         )
-        target, lmk_t, region = d.batch(tgt, flip_t)
-        source, lmk_s, _ = d.batch(src, flip_s)
+        mesh = None
+        if self.cfg.mesh_share > 0:  # drawn only then: older recipes keep their random stream
+            mesh = torch.rand(n, device=self.device, generator=g) < self.cfg.mesh_share
+        target, lmk_t, region = d.batch(tgt, flip_t, mesh)
+        source, lmk_s, _ = d.batch(src, flip_s, mesh)
         source = jitter_source(source, g)
         with torch.no_grad():
             guide = guide_inputs(source, lmk_s, target, lmk_t, region, d.openings)

@@ -185,6 +185,23 @@ def test_crops_decode_with_landmarks_inside(built):
     assert sizes == {128, 256}
 
 
+def test_shards_carry_the_meshs_landmarks_of_the_same_face(built):
+    """MediaPipe's mapped points sit on dlib's face (same eyes, nose and mouth within a tenth
+    of the eye distance), so a pair drawn by the mesh warps the same face the product would."""
+    counts = built.manifest["mesh"]
+    assert counts["detected"] + counts["in_dlib_box"] == built.manifest["totals"]["faces"]
+    assert counts["detected"] >= 0.9 * built.manifest["totals"]["faces"]
+    for shard in _shards(built).values():
+        mesh = shard.mesh_landmarks.astype(np.float32)
+        lm = shard.landmarks.astype(np.float32)
+        assert mesh.shape == lm.shape
+        found = np.isfinite(mesh).all(axis=(1, 2))
+        assert found.mean() >= 0.9
+        iod = np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=1)
+        err = np.linalg.norm(mesh[:, 17:] - lm[:, 17:], axis=2).mean(1) / iod
+        assert np.median(err[found]) < 0.1, np.median(err[found])
+
+
 def test_embeddings_and_crops_belong_to_the_labelled_person(built):
     """Each row's embedding is its own face's: same person < 0.6 < different people, and
     dlib's descriptor of the stored crop agrees with the stored descriptor."""

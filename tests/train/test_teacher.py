@@ -72,6 +72,33 @@ def test_dataset_flip_mirrors_landmarks_and_region(real_faces):
     assert left_f[0] < lmk_f[0, 42:48].mean(0)[0]
 
 
+def test_mesh_pairs_warp_and_mask_by_the_mesh_and_fall_back_to_dlib(real_faces):
+    """A pair drawn by the mesh takes MediaPipe's points and their masks; a face the mesh
+    missed (NaN) keeps dlib's, so no pair ever gets undefined landmarks."""
+    crops, embs, lms, labels = real_faces
+    mesh = lms.copy()
+    mesh[:, 6:11, 1] += 0.03  # a lower chin, as the mesh puts it on some faces
+    mesh[1] = np.nan
+    ds = SwapDataset(
+        upload(crops, 64, torch.device("cpu")),
+        lms,
+        embs,
+        labels,
+        np.zeros(len(labels), bool),
+        mesh_landmarks=mesh,
+    )
+    idx, no_flip = torch.tensor([0, 1]), torch.tensor([False, False])
+    _, lmk_dlib, region_dlib = ds.batch(idx, no_flip)
+    _, lmk_mesh, region_mesh = ds.batch(idx, no_flip, mesh=torch.tensor([True, True]))
+    assert torch.allclose(lmk_mesh[0], torch.from_numpy(mesh[0]))
+    assert torch.allclose(lmk_mesh[1], lmk_dlib[1])  # NaN row: dlib's points
+    assert torch.isfinite(lmk_mesh).all()
+    assert region_mesh[0].sum() > region_dlib[0].sum()  # the lower chin widens the region
+    assert torch.equal(region_mesh[1], region_dlib[1])
+    _, lmk_mixed, _ = ds.batch(idx, no_flip, mesh=torch.tensor([False, True]))
+    assert torch.allclose(lmk_mixed[0], lmk_dlib[0])
+
+
 @pytest.mark.parametrize("hide", [True, False])
 def test_hidden_target_face_cannot_reach_the_swap(real_faces, identity_weights, tmp_path, hide):
     """With the target's face hidden, repainting it changes nothing in the swap (no copy path).
