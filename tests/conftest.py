@@ -18,6 +18,11 @@ from slimswap.paths import shared_data_dir
 # config folder: point that at a throwaway folder (subprocesses inherit it) so tests never
 # write into the real home directory.
 os.environ["SLIMSWAP_CONFIG_DIR"] = tempfile.mkdtemp(prefix="slimswap-test-config-")
+# On a CPU, `auto` runs the exported file measured fastest on the machine (swap/cpu_speed.py);
+# the suite's pixel bounds were set on the fp32 file, so it is pinned here (the measurement
+# has its own tests, which unset this), and the timings cache goes to a throwaway folder.
+os.environ.setdefault("SLIMSWAP_ONNX_PRECISION", "fp32")
+os.environ["SLIMSWAP_CACHE"] = tempfile.mkdtemp(prefix="slimswap-test-cache-")
 
 
 def pytest_report_header(config) -> str:

@@ -24,12 +24,14 @@ SWAP_MODES = ("auto", "quality", "lite", "classic")
 BACKENDS = ("torch", "onnx")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
-# which exported file a device prefers when several of one mode are listed. fp32 before INT8 on
-# the CPU: the v2 lite graph keeps its norms, AdaIN and attention float, and the Q/DQ pairs
-# around them made INT8 slower than fp32 on the development CPU (27.8 vs 18.6 ms per 256 px
-# face, 2 threads, benchmarks/RESULTS.md) as well as less exact (34 dB face PSNR); the INT8
-# file stays listed for `--precision int8` (the smallest file, for CPUs with VNNI).
-ONNX_ORDER = {"cpu": ("fp32", "int8", "fp16"), "cuda": ("fp16", "fp32", "int8")}
+# which exported file a device prefers when several of one mode are listed. On a CPU the
+# exact files (fp32, fp16) are timed once on the machine (swap/cpu_speed.py): fp32 is the
+# faster on both CPUs measured (Xeon AVX-512/AMX, AVX2-only EPYC); fp16 can win only where
+# the CPU computes in fp16. INT8 is never the automatic choice: less exact (34 dB face PSNR) and, with the v2 lite
+# graph's float norms, AdaIN and attention between its Q/DQ pairs, slower than fp32 on the
+# Xeon (27.8 vs 18.6 ms per 256 px face, benchmarks/RESULTS.md); it stays for `--precision
+# int8` (the smallest file). This order ranks what the measurement does not decide.
+ONNX_ORDER = {"cpu": ("fp32", "fp16", "int8"), "cuda": ("fp16", "fp32", "int8")}
 REQUIRED = (
     "name",
     "file",
@@ -272,10 +274,13 @@ def runs_at(entry: ModelEntry, precision: str) -> bool:
     )
 
 
-def pick_entry(mode: str, device: str, precision: str = "auto") -> ModelEntry:
+def pick_entry(
+    mode: str, device: str, precision: str = "auto", threads: int | None = None
+) -> ModelEntry:
     """The listed model a mode runs on this device: a CPU runs an ONNX file where one is
-    listed (fp32 first, see ONNX_ORDER; ONNX Runtime ran the teacher in 107 ms per face
-    against torch's 228 ms on the 2-core machine), a GPU prefers torch weights."""
+    listed (ONNX Runtime ran the teacher in 107 ms per face against torch's 228 ms on the
+    2-core machine), the exact file measured fastest on this CPU with `threads` (see
+    ONNX_ORDER); a GPU prefers torch weights."""
     entries = [e for e in read_manifest() if e.mode == mode]
     if not entries:
         raise UserError(f"no {mode} model is listed in {manifest_path()}; use --mode classic")
@@ -290,7 +295,13 @@ def pick_entry(mode: str, device: str, precision: str = "auto") -> ModelEntry:
         onnx_rank = order.index(e.precision) if e.precision in order else len(order)
         return (e.backend != prefer, onnx_rank if e.backend == "onnx" else 0, e.name)
 
-    return min(usable, key=rank)
+    best = min(usable, key=rank)
+    if device == "cpu" and precision == "auto" and best.backend == "onnx":
+        from slimswap.swap.cpu_speed import fastest
+
+        onnx = [e for e in usable if e.backend == "onnx" and e.path.is_file()]
+        return fastest(onnx, threads) or best
+    return best
 
 
 def _compile_mode(compile: bool | str) -> str:
@@ -404,7 +415,7 @@ def _unlisted_entry(path: Path) -> ModelEntry:
 
 
 def find_entry(
-    model: str | Path, device: str = "cpu", precision: str = "auto"
+    model: str | Path, device: str = "cpu", precision: str = "auto", threads: int | None = None
 ) -> ModelEntry | None:
     """What `model` names: None for classic, else the ModelEntry to load.
 
@@ -413,7 +424,7 @@ def find_entry(
     text = str(model)
     if text in SWAP_MODES:
         mode = resolve_mode(text, device)
-        return None if mode == "classic" else pick_entry(mode, device, precision)
+        return None if mode == "classic" else pick_entry(mode, device, precision, threads)
     entries = read_manifest()
     for e in entries:
         if e.name == text:
@@ -451,7 +462,7 @@ def load_swapper(
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     mode = _compile_mode(compile)
-    entry = find_entry(model, device, precision)
+    entry = find_entry(model, device, precision, threads)
     if entry is None:
         return SWAPPERS["classic"](None, device, precision, mode, threads)
     if not entry.path.is_file():
