@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU end-to-end rows of benchmarks/RESULTS.md (issue 21), one call on a lent H200:
 #   bash tools/gpu_e2e.sh [ROW..]   # rows: profile quality_b16 lite_b16 lite_b16_8clips
-#                                   # quality_dev quality_switch quality_nomark live (default: all but
-#                                   # profile and quality_switch)
+#                                   # quality_dev quality_switch quality_nomark quality_prof
+#                                   # quality_nodecode quality_noencode quality_nocodec quality_bare live
+#                                   # (default: quality_b16 lite_b16 lite_b16_8clips quality_nomark live)
 # Needs .whl/ (PyAV's wheel: the GPU image has no PyAV) and .carry/ (the 1280x720 held-out
 # clip liveportrait_source_s32.mp4 and hopper_256.npz, the source identity written here by
 # slimswap.evaluate.bench_frame_path.save_identity: the GPU image has no dlib model files).
@@ -33,6 +34,13 @@ for row in $rows; do
   lite_b16_8clips) T=130 run lite_b16_8clips --mode lite --precision fp16 --batch 16 --repeat 1 --clips 8 --paths device ;;
   quality_dev) T=80 run quality_dev --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
   quality_switch) T=100 run quality_switch --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --switch-interval 0.0002 ;;
+  # where the launching thread's time goes (session 5): a wall-clock profile, then the codec
+  # taken off in parts (needs pyinstrument's wheel in .whl/ for the profile)
+  quality_prof) T=100 run quality_prof --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --profile "$OUT/quality_prof.txt" ;;
+  quality_nodecode) T=80 run quality_nodecode --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate decode ;;
+  quality_noencode) T=80 run quality_noencode --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate encode ;;
+  quality_nocodec) T=80 run quality_nocodec --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both ;;
+  quality_bare) T=70 run quality_bare --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both --no-watermark ;;
   quality_nomark) T=70 run quality_nomark --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --no-watermark ;;
   live)
     echo "== live quality 1280x720" >> "$LOG"

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -93,8 +94,18 @@ def device_path(
     clips: int,
     tmp: Path,
     watermark: bool = True,
+    isolate: str = "",
+    profile: Path | None = None,
 ) -> dict:
-    """`clips` copies of the video through one FrameEngine at once (threads)."""
+    """`clips` copies of the video through one FrameEngine at once (a thread each; one clip
+    runs on the calling thread, as the CLI's swap does).
+
+    isolate takes the codec off the run to see what it costs the rest: "decode" replays frames
+    decoded into memory beforehand (no decoding or conversion while timed), "encode" hands the
+    frames to a writer that drops them, "both" does both. profile: a pyinstrument wall-clock
+    profile of the first clip's thread (the one that launches the GPU work) written there as
+    text, to see where that thread waits (pyinstrument is not a dependency: install it).
+    """
     import torch
 
     from slimswap.frame_engine import (
@@ -127,28 +138,57 @@ def device_path(
     reports: list = [None] * clips
     errors: list[BaseException] = []
 
+    if isolate not in ("", "decode", "encode", "both"):
+        raise UserError(f"--isolate must be decode, encode or both, got {isolate!r}")
+    decoded = (
+        list(media.read_frames(video, batch, IO_WORKERS)) if isolate in ("decode", "both") else []
+    )
+
+    def batches() -> Iterator[list[np.ndarray]]:
+        if not decoded:
+            return repeated_frames(video, batch, repeat, IO_WORKERS)
+        return (b for _ in range(repeat) for b in decoded)
+
+    def writer(out: Path):
+        if isolate in ("encode", "both"):
+            return _DroppingWriter()
+        return media.VideoWriter(out, info, None, workers=IO_WORKERS)
+
     def one(k: int) -> None:
+        profiler = None
+        if profile is not None and k == 0:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0005)
+            profiler.start()
         try:
             out = tmp / f"device_{k}.mp4"
             reports[k] = swap_video_device(
                 engine,
                 identity,
-                repeated_frames(video, batch, repeat, IO_WORKERS),
+                batches(),
                 info.frame_count,
                 options,
-                lambda: media.VideoWriter(out, info, None, workers=IO_WORKERS),
+                lambda: writer(out),
                 marks=marks,
                 watermark=watermark,
             )
         except BaseException as exc:  # noqa: BLE001 (re-raised by the caller)
             errors.append(exc)
+        finally:
+            if profiler is not None:
+                profiler.stop()
+                profile.write_text(profiler.output_text(unicode=False, color=False))
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=one, args=(k,)) for k in range(clips)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    if clips == 1:  # on the calling thread, as `slimswap swap` runs it (see RESULTS, session 5)
+        one(0)
+    else:
+        threads = [threading.Thread(target=one, args=(k,)) for k in range(clips)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
     wall = time.perf_counter() - t0
     marks.shutdown()
     if errors:
@@ -158,8 +198,10 @@ def device_path(
     for r in reports:
         for k, v in (r.stage_seconds or {}).items():
             stages[k] = stages.get(k, 0.0) + v
+    without = {"decode": ", no decoding", "encode": ", no encoding", "both": ", no codec"}
     return {
-        "path": f"device ({device}, {precision}, batch {batch}, {clips} clip(s) at once)",
+        "path": f"device ({device}, {precision}, batch {batch}, {clips} clip(s) at once"
+        f"{without.get(isolate, '')})",
         "model": swapper.name,
         "frames": frames_total,
         "faces": sum(r.faces for r in reports),
@@ -168,6 +210,19 @@ def device_path(
         "stage_ms_per_frame": {k: 1000 * v / frames_total for k, v in stages.items()},
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
     }
+
+
+class _DroppingWriter:
+    """A VideoWriter stand-in that drops the frames (`--isolate encode`)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def write(self, frames: list[np.ndarray]) -> None:
+        pass
 
 
 def host_path(video: Path, source: Path, mode: str, batch: int, repeat: int, tmp: Path) -> dict:
@@ -206,6 +261,8 @@ def run(
     watermark: bool = True,
     out: Path | None = None,
     command: str = "",
+    isolate: str = "",
+    profile: Path | None = None,
 ) -> dict:
     """The rows (see the module docstring); prints them and writes <out>/e2e.json."""
     if not Path(video).is_file():
@@ -226,7 +283,18 @@ def run(
             for n in clips:
                 rows.append(
                     device_path(
-                        video, source, mode, device, batch, precision, repeat, n, tmp, watermark
+                        video,
+                        source,
+                        mode,
+                        device,
+                        batch,
+                        precision,
+                        repeat,
+                        n,
+                        tmp,
+                        watermark,
+                        isolate,
+                        profile,
                     )
                 )
     refs = [r for r in rows if r["path"].startswith("decode+encode")]
@@ -282,6 +350,14 @@ def main(argv: list[str] | None = None) -> dict:
         help="sys.setswitchinterval seconds (Python's default 0.005): how long the main "
         "thread may wait for the GIL after each GPU launch while other threads hold it",
     )
+    ap.add_argument(
+        "--isolate",
+        default="",
+        help="decode, encode or both: run the device path without that part of the codec",
+    )
+    ap.add_argument(
+        "--profile", type=Path, help="pyinstrument text profile of the first clip's thread"
+    )
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     if a.switch_interval:
@@ -291,6 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
         tuple(int(c) for c in a.clips.split(",")), tuple(a.paths.split(",")),
         not a.no_watermark, a.out,
         "python -m slimswap.evaluate.bench_frame_path " + " ".join(argv or sys.argv[1:]),
+        a.isolate, a.profile,
     )  # fmt: skip
 
 
