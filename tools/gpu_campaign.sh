@@ -9,7 +9,9 @@
 #   bash tools/gpu_campaign.sh watch SECS        # wait, then logs and the latest samples to $OUT
 #   bash tools/gpu_campaign.sh stop NAME         # end run NAME at its next 100-step mark
 #   bash tools/gpu_campaign.sh collect NAME..    # wait for the runs; EMA weights, compact
-#                                                # checkpoint, scores and logs to $OUT
+#                                                # checkpoint, scores and logs to $OUT, as
+#                                                # much as one call brings back (64 MiB)
+#   bash tools/gpu_campaign.sh fetch NAME        # what collect left behind of run NAME
 # Needs .carry/ (shards + identity_fp16.safetensors), staged over one or more calls.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 STAGE=runs/stage NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -60,14 +62,28 @@ collect)
   shift
   while running; do sleep 3; done
   report 6
+  tar czf "$OUT/campaign_logs.tgz" runs/campaign_*.log runs/campaign_*/scores.json runs/campaign_*/train_log.csv runs/campaign_*/samples_*.png runs/campaign_*/compact/state.json 2>/dev/null
+  # a call brings back 64 MiB at most (session 5 lost a file to it): copy in order while it fits
+  budget=$((60 * 1024 * 1024 - $(stat -c %s "$OUT/campaign_logs.tgz")))
   for v in "$@"; do
     d=runs/campaign_$v
-    cp "$d/teacher_ema_fp16.safetensors" "$OUT/$v.safetensors"
-    cp "$d/compact/G.safetensors" "$OUT/${v}_G.safetensors" 2>/dev/null
-    cp "$d/compact/D.safetensors" "$OUT/${v}_D.safetensors" 2>/dev/null
+    for pair in "teacher_ema_fp16:$v" "compact/G:${v}_G" "compact/D:${v}_D"; do
+      src="$d/${pair%%:*}.safetensors"; [ -f "$src" ] || continue
+      size=$(stat -c %s "$src")
+      if [ "$size" -le "$budget" ]; then
+        cp "$src" "$OUT/${pair##*:}.safetensors"; budget=$((budget - size))
+      else
+        echo "left behind (bash tools/gpu_campaign.sh fetch $v): $src"
+      fi
+    done
   done
-  tar czf "$OUT/campaign_logs.tgz" runs/campaign_*.log runs/campaign_*/scores.json runs/campaign_*/train_log.csv runs/campaign_*/samples_*.png runs/campaign_*/compact/state.json 2>/dev/null
   ls -la "$OUT"
   true ;;
+fetch)
+  d=runs/campaign_$2
+  cp "$d/teacher_ema_fp16.safetensors" "$OUT/$2.safetensors"
+  cp "$d/compact/G.safetensors" "$OUT/${2}_G.safetensors"
+  cp "$d/compact/D.safetensors" "$OUT/${2}_D.safetensors"
+  ls -la "$OUT" ;;
 *) sed -n 2,12p "$0"; exit 2 ;;
 esac
