@@ -195,7 +195,10 @@ def _chunk_key(items: Sequence[_Item], cfg: BuildConfig, version: tuple = ()) ->
     Content, not modification times: a fresh copy of the same data (a new checkout of
     ../shared, a CI machine) finds the analysis it already paid for.
     """
-    stats = [(it.source, _content_hash(it.path)) for it in items]
+    stats = []
+    for it in items:
+        st = it.path.stat()
+        stats.append((it.source, _content_hash(str(it.path), st.st_size, st.st_mtime_ns)))
     blob = json.dumps(
         [ANALYSIS_VERSION, cfg.detect_max_side, cfg.upsample_retry_max_side, *version, stats]
     )
@@ -203,7 +206,9 @@ def _chunk_key(items: Sequence[_Item], cfg: BuildConfig, version: tuple = ()) ->
 
 
 @functools.cache
-def _content_hash(path: Path) -> str:
+def _content_hash(path: str, size: int, mtime_ns: int) -> str:
+    """A file's content hash, computed once per process for each (path, size, mtime): the
+    size and time only decide when to hash again, never the key itself."""
     return sha256_file(path)[:16]
 
 

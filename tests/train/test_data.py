@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,11 @@ def test_build_is_deterministic_and_resumes(folders, built, tmp_path):
     assert resumed.analysed == lost > 0
     assert resumed.cached == built.analysed - lost
     assert resumed.manifest["shards"] == built.manifest["shards"]
+    # a fresh copy of the same photos (new modification times) finds the analysis it paid for
+    for f in (p for folder in folders for p in folder.rglob("*") if p.is_file()):
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    fresh = _build(folders, tmp_path / "b")
+    assert fresh.analysed == 0 and fresh.manifest["shards"] == built.manifest["shards"]
 
 
 def test_same_person_under_two_names_is_held_out(built):
