@@ -2,7 +2,8 @@
 # GPU end-to-end rows of benchmarks/RESULTS.md (issue 21), one call on a lent H200:
 #   bash tools/gpu_e2e.sh [ROW..]   # rows: profile quality_b16 lite_b16 lite_b16_8clips
 #                                   # quality_dev quality_switch quality_nomark quality_prof
-#                                   # quality_nodecode quality_noencode quality_nocodec quality_bare live
+#                                   # quality_nodecode quality_noencode quality_nocodec quality_bare
+#                                   # quality_bare_thread live
 #                                   # (default: quality_b16 lite_b16 lite_b16_8clips quality_nomark live)
 # Needs .whl/ (PyAV's wheel: the GPU image has no PyAV) and .carry/ (the 1280x720 held-out
 # clip liveportrait_source_s32.mp4 and hopper_256.npz, the source identity written here by
@@ -41,6 +42,7 @@ for row in $rows; do
   quality_noencode) T=80 run quality_noencode --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate encode ;;
   quality_nocodec) T=80 run quality_nocodec --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both ;;
   quality_bare) T=70 run quality_bare --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both --no-watermark ;;
+  quality_bare_thread) T=70 run quality_bare_thread --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both --no-watermark --in-thread ;;
   quality_nomark) T=70 run quality_nomark --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --no-watermark ;;
   live)
     echo "== live quality 1280x720" >> "$LOG"

@@ -96,9 +96,11 @@ def device_path(
     watermark: bool = True,
     isolate: str = "",
     profile: Path | None = None,
+    in_thread: bool = False,
 ) -> dict:
     """`clips` copies of the video through one FrameEngine at once (a thread each; one clip
-    runs on the calling thread, as the CLI's swap does).
+    runs on the calling thread, as the CLI's swap does, unless `in_thread`: the A/B of where
+    session 5's 23 ms of detect a frame comes from).
 
     isolate takes the codec off the run to see what it costs the rest: "decode" replays frames
     decoded into memory beforehand (no decoding or conversion while timed), "encode" hands the
@@ -181,7 +183,7 @@ def device_path(
                 profile.write_text(profiler.output_text(unicode=False, color=False))
 
     t0 = time.perf_counter()
-    if clips == 1:  # on the calling thread, as `slimswap swap` runs it (see RESULTS, session 5)
+    if clips == 1 and not in_thread:  # as `slimswap swap` runs it (RESULTS, session 5)
         one(0)
     else:
         threads = [threading.Thread(target=one, args=(k,)) for k in range(clips)]
@@ -201,7 +203,7 @@ def device_path(
     without = {"decode": ", no decoding", "encode": ", no encoding", "both": ", no codec"}
     return {
         "path": f"device ({device}, {precision}, batch {batch}, {clips} clip(s) at once"
-        f"{without.get(isolate, '')})",
+        f"{without.get(isolate, '')}{', on a started thread' if in_thread else ''})",
         "model": swapper.name,
         "frames": frames_total,
         "faces": sum(r.faces for r in reports),
@@ -263,6 +265,7 @@ def run(
     command: str = "",
     isolate: str = "",
     profile: Path | None = None,
+    in_thread: bool = False,
 ) -> dict:
     """The rows (see the module docstring); prints them and writes <out>/e2e.json."""
     if not Path(video).is_file():
@@ -295,6 +298,7 @@ def run(
                         watermark,
                         isolate,
                         profile,
+                        in_thread,
                     )
                 )
     refs = [r for r in rows if r["path"].startswith("decode+encode")]
@@ -358,6 +362,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--profile", type=Path, help="pyinstrument text profile of the first clip's thread"
     )
+    ap.add_argument(
+        "--in-thread",
+        action="store_true",
+        help="run a single clip on a started thread (the rows before session 5 did)",
+    )
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     if a.switch_interval:
@@ -367,7 +376,7 @@ def main(argv: list[str] | None = None) -> dict:
         tuple(int(c) for c in a.clips.split(",")), tuple(a.paths.split(",")),
         not a.no_watermark, a.out,
         "python -m slimswap.evaluate.bench_frame_path " + " ".join(argv or sys.argv[1:]),
-        a.isolate, a.profile,
+        a.isolate, a.profile, a.in_thread,
     )  # fmt: skip
 
 
