@@ -33,11 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from slimswap import media
 from slimswap.evaluate import report, robustness
-from slimswap.evaluate.heldout import match_face
 from slimswap.evaluate.metrics import OUTER_EYE_CORNERS, landmark_nme
 from slimswap.face.analyser import FaceAnalyser
 from slimswap.face.record import box_from_landmarks
-from slimswap.face.select import iou
+from slimswap.face.select import iou, match_face
 from slimswap.paths import EXAMPLES_DIR, shared_data_dir
 
 SUBSETS = ("clean", "profile", "small", "low_light", "occlusion_rect", "occlusion_hand")

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pstats
+import time
 from pathlib import Path
 
 import torch
@@ -42,8 +43,6 @@ def stage_times(engine: FrameEngine, identity, frames: list, sync) -> dict[str, 
 def fresh_batches(engine: FrameEngine, video: Path, sync, n: int = 8) -> dict[str, float]:
     """Detect + mesh on `n` successive batches of the clip, each uploaded once, as the video
     path sees them (`stage_times` repeats one batch: whatever a batch memoises is free there)."""
-    import time
-
     batches = [b for _, b in zip(range(n + 1), media.read_frames(video, 16))]
     engine.faces(batches[0], engine.upload(batches[0]))  # warm
     up = det = 0.0

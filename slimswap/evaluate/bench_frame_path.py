@@ -34,6 +34,7 @@ import numpy as np
 from slimswap import media
 from slimswap.errors import UserError
 
+ISOLATE = ("", "decode", "encode", "both")  # device_path's `isolate`: what of the codec is off
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "grace_hopper.jpg"
 
 
@@ -140,8 +141,6 @@ def device_path(
     reports: list = [None] * clips
     errors: list[BaseException] = []
 
-    if isolate not in ("", "decode", "encode", "both"):
-        raise UserError(f"--isolate must be decode, encode or both, got {isolate!r}")
     decoded = (
         list(media.read_frames(video, batch, IO_WORKERS)) if isolate in ("decode", "both") else []
     )
@@ -270,6 +269,8 @@ def run(
     """The rows (see the module docstring); prints them and writes <out>/e2e.json."""
     if not Path(video).is_file():
         raise UserError(f"video not found: {video}")
+    if isolate not in ISOLATE:
+        raise UserError(f"--isolate must be decode, encode or both, got {isolate!r}")
     info = media.probe_video(video)
     rows = []
     with tempfile.TemporaryDirectory(prefix="slimswap-e2e-") as d:

@@ -23,6 +23,7 @@ import numpy as np
 
 from slimswap.errors import UserError
 from slimswap.face.analyser import Face, FaceAnalyser, embedding_distance
+from slimswap.face.select import match_face
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 DETECT_MAX_SIDE = 1024  # as the data build: HOG runs on a copy this size, landmarks on the photo
@@ -54,16 +55,6 @@ def resize(img: np.ndarray, size: int) -> np.ndarray:
         return img
     inter = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
     return cv2.resize(img, (size, size), interpolation=inter)
-
-
-def match_face(found: list, box: np.ndarray, min_iou: float = 0.3):
-    """The detection overlapping `box` most, if it overlaps enough (the swapped face)."""
-    from slimswap.face.select import iou
-
-    if not found:
-        return None
-    best = max(found, key=lambda f: iou(f.bbox, box))
-    return best if iou(best.bbox, box) >= min_iou else None
 
 
 def face_view(frame: np.ndarray, face: Face, size: int = 128) -> np.ndarray:

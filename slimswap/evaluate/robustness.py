@@ -25,9 +25,10 @@ import numpy as np
 
 from slimswap.errors import UserError
 from slimswap.evaluate import metrics, report
-from slimswap.evaluate.heldout import face_view, load_rgb, match_face, resize
+from slimswap.evaluate.heldout import face_view, load_rgb, resize
 from slimswap.face.align import align, transform_points
 from slimswap.face.analyser import Face, FaceAnalyser, embedding_distance, kps_from_landmarks
+from slimswap.face.select import match_face
 from slimswap.pipeline import swap_frames
 from slimswap.swap.base import SourceIdentity, Swapper
 

@@ -44,7 +44,6 @@ from slimswap.evaluate.heldout import (
     Photos,
     cross_pairs,
     face_box_view,
-    match_face,
     redetect,
     resize,
     same_pairs,
@@ -77,6 +76,7 @@ from slimswap.evaluate.swap_eval_scores import (
     image_scores,
 )
 from slimswap.face.analyser import Face, FaceAnalyser
+from slimswap.face.select import match_face
 from slimswap.pipeline import identity_from_face, swap_frames
 from slimswap.swap.base import SourceIdentity, Swapper
 

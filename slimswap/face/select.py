@@ -40,6 +40,16 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def match_face(found: Sequence[Face], box: np.ndarray, min_iou: float = 0.3) -> Face | None:
+    """The face of `found` overlapping `box` most, if it overlaps enough: the same face seen by
+    another detector or in another picture (the evaluation's swapped face, the data build's
+    mesh of dlib's face)."""
+    if not found:
+        return None
+    best = max(found, key=lambda f: iou(f.bbox, box))
+    return best if iou(best.bbox, box) >= min_iou else None
+
+
 def select_faces(
     faces: Sequence[Face],
     mode: Mode = "one",

@@ -50,15 +50,11 @@ def cpu_signature() -> str:
 
 
 def time_onnx_file(path: Path, threads: int | None) -> float:
-    """Median ms of a 1-face call of an ONNX generator on the CPU (random inputs)."""
-    import onnxruntime as ort
+    """Median ms of a 1-face call of an ONNX generator on the CPU (random inputs), in a
+    session set up as the swapper's (`compress.export.session`)."""
+    from slimswap.compress.export import session as cpu_session
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as OnnxSwapper
-    if threads:
-        opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = cpu_session(path, threads)
     rng = np.random.default_rng(0)
     feed = {}
     for inp in session.get_inputs():

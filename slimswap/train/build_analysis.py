@@ -142,16 +142,16 @@ def _mesh_analyser():
 def _mesh(job: tuple[str, np.ndarray]) -> dict:
     """MediaPipe's 68 mapped landmarks of the face dlib picked (the box given), as the product
     finds it: the detection overlapping dlib's box, else the mesh run in dlib's box."""
-    from slimswap.face.select import iou
+    from slimswap.face.select import match_face
 
     path, box = job
     try:
         frame = read_rgb_strict(Path(path))
         fa = _mesh_analyser()
-        found = fa.detect(frame)
-        best = max(found, key=lambda f: iou(f.bbox, box), default=None)
-        detected = best is not None and iou(best.bbox, box) >= 0.3
-        face = best if detected else fa.face_from_box(frame, box, 0.0)
+        face = match_face(fa.detect(frame), box)
+        detected = face is not None
+        if face is None:
+            face = fa.face_from_box(frame, box, 0.0)
     except Exception as exc:  # noqa: BLE001 (an odd image keeps dlib's landmarks only; logged)
         log.warning("mesh failed on %s: %s: %s", path, type(exc).__name__, exc)
         return {"landmarks": np.full((68, 2), np.nan, np.float32), "detected": False}
@@ -291,12 +291,10 @@ def _mesh_all(
 ) -> dict:
     """MediaPipe's 68 mapped landmarks of each analysed face (NaN where dlib found none),
     and whether BlazeFace found the face itself (else the mesh ran in dlib's box)."""
-    ok = table["reasons"] == ""
-    jobs = [(str(it.path), table["bbox"][i]) for i, it in enumerate(items)]
-    idx = np.flatnonzero(ok)
+    idx = np.flatnonzero(table["reasons"] == "")
     sub, _ = _cached_chunks(
         [items[i] for i in idx],
-        [jobs[i] for i in idx],
+        [(str(items[i].path), table["bbox"][i]) for i in idx],
         cache_dir,
         cfg,
         pool,

@@ -196,12 +196,18 @@ def is_video_frame(source: str) -> bool:
 
 
 def load_swap_dataset(
-    paths: list[str | Path], size: int, device: torch.device, openings: bool = False
+    paths: list[str | Path],
+    size: int,
+    device: torch.device,
+    openings: bool = False,
+    mesh: bool = False,
 ) -> SwapDataset:
     """Merge shards (any crop sizes) into one table at `size`, preferring native crops.
 
     Each source photo appears once: from the shard whose crop size is `size` when it has
-    one, else from the largest crop, upsampled. openings: see `SwapDataset`.
+    one, else from the largest crop, upsampled. openings: see `SwapDataset`. mesh: keep
+    MediaPipe's landmarks (and draw their masks) where the shards have them, for a recipe
+    that draws pairs by them.
     """
     from slimswap.train.shards import load_shard
 
@@ -234,7 +240,7 @@ def load_swap_dataset(
         native.append(np.full(len(take), sh.size == size))
         video.append(np.array([is_video_frame(str(sh.sources[r])) for r in take], bool))
         log.info("%d faces from the %d px shard", len(take), sh.size)
-    any_mesh = any(sh.mesh_landmarks is not None for sh in shards)
+    any_mesh = mesh and any(sh.mesh_landmarks is not None for sh in shards)
     return SwapDataset(
         torch.cat(images),
         np.concatenate(lmks),

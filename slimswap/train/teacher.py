@@ -179,7 +179,11 @@ class TeacherTrainer:
 
         res = config.model.resolution
         self.data = dataset or load_swap_dataset(
-            list(config.data), res, dev, openings=config.model.target_openings
+            list(config.data),
+            res,
+            dev,
+            openings=config.model.target_openings,
+            mesh=config.mesh_share > 0,
         )
         self.G = self.build_generator().to(dev, memory_format=self.memory_format)
         self.D = MultiScaleDiscriminator(scales=config.d_scales).to(
