@@ -59,6 +59,50 @@ def fresh_batches(engine: FrameEngine, video: Path, sync, n: int = 8) -> dict[st
     return {"upload": round(1000 * up / frames, 3), "detect+mesh": round(1000 * det / frames, 3)}
 
 
+def interleaved(engine: FrameEngine, identity, video: Path, sync, n: int = 8) -> dict:
+    """Detect + mesh of `n` fresh batches alone, then alternating with the swap as the video
+    path runs them, under cuDNN as configured, cuDNN off for the analysis, and cuDNN's
+    benchmark mode (session 6: the analysis's convolutions cost ms of host time each in the
+    pipeline but not alone; the swap between them is what the alone rows never had)."""
+    import contextlib
+
+    batches = [b for _, b in zip(range(n), media.read_frames(video, 16))]
+    uploaded = [engine.upload(f) for f in batches]
+
+    def run(swap: bool, analysis_ctx) -> float:
+        det = 0.0
+        for frames, batch in zip(batches, uploaded):
+            sync()
+            t0 = time.perf_counter()
+            with analysis_ctx():
+                faces = engine.faces(frames, batch)
+            sync()
+            det += time.perf_counter() - t0
+            if swap:
+                engine.swap(batch, faces, identity)
+                sync()
+        return round(1000 * det / (16 * n), 3)
+
+    plain = contextlib.nullcontext
+    no_cudnn = lambda: torch.backends.cudnn.flags(enabled=False)
+    row = {}
+    for name, swap, ctx in (
+        ("alone", False, plain),
+        ("with swap", True, plain),
+        ("alone again", False, plain),
+        ("with swap, analysis without cuDNN", True, no_cudnn),
+    ):
+        run(swap, ctx)  # warm
+        row[name] = run(swap, ctx)
+        print(f"detect+mesh ms/frame, {name}: {row[name]}", flush=True)
+    torch.backends.cudnn.benchmark = True
+    run(True, plain)
+    row["with swap, cudnn.benchmark"] = run(True, plain)
+    torch.backends.cudnn.benchmark = False
+    print(f"detect+mesh ms/frame, with swap, benchmark: {row['with swap, cudnn.benchmark']}")
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("video", type=Path)
@@ -80,6 +124,7 @@ def main() -> None:
         pass
     result["sched_affinity"] = len(os.sched_getaffinity(0))
     result["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+    result["interleaved_detect_ms_per_frame"] = interleaved(engine, identity, a.video, sync)
     result["fresh_batches_ms_per_frame"] = fresh_batches(engine, a.video, sync)
     print("fresh batches: ms per frame", result["fresh_batches_ms_per_frame"], flush=True)
     for n in (16, 1):

@@ -27,7 +27,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +126,32 @@ class FrameEngine:
         uploaded = self.mp.rt.upload(frames)  # uint8 -> device once; [0, 1] in the nets' dtype
         groups = [(g.float() * 255).round() for g in uploaded["groups"]]
         return DeviceBatch(groups, uploaded["where"], uploaded)
+
+    def upload_planes(self, planes: Sequence[np.ndarray], fmt) -> DeviceBatch:
+        """`upload` of decoded I420 planes (`media.read_planes`, all one size): half the bytes
+        of RGB go up and the conversion (`video_planes.i420_to_rgb`, fmt: `media.PlaneFormat`)
+        runs here instead of on the host's threads."""
+        from slimswap.video_planes import i420_to_rgb
+
+        host = torch.from_numpy(np.ascontiguousarray(np.stack(planes)))
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        rgb = i420_to_rgb(host.to(self.device, non_blocking=True), fmt.matrix, fmt.full_range)
+        rt = self.mp.rt
+        nets = (rgb * (1 / 255)).to(rt.dtype)
+        if self.device.type == "cuda":
+            nets = nets.contiguous(memory_format=torch.channels_last)
+        where = [(0, i) for i in range(len(planes))]
+        return DeviceBatch([rgb], where, {"groups": [nets], "where": where, "pooled": {}})
+
+    @staticmethod
+    def download_planes(batch: DeviceBatch) -> list[np.ndarray]:
+        """The frames back on the host as the encoder's I420 planes (`video_planes`), one copy
+        per frame size: half the bytes of `download`."""
+        from slimswap.video_planes import rgb_to_i420
+
+        host = [rgb_to_i420(g).cpu().numpy() for g in batch.groups]
+        return [host[g][row] for g, row in batch.where]
 
     def faces(
         self, frames: Sequence[np.ndarray], batch: DeviceBatch, upsample: int = 0
@@ -244,6 +270,20 @@ def _prefetch(it: Iterator, depth: int, timer_seconds: defaultdict, stage: str) 
         yield item
 
 
+def frame_shapes(planes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Zero-byte (H, W, 3) stand-ins for frames that exist only as planes on the device: the
+    analysis and the tracker read a frame's size, not its pixels, on this path (the one
+    selector that reads pixels, `reference`, is refused by `check_supported`)."""
+    zero = np.zeros((), np.uint8)
+    return [np.broadcast_to(zero, (p.shape[0] * 2 // 3, p.shape[1], 3)) for p in planes]
+
+
+def _done(value) -> Future:
+    f: Future = Future()
+    f.set_result((value, 0.0))
+    return f
+
+
 def mark_pool(device: torch.device | str, workers: int | None = None) -> Executor:
     """Where a video's marks run: worker processes next to a GPU (the marks are numpy code that
     holds the GIL long enough to starve the main thread; a frame costs ~1 ms to send and take
@@ -294,9 +334,15 @@ def swap_video_device(
     marks: Executor | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     watermark: bool = True,
+    planes=None,
 ) -> EngineReport:
     """Every frame of `batches` (`media.read_frames`) through the engine into the writer
     `writer_factory()` gives (a `media.VideoWriter`; frame_count: for progress only).
+
+    planes: a `media.PlaneFormat` when `batches` are decoded planes (`media.read_planes`):
+    the colour conversions then run on the device both ways and the writer gets planes
+    (`VideoWriter.write_planes`); the marks still work on the RGB frame, and their change is
+    carried into Y (`yuv.add_luma_change`).
 
     Decode runs one batch ahead on a thread; marks run on `marks` (default: a `mark_pool` for
     the engine's device, shut down at the end; pass one to share it between videos run at
@@ -315,7 +361,7 @@ def swap_video_device(
     report = EngineReport()
     start = time.perf_counter()
     batches = _prefetch(iter(batches), 2, stages, "decode")
-    from slimswap.provenance.watermark import embed_watermark_timed
+    from slimswap.provenance.watermark import embed_watermark_planes_timed, embed_watermark_timed
 
     own_pool = marks is None or not watermark  # no marks: nothing worth sending to a process
     pool = (mark_pool(engine.device) if watermark else ThreadPoolExecutor(1)) if own_pool else marks
@@ -331,7 +377,7 @@ def swap_video_device(
                     frames.append(frame)
                     stages["watermark"] += seconds
                 t0 = time.perf_counter()
-                writer.write(frames)
+                (writer.write if planes is None else writer.write_planes)(frames)
                 stages["encode"] += time.perf_counter() - t0
         except BaseException as exc:  # noqa: BLE001
             failure.append(exc)
@@ -344,19 +390,31 @@ def swap_video_device(
         try:
             for frames in batches:
                 with timer("upload"):
-                    batch = engine.upload(frames)
+                    if planes is None:
+                        batch, views = engine.upload(frames), frames
+                    else:
+                        batch, views = engine.upload_planes(frames, planes), frame_shapes(frames)
                 with timer("detect"):
-                    found = engine.faces(frames, batch, options.upsample)
-                chosen = [faces_in.follow(f, fs) for f, fs in zip(frames, found)]
+                    found = engine.faces(views, batch, options.upsample)
+                chosen = [faces_in.follow(f, fs) for f, fs in zip(views, found)]
                 batch = engine.swap(batch, chosen, identity, timer)
                 with timer("download"):
-                    out = engine.download(batch)
-                encoded.put(
-                    [
-                        pool.submit(embed_watermark_timed, f, [x.kps for x in fs], watermark)
-                        for f, fs in zip(out, chosen)
+                    rgb = engine.download(batch) if planes is None or watermark else None
+                    out = engine.download_planes(batch) if planes is not None else rgb
+                kps = [[x.kps for x in fs] for fs in chosen]
+                if planes is None:
+                    jobs = [
+                        pool.submit(embed_watermark_timed, f, k, watermark)
+                        for f, k in zip(out, kps)
                     ]
-                )
+                elif watermark:
+                    jobs = [
+                        pool.submit(embed_watermark_planes_timed, f, p, k)
+                        for f, p, k in zip(rgb, out, kps)
+                    ]
+                else:
+                    jobs = [_done(p) for p in out]
+                encoded.put(jobs)
                 report.frames += len(out)
                 report.faces += sum(len(fs) for fs in chosen)
                 report.frames_with_faces += sum(1 for fs in chosen if fs)
@@ -409,16 +467,23 @@ def swap_video_file(
     identity = engine.identity(image)
     metadata = pipeline.provenance_metadata(swapper) if options.label else None
     sign = signer.sign_file if signer else None
+    planes = media.plane_format(target)  # 4:2:0 in: converted on the device both ways
+    batches = (
+        media.read_planes(target, options.batch_size)
+        if planes is not None
+        else media.read_frames(target, options.batch_size, workers=IO_WORKERS)
+    )
     rep = swap_video_device(
         engine,
         identity,
-        media.read_frames(target, options.batch_size, workers=IO_WORKERS),
+        batches,
         info.frame_count,
         options,
         lambda: media.VideoWriter(
             output, info, target, metadata=metadata, sign=sign, workers=IO_WORKERS
         ),
         on_progress=on_progress,
+        planes=planes,
     )
     return pipeline.SwapReport(
         output=output,

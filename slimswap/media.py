@@ -326,6 +326,62 @@ def read_frames(path: PathLike, batch_size: int, workers: int = 1) -> Iterator[l
                 pool.shutdown(wait=False)
 
 
+@dataclass(frozen=True)
+class PlaneFormat:
+    """How a video's 4:2:0 planes turn into the RGB `read_frames` gives (`video_planes`)."""
+
+    matrix: str  # a key of yuv.KR_KB
+    full_range: bool
+
+
+def plane_format(path: PathLike) -> PlaneFormat | None:
+    """The video's planes' format when the GPU frame path can take them as they are decoded
+    (8-bit 4:2:0, even size, limited range or a yuvj format), else None (read_frames then).
+
+    The matrix follows the first frame's colour tag, as swscale's conversion in `_rgb` does
+    (untagged: BT.601). A yuv420p stream tagged full range is left to swscale (None)."""
+    from slimswap.yuv import COLORSPACES
+
+    p = Path(path)
+    with _open_input(p) as container:
+        stream = _video_stream(container, p)
+        try:
+            frame = next(container.decode(stream), None)
+        except av.FFmpegError as err:
+            raise UserError(f"video decoding failed (corrupt file?): {p}: {err}") from err
+    if frame is None or frame.width % 2 or frame.height % 2:
+        return None
+    name = frame.format.name
+    if name == "yuvj420p":
+        return PlaneFormat(COLORSPACES.get(int(frame.colorspace), "bt601"), True)
+    if name != "yuv420p" or int(frame.color_range) == 2:  # AVCOL_RANGE_JPEG
+        return None
+    return PlaneFormat(COLORSPACES.get(int(frame.colorspace), "bt601"), False)
+
+
+def read_planes(path: PathLike, batch_size: int) -> Iterator[list[np.ndarray]]:
+    """`read_frames` without the colour conversion: each frame's I420 planes as one
+    (H * 3 / 2, W) uint8 array (`video_planes`), for a device that converts them itself.
+    Only for a video `plane_format` accepts."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    p = Path(path)
+    with _open_input(p) as container:
+        stream = _video_stream(container, p)
+        stream.thread_type = "AUTO"
+        batch: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                batch.append(frame.to_ndarray(format="yuv420p"))
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        except av.FFmpegError as err:
+            raise UserError(f"video decoding failed (corrupt file?): {p}: {err}") from err
+
+
 class VideoWriter:
     """H.264 writer that carries the source's audio, rotation and frame rate over.
 
@@ -502,7 +558,6 @@ class VideoWriter:
         """
         if self._out is None or self._video is None:
             raise RuntimeError("VideoWriter.write called outside its `with` block")
-        slots = iter(pts) if pts is not None else None
         if self._pool is not None:
             frames = list(frames)
             for k, rgb in enumerate(frames):
@@ -510,6 +565,28 @@ class VideoWriter:
             converted = self._pool.map(self._yuv, frames)
         else:
             converted = (self._yuv(self._check(rgb, self.frames_written)) for rgb in frames)
+        self._encode(converted, pts)
+
+    def write_planes(self, planes: Iterable[np.ndarray], pts: Iterable[int] | None = None) -> None:
+        """`write` for frames already converted (`video_planes.rgb_to_i420`): I420 uint8
+        arrays of the written size, (height * 3 / 2, width), BT.709 limited range."""
+        if self._out is None or self._video is None:
+            raise RuntimeError("VideoWriter.write_planes called outside its `with` block")
+        shape = (self.height * 3 // 2, self.width)
+
+        def frame(k: int, yuv: np.ndarray) -> av.VideoFrame:
+            if yuv.shape != shape or yuv.dtype != np.uint8:
+                raise ValueError(
+                    f"planes of frame {self.frames_written + k} are {yuv.dtype} {yuv.shape}, "
+                    f"expected uint8 {shape}"
+                )
+            return av.VideoFrame.from_ndarray(np.ascontiguousarray(yuv), format="yuv420p")
+
+        self._encode((frame(k, p) for k, p in enumerate(planes)), pts)
+
+    def _encode(self, converted: Iterable[av.VideoFrame], pts: Iterable[int] | None) -> None:
+        assert self._out is not None and self._video is not None
+        slots = iter(pts) if pts is not None else None
         for frame in converted:
             slot = self._next_pts if slots is None else int(next(slots))
             if slot < self._next_pts:

@@ -3,7 +3,9 @@
 #   bash tools/gpu_e2e.sh [ROW..]   # rows: profile quality_b16 lite_b16 lite_b16_8clips
 #                                   # quality_dev quality_switch quality_nomark quality_prof
 #                                   # quality_nodecode quality_noencode quality_nocodec quality_bare
-#                                   # quality_bare_thread live
+#                                   # quality_bare_thread quality_tprof quality_bare_nocudnn quality_b16_nocudnn
+#                                   # lite_b16_nocudnn q_planes q_rgbio q_planes_cudnn
+#                                   # q_planes_bare l_planes l_planes_8clips live
 #                                   # (default: quality_b16 lite_b16 lite_b16_8clips quality_nomark live)
 # Needs .whl/ (PyAV's wheel: the GPU image has no PyAV) and .carry/ (the 1280x720 held-out
 # clip liveportrait_source_s32.mp4 and hopper_256.npz, the source identity written here by
@@ -15,8 +17,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/site:$PWD
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
 nproc
-V=.carry/liveportrait_source_s32.mp4
-S=.carry/hopper_256.npz
+E2E=${E2E:-.carry}  # where the clip and the identity travel
+V=$E2E/liveportrait_source_s32.mp4
+S=$E2E/hopper_256.npz
 LOG=$OUT/e2e.log
 run() {  # one row: $OUT/NAME.json, its lines in $OUT/e2e.log (8 files come back at most)
   name=$1; shift
@@ -43,6 +46,21 @@ for row in $rows; do
   quality_nocodec) T=80 run quality_nocodec --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both ;;
   quality_bare) T=70 run quality_bare --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both --no-watermark ;;
   quality_bare_thread) T=70 run quality_bare_thread --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both --no-watermark --in-thread ;;
+  # the same two, torch.profiler's op tables of 4 batches (session 6: is the host waiting
+  # inside the detector's conv2d, or are its kernels slow?)
+  quality_tprof) T=80 run quality_tprof --mode quality --precision fp16 --batch 16 --repeat 2 --clips 1 --paths device --isolate both --no-watermark --torch-profile "$OUT/quality_tprof.txt" ;;
+  # session 6: the analysis nets on torch's own kernels instead of cuDNN's
+  quality_bare_nocudnn) SLIMSWAP_ANALYSIS_CUDNN=0 T=70 run quality_bare_nocudnn --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both --no-watermark ;;
+  quality_b16_nocudnn) SLIMSWAP_ANALYSIS_CUDNN=0 T=130 run quality_b16_nocudnn --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
+  lite_b16_nocudnn) SLIMSWAP_ANALYSIS_CUDNN=0 T=90 run lite_b16_nocudnn --mode lite --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
+  # session 6: decoded planes converted on the device both ways (the default now) against
+  # RGB in and out on the host (--rgb-io), the analysis without cuDNN; then cuDNN back on
+  q_planes) SLIMSWAP_ANALYSIS_CUDNN=0 T=130 run q_planes --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths reference,device ;;
+  q_rgbio) SLIMSWAP_ANALYSIS_CUDNN=0 T=90 run q_rgbio --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --rgb-io ;;
+  q_planes_cudnn) SLIMSWAP_ANALYSIS_CUDNN=1 T=90 run q_planes_cudnn --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
+  q_planes_bare) SLIMSWAP_ANALYSIS_CUDNN=0 T=70 run q_planes_bare --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both --no-watermark ;;
+  l_planes) SLIMSWAP_ANALYSIS_CUDNN=0 T=90 run l_planes --mode lite --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
+  l_planes_8clips) SLIMSWAP_ANALYSIS_CUDNN=0 T=130 run l_planes_8clips --mode lite --precision fp16 --batch 16 --repeat 1 --clips 8 --paths device ;;
   quality_nomark) T=70 run quality_nomark --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --no-watermark ;;
   live)
     echo "== live quality 1280x720" >> "$LOG"

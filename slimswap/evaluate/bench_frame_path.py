@@ -84,6 +84,26 @@ def reference(video: Path, batch: int, repeat: int, out: Path, workers: int = 1)
     }
 
 
+def reference_planes(video: Path, batch: int, repeat: int, out: Path) -> dict:
+    """Decode + encode of the planes as they are (`media.read_planes`, `write_planes`): the
+    floor of the device path when the device converts the colours."""
+    info = repeated_info(video, repeat)
+    t0 = time.perf_counter()
+    n = 0
+    with media.VideoWriter(out, info, None) as writer:
+        for _ in range(repeat):
+            for planes in media.read_planes(video, batch):
+                writer.write_planes(planes)
+                n += len(planes)
+    s = time.perf_counter() - t0
+    return {
+        "path": "decode+encode (planes, no conversion)",
+        "frames": n,
+        "seconds": s,
+        "fps": n / s,
+    }
+
+
 def device_path(
     video: Path,
     source: Path,
@@ -98,6 +118,8 @@ def device_path(
     isolate: str = "",
     profile: Path | None = None,
     in_thread: bool = False,
+    torch_profile: Path | None = None,
+    rgb_io: bool = False,
 ) -> dict:
     """`clips` copies of the video through one FrameEngine at once (a thread each; one clip
     runs on the calling thread, as the CLI's swap does, unless `in_thread`: the A/B of where
@@ -108,6 +130,10 @@ def device_path(
     frames to a writer that drops them, "both" does both. profile: a pyinstrument wall-clock
     profile of the first clip's thread (the one that launches the GPU work) written there as
     text, to see where that thread waits (pyinstrument is not a dependency: install it).
+    torch_profile: torch.profiler's op tables (host and device time) of batches 9-12 of the
+    first clip, to tell a slow kernel from a host that waits inside an op's launch.
+    rgb_io: decode to RGB and encode from RGB on the host's threads, as before session 6,
+    even where the video's planes could go to the device (`media.plane_format`).
     """
     import torch
 
@@ -141,13 +167,18 @@ def device_path(
     reports: list = [None] * clips
     errors: list[BaseException] = []
 
-    decoded = (
-        list(media.read_frames(video, batch, IO_WORKERS)) if isolate in ("decode", "both") else []
-    )
+    planes = None if rgb_io else media.plane_format(video)
+
+    def read_once() -> Iterator[list[np.ndarray]]:
+        if planes is None:
+            return media.read_frames(video, batch, IO_WORKERS)
+        return media.read_planes(video, batch)
+
+    decoded = list(read_once()) if isolate in ("decode", "both") else []
 
     def batches() -> Iterator[list[np.ndarray]]:
         if not decoded:
-            return repeated_frames(video, batch, repeat, IO_WORKERS)
+            return (b for _ in range(repeat) for b in read_once())
         return (b for _ in range(repeat) for b in decoded)
 
     def writer(out: Path):
@@ -162,6 +193,16 @@ def device_path(
 
             profiler = Profiler(interval=0.0005)
             profiler.start()
+        ops = None
+        if torch_profile is not None and k == 0:
+            from torch.profiler import ProfilerActivity, schedule
+
+            ops = torch.profiler.profile(
+                activities=[ProfilerActivity.CPU]
+                + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else []),
+                schedule=schedule(wait=8, warmup=2, active=4, repeat=1),
+            )
+            ops.start()
         try:
             out = tmp / f"device_{k}.mp4"
             reports[k] = swap_video_device(
@@ -173,6 +214,8 @@ def device_path(
                 lambda: writer(out),
                 marks=marks,
                 watermark=watermark,
+                planes=planes,
+                on_progress=(lambda *_: ops.step()) if ops is not None else None,
             )
         except BaseException as exc:  # noqa: BLE001 (re-raised by the caller)
             errors.append(exc)
@@ -180,6 +223,15 @@ def device_path(
             if profiler is not None:
                 profiler.stop()
                 profile.write_text(profiler.output_text(unicode=False, color=False))
+            if ops is not None:
+                ops.stop()
+                table = ops.key_averages()
+                torch_profile.write_text(
+                    "\n\n".join(
+                        f"sorted by {key}\n" + table.table(sort_by=key, row_limit=30)
+                        for key in ("self_cpu_time_total", "self_device_time_total")
+                    )
+                )
 
     t0 = time.perf_counter()
     if clips == 1 and not in_thread:  # as `slimswap swap` runs it (RESULTS, session 5)
@@ -202,7 +254,8 @@ def device_path(
     without = {"decode": ", no decoding", "encode": ", no encoding", "both": ", no codec"}
     return {
         "path": f"device ({device}, {precision}, batch {batch}, {clips} clip(s) at once"
-        f"{without.get(isolate, '')}{', on a started thread' if in_thread else ''})",
+        f"{without.get(isolate, '')}{', on a started thread' if in_thread else ''}"
+        f"{', RGB in and out on the host' if planes is None else ', planes converted on the device'})",
         "model": swapper.name,
         "frames": frames_total,
         "faces": sum(r.faces for r in reports),
@@ -224,6 +277,8 @@ class _DroppingWriter:
 
     def write(self, frames: list[np.ndarray]) -> None:
         pass
+
+    write_planes = write
 
 
 def host_path(video: Path, source: Path, mode: str, batch: int, repeat: int, tmp: Path) -> dict:
@@ -265,6 +320,8 @@ def run(
     isolate: str = "",
     profile: Path | None = None,
     in_thread: bool = False,
+    torch_profile: Path | None = None,
+    rgb_io: bool = False,
 ) -> dict:
     """The rows (see the module docstring); prints them and writes <out>/e2e.json."""
     if not Path(video).is_file():
@@ -281,6 +338,8 @@ def run(
                 from slimswap.frame_engine import IO_WORKERS
 
                 rows.append(reference(video, batch, repeat, tmp / "ref4.mp4", IO_WORKERS))
+                if not rgb_io and media.plane_format(video) is not None:
+                    rows.append(reference_planes(video, batch, repeat, tmp / "ref_planes.mp4"))
         if "host" in paths:
             rows.append(host_path(video, source, mode, batch, repeat, tmp))
         if "device" in paths:
@@ -300,6 +359,8 @@ def run(
                         isolate,
                         profile,
                         in_thread,
+                        torch_profile,
+                        rgb_io,
                     )
                 )
     refs = [r for r in rows if r["path"].startswith("decode+encode")]
@@ -368,6 +429,14 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="run a single clip on a started thread (the rows before session 5 did)",
     )
+    ap.add_argument(
+        "--torch-profile", type=Path, help="torch.profiler op tables of 4 batches of clip 1"
+    )
+    ap.add_argument(
+        "--rgb-io",
+        action="store_true",
+        help="decode to and encode from RGB on the host (the path before session 6)",
+    )
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     if a.switch_interval:
@@ -377,7 +446,7 @@ def main(argv: list[str] | None = None) -> dict:
         tuple(int(c) for c in a.clips.split(",")), tuple(a.paths.split(",")),
         not a.no_watermark, a.out,
         "python -m slimswap.evaluate.bench_frame_path " + " ".join(argv or sys.argv[1:]),
-        a.isolate, a.profile, a.in_thread,
+        a.isolate, a.profile, a.in_thread, a.torch_profile, a.rgb_io,
     )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -173,6 +174,13 @@ class TorchRuntime:
         }
         if self.device.type == "cuda":
             self.nets = {k: n.to(memory_format=torch.channels_last) for k, n in self.nets.items()}
+        # SLIMSWAP_ANALYSIS_CUDNN=0 runs the two nets on torch's own kernels (session 6's A/B
+        # of the host time their cuDNN convolutions cost inside the video path)
+        self.cudnn = os.environ.get("SLIMSWAP_ANALYSIS_CUDNN", "1") != "0"
+
+    def _net(self, name: str, x):
+        with self.torch.inference_mode(), self.torch.backends.cudnn.flags(enabled=self.cudnn):
+            return self.nets[name](x)
 
     def upload(self, frames: Sequence[np.ndarray]) -> dict:
         """{"groups": [(N,3,H,W) tensors in [0, 1]], "where": [(group, row) per frame], "pooled": {}}.
@@ -233,8 +241,8 @@ class TorchRuntime:
 
     def detect_candidates(self, x, min_score: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per view: (boxes (n, 16), scores (n,)) of the anchors at or above min_score."""
+        boxes, scores = self._net(self.detector, x)
         with self.torch.inference_mode():
-            boxes, scores = self.nets[self.detector](x)
             keep = scores >= min_score
             view, anchor = keep.nonzero(as_tuple=True)
             kept_boxes = boxes[view, anchor].float().cpu().numpy()
@@ -243,6 +251,5 @@ class TorchRuntime:
         return [(kept_boxes[view == v], kept_scores[view == v]) for v in range(len(x))]
 
     def run_mesh(self, x) -> tuple[np.ndarray, np.ndarray]:
-        with self.torch.inference_mode():
-            points, presence = self.nets["face_mesh"](x)
+        points, presence = self._net("face_mesh", x)
         return points.float().cpu().numpy(), presence.float().cpu().numpy()

@@ -49,6 +49,20 @@ def embed_watermark_timed(
     return out, time.perf_counter() - t0
 
 
+def embed_watermark_planes_timed(
+    rgb: np.ndarray, planes: np.ndarray, faces_kps5: Sequence[np.ndarray] = ()
+) -> tuple[np.ndarray, float]:
+    """`embed_watermark_timed` for the GPU frame path's planes: the marks made on `rgb` and
+    carried into its I420 `planes` (the device's conversion of it) as a change of Y alone."""
+    import time
+
+    from slimswap.yuv import add_luma_change
+
+    t0 = time.perf_counter()
+    out = add_luma_change(planes, rgb, embed_watermark(rgb, faces_kps5))
+    return out, time.perf_counter() - t0
+
+
 @dataclass(frozen=True)
 class WatermarkReading:
     frame: frame_mark.FrameMarkReading
