@@ -67,3 +67,7 @@ for row in $rows; do
     timeout 110 python3 benchmarks/live_bench.py --device cuda --mode quality --width 1280 --height 720 --fps 120 --seconds 12 --clip "$V" --source "$S" --out "$OUT/live_gpu.json" 2>&1 | grep -v -i warning | tee -a "$LOG" ;;
   esac
 done
+# E2E_TAR=1: the rows in one file (a call brings back 8 files at most; the campaign's take 5)
+if [ "${E2E_TAR:-0}" = 1 ]; then
+  (cd "$OUT" && tar czf e2e_rows.tgz ./*.json ./*.txt e2e.log 2>/dev/null; rm -f ./*.json ./*.txt e2e.log)
+fi

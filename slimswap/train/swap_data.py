@@ -229,11 +229,11 @@ def load_swap_dataset(
             continue
         images.append(upload(_decode_all(sh)[take], size, device))
         lmks.append((sh.landmarks[take].astype(np.float32) + 0.5) / sh.size)
-        mesh = sh.mesh_landmarks
+        points = sh.mesh_landmarks
         meshes.append(
             np.full((len(take), 68, 2), np.nan, np.float32)
-            if mesh is None
-            else (mesh[take].astype(np.float32) + 0.5) / sh.size
+            if points is None
+            else (points[take].astype(np.float32) + 0.5) / sh.size
         )
         embs.append(sh.embeddings[take].astype(np.float32))
         labels.append(np.array([label_of[str(sh.identities[sh.labels[r]])] for r in take]))

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from slimswap.files import sha256_file
 from slimswap.paths import shared_data_dir
@@ -206,6 +207,12 @@ def test_shards_carry_the_meshs_landmarks_of_the_same_face(built):
         iod = np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=1)
         err = np.linalg.norm(mesh[:, 17:] - lm[:, 17:], axis=2).mean(1) / iod
         assert np.median(err[found]) < 0.1, np.median(err[found])
+    # and the trainer's loader keeps them (session 6's first campaign call died here)
+    from slimswap.train.swap_data import load_swap_dataset
+
+    paths = [str(built.out_dir / n) for n in ("train_128.npz", "train_256.npz")]
+    ds = load_swap_dataset(paths, 64, torch.device("cpu"), mesh=True)
+    assert ds.has_mesh is not None and ds.has_mesh.float().mean() >= 0.9
 
 
 def test_embeddings_and_crops_belong_to_the_labelled_person(built):
