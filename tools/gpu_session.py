@@ -99,6 +99,14 @@ def campaign_runs() -> dict[str, dict]:
         "control": {"model": replace(teacher, target_openings=False)},
         "expr": {"model": replace(teacher, target_openings=True), **expr},
         "expr_mp": {"model": replace(teacher, target_openings=True), **expr, "mesh_share": 0.7},
+        # session 6's curve: expr_mp keeps gaining expression and losing identity (recognizer
+        # cosine to the source 0.363 -> 0.336 -> 0.324): the A/B for the next continuation
+        "expr_mp_id45": {
+            "model": replace(teacher, target_openings=True),
+            **expr,
+            "mesh_share": 0.7,
+            "weights": LossWeights(identity=45.0),
+        },
         "expr_lite": {"model": replace(lite, target_openings=True), **expr},
     }
 
@@ -107,9 +115,10 @@ RELEASED_FROM = {
     "control": "teacher_256",
     "expr": "teacher_256",
     "expr_mp": "teacher_256",
+    "expr_mp_id45": "teacher_256",
     "expr_lite": "lite_256",
 }
-CONTINUES_CHECKPOINT = ("expr", "expr_mp")  # runs that start from the campaign's checkpoint
+CONTINUES_CHECKPOINT = ("expr", "expr_mp", "expr_mp_id45")  # runs that start from the campaign's checkpoint
 
 
 def release_init(name: str, folder: Path) -> Path:
