@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Self
 
@@ -34,7 +34,32 @@ import numpy as np
 from slimswap import media
 from slimswap.errors import UserError
 
-ISOLATE = ("", "decode", "encode", "both")  # device_path's `isolate`: what of the codec is off
+ISOLATE = ("", "decode", "encode", "both")  # Diagnostics.isolate: what of the codec is off
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """How a device row is taken apart to see where its time goes (none: as the CLI runs it).
+
+    isolate takes the codec off the run to see what it costs the rest: "decode" replays frames
+    decoded into memory beforehand (no decoding or conversion while timed), "encode" hands the
+    frames to a writer that drops them, "both" does both. profile: a pyinstrument wall-clock
+    profile of the first clip's thread (the one that launches the GPU work) written there as
+    text, to see where that thread waits (pyinstrument is not a dependency: install it).
+    in_thread: a single clip on a started thread (session 5's A/B; the CLI runs it on the
+    calling thread). torch_profile: torch.profiler's op tables (host and device time) of
+    batches 9-12 of the first clip, to tell a slow kernel from a host that waits inside an
+    op's launch. rgb_io: decode to RGB and encode from RGB on the host's threads, as before
+    session 6, even where the video's planes could go to the device (`media.plane_format`).
+    """
+
+    isolate: str = ""
+    profile: Path | None = None
+    in_thread: bool = False
+    torch_profile: Path | None = None
+    rgb_io: bool = False
+
+
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "grace_hopper.jpg"
 
 
@@ -115,26 +140,11 @@ def device_path(
     clips: int,
     tmp: Path,
     watermark: bool = True,
-    isolate: str = "",
-    profile: Path | None = None,
-    in_thread: bool = False,
-    torch_profile: Path | None = None,
-    rgb_io: bool = False,
+    diag: Diagnostics = Diagnostics(),
 ) -> dict:
     """`clips` copies of the video through one FrameEngine at once (a thread each; one clip
-    runs on the calling thread, as the CLI's swap does, unless `in_thread`: the A/B of where
-    session 5's 23 ms of detect a frame comes from).
-
-    isolate takes the codec off the run to see what it costs the rest: "decode" replays frames
-    decoded into memory beforehand (no decoding or conversion while timed), "encode" hands the
-    frames to a writer that drops them, "both" does both. profile: a pyinstrument wall-clock
-    profile of the first clip's thread (the one that launches the GPU work) written there as
-    text, to see where that thread waits (pyinstrument is not a dependency: install it).
-    torch_profile: torch.profiler's op tables (host and device time) of batches 9-12 of the
-    first clip, to tell a slow kernel from a host that waits inside an op's launch.
-    rgb_io: decode to RGB and encode from RGB on the host's threads, as before session 6,
-    even where the video's planes could go to the device (`media.plane_format`).
-    """
+    runs on the calling thread, as the CLI's swap does, unless `diag.in_thread`); `diag` takes
+    the row apart (`Diagnostics`)."""
     import torch
 
     from slimswap.frame_engine import (
@@ -167,14 +177,14 @@ def device_path(
     reports: list = [None] * clips
     errors: list[BaseException] = []
 
-    planes = None if rgb_io else media.plane_format(video)
+    planes = None if diag.rgb_io else media.plane_format(video)
 
     def read_once() -> Iterator[list[np.ndarray]]:
         if planes is None:
             return media.read_frames(video, batch, IO_WORKERS)
         return media.read_planes(video, batch)
 
-    decoded = list(read_once()) if isolate in ("decode", "both") else []
+    decoded = list(read_once()) if diag.isolate in ("decode", "both") else []
 
     def batches() -> Iterator[list[np.ndarray]]:
         if not decoded:
@@ -182,19 +192,19 @@ def device_path(
         return (b for _ in range(repeat) for b in decoded)
 
     def writer(out: Path):
-        if isolate in ("encode", "both"):
+        if diag.isolate in ("encode", "both"):
             return _DroppingWriter()
         return media.VideoWriter(out, info, None, workers=IO_WORKERS)
 
     def one(k: int) -> None:
         profiler = None
-        if profile is not None and k == 0:
+        if diag.profile is not None and k == 0:
             from pyinstrument import Profiler
 
             profiler = Profiler(interval=0.0005)
             profiler.start()
         ops = None
-        if torch_profile is not None and k == 0:
+        if diag.torch_profile is not None and k == 0:
             from torch.profiler import ProfilerActivity, schedule
 
             ops = torch.profiler.profile(
@@ -222,11 +232,11 @@ def device_path(
         finally:
             if profiler is not None:
                 profiler.stop()
-                profile.write_text(profiler.output_text(unicode=False, color=False))
+                diag.profile.write_text(profiler.output_text(unicode=False, color=False))
             if ops is not None:
                 ops.stop()
                 table = ops.key_averages()
-                torch_profile.write_text(
+                diag.torch_profile.write_text(
                     "\n\n".join(
                         f"sorted by {key}\n" + table.table(sort_by=key, row_limit=30)
                         for key in ("self_cpu_time_total", "self_device_time_total")
@@ -234,7 +244,7 @@ def device_path(
                 )
 
     t0 = time.perf_counter()
-    if clips == 1 and not in_thread:  # as `slimswap swap` runs it (RESULTS, session 5)
+    if clips == 1 and not diag.in_thread:  # as `slimswap swap` runs it (RESULTS, session 5)
         one(0)
     else:
         threads = [threading.Thread(target=one, args=(k,)) for k in range(clips)]
@@ -254,7 +264,7 @@ def device_path(
     without = {"decode": ", no decoding", "encode": ", no encoding", "both": ", no codec"}
     return {
         "path": f"device ({device}, {precision}, batch {batch}, {clips} clip(s) at once"
-        f"{without.get(isolate, '')}{', on a started thread' if in_thread else ''}"
+        f"{without.get(diag.isolate, '')}{', on a started thread' if diag.in_thread else ''}"
         f"{', RGB in and out on the host' if planes is None else ', planes converted on the device'})",
         "model": swapper.name,
         "frames": frames_total,
@@ -317,17 +327,13 @@ def run(
     watermark: bool = True,
     out: Path | None = None,
     command: str = "",
-    isolate: str = "",
-    profile: Path | None = None,
-    in_thread: bool = False,
-    torch_profile: Path | None = None,
-    rgb_io: bool = False,
+    diag: Diagnostics = Diagnostics(),
 ) -> dict:
     """The rows (see the module docstring); prints them and writes <out>/e2e.json."""
     if not Path(video).is_file():
         raise UserError(f"video not found: {video}")
-    if isolate not in ISOLATE:
-        raise UserError(f"--isolate must be decode, encode or both, got {isolate!r}")
+    if diag.isolate not in ISOLATE:
+        raise UserError(f"--isolate must be decode, encode or both, got {diag.isolate!r}")
     info = media.probe_video(video)
     rows = []
     with tempfile.TemporaryDirectory(prefix="slimswap-e2e-") as d:
@@ -338,7 +344,7 @@ def run(
                 from slimswap.frame_engine import IO_WORKERS
 
                 rows.append(reference(video, batch, repeat, tmp / "ref4.mp4", IO_WORKERS))
-                if not rgb_io and media.plane_format(video) is not None:
+                if not diag.rgb_io and media.plane_format(video) is not None:
                     rows.append(reference_planes(video, batch, repeat, tmp / "ref_planes.mp4"))
         if "host" in paths:
             rows.append(host_path(video, source, mode, batch, repeat, tmp))
@@ -356,11 +362,7 @@ def run(
                         n,
                         tmp,
                         watermark,
-                        isolate,
-                        profile,
-                        in_thread,
-                        torch_profile,
-                        rgb_io,
+                        diag,
                     )
                 )
     refs = [r for r in rows if r["path"].startswith("decode+encode")]
@@ -446,7 +448,7 @@ def main(argv: list[str] | None = None) -> dict:
         tuple(int(c) for c in a.clips.split(",")), tuple(a.paths.split(",")),
         not a.no_watermark, a.out,
         "python -m slimswap.evaluate.bench_frame_path " + " ".join(argv or sys.argv[1:]),
-        a.isolate, a.profile, a.in_thread, a.torch_profile, a.rgb_io,
+        Diagnostics(a.isolate, a.profile, a.in_thread, a.torch_profile, a.rgb_io),
     )  # fmt: skip
 
 
