@@ -12,6 +12,10 @@ hold the two paths to the same pixels):
     (`face/raster.py`) -> colour, skin tone, detail, paste-back (`face/blend_torch.py`) ->
     download (once) -> invisible marks (worker processes) -> encode (worker thread)
 
+A 4:2:0 video travels as its decoded planes (`media.read_planes`): the YUV <-> RGB
+conversions run on the device at upload and download (`video_planes.py`), and the encoder
+takes planes (`VideoWriter.write_planes`); the marks' change is carried into Y.
+
 Nothing on this path imports dlib: the source's identity descriptor comes from the torch port
 of dlib's ResNet (`nets/identity.py`, 1e-6 from dlib's own). What stays on the host: Poisson
 blending and mesh-region masks (`--blend poisson`, `--mask region`: `check_supported` says
