@@ -290,6 +290,31 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24", interpolation=SWSCALE_FLAGS)
 
 
+def _decoded_batches(
+    path: PathLike, batch_size: int, convert: Callable[[list[av.VideoFrame]], list[np.ndarray]]
+) -> Iterator[list[np.ndarray]]:
+    """Decoded frames in batches of `batch_size` (the last may be shorter), decode order, each
+    batch through `convert`; a decoding failure is a UserError naming the file. What
+    read_frames and read_planes share."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    p = Path(path)
+    with _open_input(p) as container:
+        stream = _video_stream(container, p)
+        stream.thread_type = "AUTO"
+        batch: list[av.VideoFrame] = []
+        try:
+            for frame in container.decode(stream):
+                batch.append(frame)
+                if len(batch) == batch_size:
+                    yield convert(batch)
+                    batch = []
+            if batch:
+                yield convert(batch)
+        except av.FFmpegError as err:
+            raise UserError(f"video decoding failed (corrupt file?): {p}: {err}") from err
+
+
 def read_frames(path: PathLike, batch_size: int, workers: int = 1) -> Iterator[list[np.ndarray]]:
     """RGB uint8 frames in decode order, in batches so a swapper sees many crops per call.
 
@@ -299,31 +324,16 @@ def read_frames(path: PathLike, batch_size: int, workers: int = 1) -> Iterator[l
     several times the decoding itself (16 vs 2.5 ms a 1280x720 frame here) and swscale runs
     without the GIL; a GPU frame path needs it (the CPU path has no spare core for it).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    p = Path(path)
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
-    with _open_input(p) as container:
-        stream = _video_stream(container, p)
-        stream.thread_type = "AUTO"
-        batch: list[av.VideoFrame] = []
 
-        def converted() -> list[np.ndarray]:
-            return list(pool.map(_rgb, batch)) if pool else [_rgb(f) for f in batch]
+    def converted(batch: list[av.VideoFrame]) -> list[np.ndarray]:
+        return list(pool.map(_rgb, batch)) if pool else [_rgb(f) for f in batch]
 
-        try:
-            for frame in container.decode(stream):
-                batch.append(frame)
-                if len(batch) == batch_size:
-                    yield converted()
-                    batch = []
-            if batch:
-                yield converted()
-        except av.FFmpegError as err:
-            raise UserError(f"video decoding failed (corrupt file?): {p}: {err}") from err
-        finally:
-            if pool:
-                pool.shutdown(wait=False)
+    try:
+        yield from _decoded_batches(path, batch_size, converted)
+    finally:
+        if pool:
+            pool.shutdown(wait=False)
 
 
 @dataclass(frozen=True)
@@ -351,35 +361,19 @@ def plane_format(path: PathLike) -> PlaneFormat | None:
             raise UserError(f"video decoding failed (corrupt file?): {p}: {err}") from err
     if frame is None or frame.width % 2 or frame.height % 2:
         return None
-    name = frame.format.name
-    if name == "yuvj420p":
-        return PlaneFormat(COLORSPACES.get(int(frame.colorspace), "bt601"), True)
-    if name != "yuv420p" or int(frame.color_range) == 2:  # AVCOL_RANGE_JPEG
+    full = frame.format.name == "yuvj420p"
+    if not full and (frame.format.name != "yuv420p" or int(frame.color_range) == 2):  # JPEG
         return None
-    return PlaneFormat(COLORSPACES.get(int(frame.colorspace), "bt601"), False)
+    return PlaneFormat(COLORSPACES.get(int(frame.colorspace), "bt601"), full)
 
 
 def read_planes(path: PathLike, batch_size: int) -> Iterator[list[np.ndarray]]:
     """`read_frames` without the colour conversion: each frame's I420 planes as one
     (H * 3 / 2, W) uint8 array (`video_planes`), for a device that converts them itself.
     Only for a video `plane_format` accepts."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    p = Path(path)
-    with _open_input(p) as container:
-        stream = _video_stream(container, p)
-        stream.thread_type = "AUTO"
-        batch: list[np.ndarray] = []
-        try:
-            for frame in container.decode(stream):
-                batch.append(frame.to_ndarray(format="yuv420p"))
-                if len(batch) == batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
-        except av.FFmpegError as err:
-            raise UserError(f"video decoding failed (corrupt file?): {p}: {err}") from err
+    yield from _decoded_batches(
+        path, batch_size, lambda batch: [f.to_ndarray(format="yuv420p") for f in batch]
+    )
 
 
 class VideoWriter:

@@ -64,11 +64,14 @@ DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "grace_hoppe
 
 
 def repeated_frames(
-    path: Path, batch: int, repeat: int, workers: int = 1
+    path: Path, batch: int, repeat: int, workers: int = 1, planes: bool = False
 ) -> Iterator[list[np.ndarray]]:
-    """The video's frames `repeat` times over, in batches (a short clip made long enough)."""
+    """The video's frames `repeat` times over, in batches (a short clip made long enough);
+    planes: as decoded I420 planes (`media.read_planes`), not RGB."""
     for _ in range(repeat):
-        yield from media.read_frames(path, batch, workers)
+        yield from (
+            media.read_planes(path, batch) if planes else media.read_frames(path, batch, workers)
+        )
 
 
 def repeated_info(path: Path, repeat: int) -> media.VideoInfo:
@@ -91,42 +94,23 @@ def load_identity(path: Path):
         return SourceIdentity(embedding=z["embedding"], crop=z["crop"], landmarks=z["landmarks"])
 
 
-def reference(video: Path, batch: int, repeat: int, out: Path, workers: int = 1) -> dict:
-    """Decode + encode only (colour conversions on `workers` threads, as the swap path's)."""
+def reference(
+    video: Path, batch: int, repeat: int, out: Path, workers: int = 1, planes: bool = False
+) -> dict:
+    """Decode + encode only: colour conversions on `workers` threads, as the swap path's, or
+    with planes none at all (`read_planes`, `write_planes`: the device path's floor when the
+    device converts the colours)."""
     info = repeated_info(video, repeat)
     t0 = time.perf_counter()
     n = 0
     with media.VideoWriter(out, info, None, workers=workers) as writer:
-        for frames in repeated_frames(video, batch, repeat, workers):
-            writer.write(frames)
+        write = writer.write_planes if planes else writer.write
+        for frames in repeated_frames(video, batch, repeat, workers, planes):
+            write(frames)
             n += len(frames)
     s = time.perf_counter() - t0
-    return {
-        "path": f"decode+encode ({workers} conversion threads)",
-        "frames": n,
-        "seconds": s,
-        "fps": n / s,
-    }
-
-
-def reference_planes(video: Path, batch: int, repeat: int, out: Path) -> dict:
-    """Decode + encode of the planes as they are (`media.read_planes`, `write_planes`): the
-    floor of the device path when the device converts the colours."""
-    info = repeated_info(video, repeat)
-    t0 = time.perf_counter()
-    n = 0
-    with media.VideoWriter(out, info, None) as writer:
-        for _ in range(repeat):
-            for planes in media.read_planes(video, batch):
-                writer.write_planes(planes)
-                n += len(planes)
-    s = time.perf_counter() - t0
-    return {
-        "path": "decode+encode (planes, no conversion)",
-        "frames": n,
-        "seconds": s,
-        "fps": n / s,
-    }
+    what = "planes, no conversion" if planes else f"{workers} conversion threads"
+    return {"path": f"decode+encode ({what})", "frames": n, "seconds": s, "fps": n / s}
 
 
 def device_path(
@@ -179,16 +163,16 @@ def device_path(
 
     planes = None if diag.rgb_io else media.plane_format(video)
 
-    def read_once() -> Iterator[list[np.ndarray]]:
-        if planes is None:
-            return media.read_frames(video, batch, IO_WORKERS)
-        return media.read_planes(video, batch)
-
-    decoded = list(read_once()) if diag.isolate in ("decode", "both") else []
+    as_planes = planes is not None
+    decoded = (
+        list(repeated_frames(video, batch, 1, IO_WORKERS, as_planes))
+        if diag.isolate in ("decode", "both")
+        else []
+    )
 
     def batches() -> Iterator[list[np.ndarray]]:
         if not decoded:
-            return (b for _ in range(repeat) for b in read_once())
+            return repeated_frames(video, batch, repeat, IO_WORKERS, as_planes)
         return (b for _ in range(repeat) for b in decoded)
 
     def writer(out: Path):
@@ -345,7 +329,7 @@ def run(
 
                 rows.append(reference(video, batch, repeat, tmp / "ref4.mp4", IO_WORKERS))
                 if not diag.rgb_io and media.plane_format(video) is not None:
-                    rows.append(reference_planes(video, batch, repeat, tmp / "ref_planes.mp4"))
+                    rows.append(reference(video, batch, repeat, tmp / "ref_p.mp4", planes=True))
         if "host" in paths:
             rows.append(host_path(video, source, mode, batch, repeat, tmp))
         if "device" in paths:
