@@ -26,6 +26,7 @@ frame and starved the main thread's analysis post-processing (RESULTS, session 3
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -50,6 +51,11 @@ from slimswap.swap.base import SourceIdentity
 # threads converting frames between YUV and RGB at decode and at encode (media.read_frames,
 # media.VideoWriter): the conversion costs several times the codec's own work at 1280x720
 IO_WORKERS = 4
+# batches in shared memory for the mark workers (`provenance/shared_marks.py`): the one being
+# downloaded, the one being marked, the one being encoded, one spare (1280x720: 66 MB each)
+SHARED_BLOCKS = 4
+# SLIMSWAP_SHARED_MARKS=0: frames go to the mark workers pickled, as before (the A/B switch)
+_SHARED_MARKS = os.environ.get("SLIMSWAP_SHARED_MARKS", "1") != "0"
 
 
 def check_supported(paste: PasteOptions, selector: str = "one") -> None:
@@ -156,6 +162,27 @@ class FrameEngine:
 
         host = [rgb_to_i420(g).cpu().numpy() for g in batch.groups]
         return [host[g][row] for g, row in batch.where]
+
+    @staticmethod
+    def download_into(
+        batch: DeviceBatch, rgb: np.ndarray, planes: np.ndarray | None = None
+    ) -> bool:
+        """`download` (and `download_planes` when `planes` is given) straight into the host
+        arrays `rgb` (N, H, W, 3) and `planes` (N, H * 3 / 2, W), rows in frame order: the
+        blocks the mark workers share (`provenance/shared_marks.py`). False, and nothing
+        copied, where the batch does not fit them (frames of several sizes, another size)."""
+        from slimswap.video_planes import rgb_to_i420
+
+        if len(batch.groups) != 1 or batch.where != [(0, i) for i in range(len(batch.where))]:
+            return False
+        g = batch.groups[0]
+        n = g.shape[0]
+        if n > rgb.shape[0] or tuple(g.shape[2:]) != rgb.shape[1:3]:
+            return False
+        torch.from_numpy(rgb[:n]).copy_(g.to(torch.uint8).permute(0, 2, 3, 1))
+        if planes is not None:
+            torch.from_numpy(planes[:n]).copy_(rgb_to_i420(g))
+        return True
 
     def faces(
         self, frames: Sequence[np.ndarray], batch: DeviceBatch, upsample: int = 0
@@ -299,7 +326,6 @@ def mark_pool(device: torch.device | str, workers: int | None = None) -> Executo
     if torch.device(device).type != "cuda":
         return ThreadPoolExecutor(workers or 2)
     import multiprocessing
-    import os
 
     n = workers or max(2, (os.cpu_count() or 4) - 4)
     return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
@@ -322,6 +348,9 @@ class EngineReport:
     frames_with_faces: int = 0
     seconds: float = 0.0
     stage_seconds: dict | None = None  # host-thread seconds per stage (decode/marks/encode overlap)
+    # the launching thread's own CPU time: against `seconds` it says whether that thread is
+    # slow because it works (its ops cost more) or because it waits (the GIL, the GPU, a core)
+    launcher_cpu_seconds: float = 0.0
 
     @property
     def fps(self) -> float:
@@ -363,30 +392,50 @@ def swap_video_device(
 
     faces_in = VideoFaces(None, options.face_selector, None, options.detect_every)  # type: ignore[arg-type]
     report = EngineReport()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.thread_time()
     batches = _prefetch(iter(batches), 2, stages, "decode")
+    from slimswap.provenance.shared_marks import BlockLayout, SharedBatches, mark_shared
     from slimswap.provenance.watermark import embed_watermark_planes_timed, embed_watermark_timed
 
     own_pool = marks is None or not watermark  # no marks: nothing worth sending to a process
     pool = (mark_pool(engine.device) if watermark else ThreadPoolExecutor(1)) if own_pool else marks
+    # worker processes get the frames through shared memory (made at the first batch, when
+    # the frame size is known): pickled, they cost the launching thread a third of its pace
+    share = watermark and isinstance(pool, ProcessPoolExecutor) and _SHARED_MARKS
+    shared: SharedBatches | None = None
     encoded: queue.Queue = queue.Queue(4)
     failure: list[BaseException] = []
 
     def encode(writer) -> None:
-        try:
-            while (item := encoded.get()) is not None:
-                frames = []
-                for job in item:
+        def write(item: tuple[list[Future], int | None]) -> None:
+            jobs, block = item
+            frames = []
+            for job in jobs:
+                if block is None:
                     frame, seconds = job.result()
                     frames.append(frame)
-                    stages["watermark"] += seconds
-                t0 = time.perf_counter()
-                (writer.write if planes is None else writer.write_planes)(frames)
-                stages["encode"] += time.perf_counter() - t0
+                else:
+                    seconds = job.result()
+                stages["watermark"] += seconds
+            if block is not None:
+                rgb, yuv = shared.views[block]  # type: ignore[union-attr]
+                frames = list((rgb if planes is None else yuv)[: len(jobs)])
+            t0 = time.perf_counter()
+            (writer.write if planes is None else writer.write_planes)(frames)
+            stages["encode"] += time.perf_counter() - t0
+
+        try:
+            while (item := encoded.get()) is not None:
+                try:
+                    write(item)
+                finally:
+                    if item[1] is not None:
+                        shared.give_back(item[1])  # type: ignore[union-attr]
         except BaseException as exc:  # noqa: BLE001
             failure.append(exc)
-            while encoded.get() is not None:  # drain, so the producer never blocks
-                pass
+            while (item := encoded.get()) is not None:  # drain, so the producer never blocks
+                if item[1] is not None:
+                    shared.give_back(item[1])  # type: ignore[union-attr]
 
     with writer_factory() as writer:
         worker = threading.Thread(target=encode, args=(writer,), daemon=True)
@@ -402,11 +451,24 @@ def swap_video_device(
                     found = engine.faces(views, batch, options.upsample)
                 chosen = [faces_in.follow(f, fs) for f, fs in zip(views, found)]
                 batch = engine.swap(batch, chosen, identity, timer)
-                with timer("download"):
-                    rgb = engine.download(batch) if planes is None or watermark else None
-                    out = engine.download_planes(batch) if planes is not None else rgb
                 kps = [[x.kps for x in fs] for fs in chosen]
-                if planes is None:
+                if share and shared is None:
+                    h, w = batch.groups[0].shape[2:]
+                    layout = BlockLayout(options.batch_size, h, w, planes is not None)
+                    shared = SharedBatches.fitting(layout, SHARED_BLOCKS)
+                    share = shared is not None
+                block = shared.take() if shared is not None else None  # waits for the encoder
+                with timer("download"):
+                    if block is not None and not engine.download_into(batch, *shared.views[block]):
+                        shared.give_back(block)
+                        block = None
+                    if block is None:
+                        rgb = engine.download(batch) if planes is None or watermark else None
+                        out = engine.download_planes(batch) if planes is not None else rgb
+                if shared is not None and block is not None:
+                    name, layout = shared.name(block), shared.layout
+                    jobs = [pool.submit(mark_shared, name, layout, i, k) for i, k in enumerate(kps)]
+                elif planes is None:
                     jobs = [
                         pool.submit(embed_watermark_timed, f, k, watermark)
                         for f, k in zip(out, kps)
@@ -418,8 +480,8 @@ def swap_video_device(
                     ]
                 else:
                     jobs = [_done(p) for p in out]
-                encoded.put(jobs)
-                report.frames += len(out)
+                encoded.put((jobs, block))
+                report.frames += len(jobs)
                 report.faces += sum(len(fs) for fs in chosen)
                 report.frames_with_faces += sum(1 for fs in chosen if fs)
                 if failure:
@@ -431,9 +493,12 @@ def swap_video_device(
             worker.join()
             if own_pool:
                 pool.shutdown()
+            if shared is not None:
+                shared.close()
         if failure:
             raise failure[0]
     report.seconds = time.perf_counter() - start
+    report.launcher_cpu_seconds = time.thread_time() - cpu_start
     report.stage_seconds = stages
     return report
 

@@ -266,3 +266,66 @@ def test_device_swap_of_a_video_file_goes_through_planes(engine, tmp_path):
     corner = np.abs(got[0][:64, :64].astype(int) - src[0][:64, :64]).mean()
     assert corner < 2.0  # background: the codec's re-encode and the marks only
     assert np.abs(got[0].astype(int) - src[0]).mean() > 0.5  # and the face was swapped
+
+
+class _KeepingWriter:
+    """A VideoWriter stand-in that keeps copies of what it is handed."""
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def write(self, frames) -> None:
+        self.frames += [np.array(f) for f in frames]
+
+    write_planes = write
+
+
+@pytest.mark.parametrize("as_planes", [False, True], ids=["rgb", "planes"])
+def test_mark_workers_given_shared_frames_write_what_pickled_frames_do(
+    engine, as_planes, monkeypatch
+):
+    """The mark worker processes (the GPU path's `mark_pool`) read and mark the frames in
+    shared memory (`provenance/shared_marks.py`) instead of receiving them pickled: the
+    encoder gets the same bytes, and where shared memory has no room the pickled way runs."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from slimswap.frame_engine import swap_video_device
+    from slimswap.options import SwapOptions
+    from slimswap.provenance import shared_marks
+
+    clip = EXAMPLES_DIR / "clip.mp4"
+    fmt = media.plane_format(clip) if as_planes else None
+    read = media.read_planes if as_planes else media.read_frames
+    first = next(iter(read(clip, 3)))
+    identity = engine.identity(media.read_image(EXAMPLES_DIR / "grace_hopper.jpg"))
+    made = []
+    fitting = shared_marks.SharedBatches.fitting
+    monkeypatch.setattr(
+        shared_marks.SharedBatches,
+        "fitting",
+        classmethod(lambda cls, *a: made.append(fitting(*a)) or made[-1]),
+    )
+    written = {}
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        for name, free in (("shared", None), ("pickled", 0)):
+            if free is not None:
+                monkeypatch.setattr(shared_marks, "shared_space_free", lambda: free)
+            writer = _KeepingWriter()
+            report = swap_video_device(
+                engine, identity, iter([first]), 3, SwapOptions(batch_size=3),
+                lambda w=writer: w, marks=pool, planes=fmt,
+            )  # fmt: skip
+            assert report.frames == report.faces == 3 and report.stage_seconds["watermark"] > 0
+            written[name] = writer.frames
+    assert made[0] is not None and made[1] is None  # shared memory, then the pickled way
+    source = first if fmt is None else [np.asarray(p) for p in first]
+    for a, b, src in zip(written["shared"], written["pickled"], source):
+        assert a.shape == src.shape and np.array_equal(a, b)
+        assert np.abs(a.astype(int) - src).mean() > 0.5  # swapped and marked, not the input

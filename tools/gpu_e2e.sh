@@ -5,7 +5,9 @@
 #                                   # quality_nodecode quality_noencode quality_nocodec quality_bare
 #                                   # quality_bare_thread quality_tprof quality_bare_nocudnn quality_b16_nocudnn
 #                                   # lite_b16_nocudnn q_planes q_rgbio q_planes_cudnn
-#                                   # q_planes_bare l_planes l_planes_8clips live
+#                                   # q_planes_bare l_planes l_planes_8clips live q_planes_nomark
+#                                   # q_planes_nodecode q_planes_noencode q_planes_marksonly
+#                                   # q_planes_pickled q_planes_dev
 #                                   # (default: quality_b16 lite_b16 lite_b16_8clips quality_nomark live)
 # Needs .whl/ (PyAV's wheel: the GPU image has no PyAV) and .carry/ (the 1280x720 held-out
 # clip liveportrait_source_s32.mp4 and hopper_256.npz, the source identity written here by
@@ -61,6 +63,15 @@ for row in $rows; do
   q_planes_bare) SLIMSWAP_ANALYSIS_CUDNN=0 T=70 run q_planes_bare --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both --no-watermark ;;
   l_planes) SLIMSWAP_ANALYSIS_CUDNN=0 T=90 run l_planes --mode lite --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
   l_planes_8clips) SLIMSWAP_ANALYSIS_CUDNN=0 T=130 run l_planes_8clips --mode lite --precision fp16 --batch 16 --repeat 1 --clips 8 --paths device ;;
+  # session 7: which of decode, encode and the marks slows the launching thread 2x (planes path;
+  # with the launching thread's CPU time against its wall time)
+  q_planes_nomark) T=90 run q_planes_nomark --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --no-watermark ;;
+  q_planes_nodecode) T=90 run q_planes_nodecode --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate decode ;;
+  q_planes_noencode) T=90 run q_planes_noencode --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate encode ;;
+  q_planes_marksonly) T=90 run q_planes_marksonly --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both ;;
+  # session 7: the marks' frames through shared memory (the default now) against pickled
+  q_planes_dev) T=90 run q_planes_dev --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
+  q_planes_pickled) SLIMSWAP_SHARED_MARKS=0 T=90 run q_planes_pickled --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
   quality_nomark) T=70 run quality_nomark --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --no-watermark ;;
   live)
     echo "== live quality 1280x720" >> "$LOG"

@@ -256,6 +256,10 @@ def device_path(
         "seconds": wall,
         "fps": frames_total / wall,
         "stage_ms_per_frame": {k: 1000 * v / frames_total for k, v in stages.items()},
+        # the launching threads' CPU time against the wall (one clip: waits = wall - CPU)
+        "launcher_cpu_ms_per_frame": 1000
+        * sum(r.launcher_cpu_seconds for r in reports)
+        / frames_total,
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
     }
 
@@ -375,6 +379,12 @@ def run(
             f"{r['path']:60s} {r['frames']:5d} frames {r['fps']:8.1f} fps"
             + (f"  x{ratio:.2f} of decode+encode" if ratio else "")
             + (f"\n    ms/frame: {stages}" if stages else "")
+            + (
+                f"\n    launching thread: {r['launcher_cpu_ms_per_frame']:.2f} ms/frame of CPU "
+                f"in {1000 / r['fps']:.2f} ms/frame of wall"
+                if "launcher_cpu_ms_per_frame" in r
+                else ""
+            )
         )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
