@@ -237,19 +237,18 @@ class FrameEngine:
             skin = raster.skin(lms, size, dev, area_masks=area)
             if self.paste.color_correction:
                 swapped = blend_torch.correct_colour(swapped, crops, mask, skin)
-            detail = None
-            if self.paste.detail:
-                detail = (
-                    torch.maximum(skin, raster.openings(lms, size, dev)) if sw.openings else skin
-                )
+            detail = skin if self.paste.detail else None
+            # the target's own mouth and eyes: all of its own detail is right there
+            own = raster.openings(lms, size, dev) if self.paste.detail and sw.openings else None
             groups = [g.clone() for g in batch.groups]
             supports = blend_torch.mask_supports(mask)  # one copy to the host for the batch
             for k, (i, _) in enumerate(jobs):  # faces of one frame in turn, as the host path
                 g, row = batch.where[i]
                 d = None if detail is None else detail[k : k + 1]
+                o = None if own is None else own[k : k + 1]
                 blend_torch.paste_back(
                     groups[g][row : row + 1], swapped[k : k + 1], affines[k], mask[k : k + 1],
-                    d, supports[k],
+                    d, supports[k], o,
                 )  # fmt: skip
         return DeviceBatch(groups, batch.where, batch.uploaded)
 

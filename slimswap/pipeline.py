@@ -200,13 +200,11 @@ def paste_crops(
             skin = skin_mask(job.landmarks, size, area=area)
             if paste.color_correction:
                 crop = correct_colour(crop, job.crop, mask, skin)
-            detail = None
-            if paste.detail:
-                detail = skin
-                if openings:  # the target's own mouth and eyes: its own detail is right there
-                    detail = np.maximum(skin, opening_mask(job.landmarks, size))
+            detail = skin if paste.detail else None
+            # the target's own mouth and eyes: all of its own detail is right there
+            own = opening_mask(job.landmarks, size) if paste.detail and openings else None
             out[job.frame_index] = paste_back(
-                out[job.frame_index], crop, job.affine, mask, paste.blend, detail
+                out[job.frame_index], crop, job.affine, mask, paste.blend, detail, own
             )
     return out
 

@@ -316,7 +316,7 @@ def test_mark_workers_given_shared_frames_write_what_pickled_frames_do(
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         for name, free in (("shared", None), ("pickled", 0)):
             if free is not None:
-                monkeypatch.setattr(shared_marks, "shared_space_free", lambda: free)
+                monkeypatch.setattr(shared_marks, "shared_space_free", lambda f=free: f)
             writer = _KeepingWriter()
             report = swap_video_device(
                 engine, identity, iter([first]), 3, SwapOptions(batch_size=3),

@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from slimswap.face.align import frame_px_per_crop_px, warp_batch
-from slimswap.face.blend import DETAIL_MIN_SCALE, MASK_EPS, local_mean_factor, roi_paste
+from slimswap.face.blend import (
+    DETAIL_EDGE,
+    DETAIL_MIN_SCALE,
+    MASK_EPS,
+    local_mean_factor,
+    roi_paste,
+)
 from slimswap.face.raster import gaussian_blur
 
 # sRGB (D65) -> XYZ, and the white point, as OpenCV's RGB2Lab for float images
@@ -111,6 +117,13 @@ def frame_detail(frame: torch.Tensor, scale: float) -> torch.Tensor:
     return frame - low
 
 
+def texture_weights(band: torch.Tensor, scale: float) -> torch.Tensor:
+    """`blend.texture_weights` of a (1, 3, H, W) band: (1, 1, H, W), 1 on texture, 0 on edges."""
+    local = gaussian_blur(band.abs().mean(1, keepdim=True), max(0.5, scale / 2))
+    lo, hi = DETAIL_EDGE
+    return ((hi - local) / (hi - lo)).clamp(0, 1)
+
+
 def mask_supports(mask: torch.Tensor) -> list[tuple[int, int, int, int] | None]:
     """`blend.mask_support` of every (N, 1, S, S) mask, with one device -> host copy."""
     keep = mask[:, 0] > MASK_EPS
@@ -133,9 +146,10 @@ def paste_back(
     mask: torch.Tensor,
     detail: torch.Tensor | None = None,
     support: tuple[int, int, int, int] | None = None,
+    openings: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`blend.paste_back` (feather) of one face, in place: frame (1, 3, H, W) and crop
-    (1, 3, S, S) floats in [0, 255], mask/detail (1, 1, S, S). Only the frame rectangle the
+    (1, 3, S, S) floats in [0, 255], mask/detail/openings (1, 1, S, S). Only the frame rectangle the
     mask lands on is warped and composited (`blend.frame_roi`; support: the mask's crop
     rectangle from `mask_supports`, computed here when not given). Returns the frame."""
     if support is None:
@@ -147,12 +161,16 @@ def paste_back(
     size = (y1 - y0, x1 - x0)
     roi = frame[:, :, y0:y1, x0:x1]
     warped = warp_batch(crop, [0], [to_roi], size, "border")
-    weights = torch.cat([mask] if detail is None else [mask, detail], 1)
-    weights = warp_batch(weights, [0], [to_roi], size, "zeros")
+    zero = torch.zeros_like(mask)
+    with_detail = detail is not None or openings is not None
+    parts = [mask] + ([zero if w is None else w for w in (detail, openings)] if with_detail else [])
+    weights = warp_batch(torch.cat(parts, 1), [0], [to_roi], size, "zeros")
     alpha = weights[:, :1]
     alpha = torch.where(alpha > MASK_EPS, alpha, torch.zeros_like(alpha)).clamp(0, 1)
     scale = frame_px_per_crop_px(affine)
-    if detail is not None and scale > DETAIL_MIN_SCALE:
-        warped = _round(warped + weights[:, 1:] * frame_detail(roi, scale))
+    if with_detail and scale > DETAIL_MIN_SCALE:
+        band = frame_detail(roi, scale)
+        where = torch.maximum(weights[:, 1:2] * texture_weights(band, scale), weights[:, 2:3])
+        warped = _round(warped + where * band)
     frame[:, :, y0:y1, x0:x1] = _round(roi + alpha * (warped - roi))
     return frame
