@@ -7,6 +7,8 @@
 #   bash tools/gpu_campaign.sh start SECS NAME.. # campaign runs side by side on GPU 0; returns
 #                                                # once each has logged its first steps
 #   bash tools/gpu_campaign.sh watch SECS        # wait, then logs and the latest samples to $OUT
+#   KEEP=1 bash tools/gpu_campaign.sh watch SECS # ... and each run's last compact checkpoint
+#                                                # instead of the samples (resume from it)
 #   bash tools/gpu_campaign.sh stop NAME         # end run NAME at its next 100-step mark
 #   bash tools/gpu_campaign.sh collect NAME..    # wait for the runs; EMA weights, compact
 #                                                # checkpoint, scores and logs to $OUT, as
@@ -51,7 +53,18 @@ watch)
   while [ $SECONDS -lt $end ] && running; do sleep 5; done
   report 4
   for d in runs/campaign_*/; do
-    n=$(basename "$d"); s=$(ls "$d"samples_*.png 2>/dev/null | tail -1)
+    n=$(basename "$d")
+    if [ "${KEEP:-0}" = 1 ]; then
+      # the run's last compact checkpoint (written at every checkpoint): if the machine is
+      # taken back before collect, this is what continues (session 7 lost two runs whole);
+      # 4 files a run, 8 come back a call: samples and scores stay for collect
+      for f in G D G_ema; do
+        [ -f "$d/compact/$f.safetensors" ] && cp "$d/compact/$f.safetensors" "$OUT/${n#campaign_}_$f.safetensors"
+      done
+      [ -f "$d/compact/state.json" ] && cp "$d/compact/state.json" "$OUT/${n#campaign_}_state.json"
+      continue
+    fi
+    s=$(ls "$d"samples_*.png 2>/dev/null | tail -1)
     [ -n "$s" ] && cp "$s" "$OUT/${n}_samples.png"
     [ -f "$d/scores.json" ] && cp "$d/scores.json" "$OUT/${n}_scores.json"
   done

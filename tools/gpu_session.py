@@ -51,7 +51,9 @@ def teacher_config(out: str, seconds: float, **kw) -> TrainConfig:
 def run_teacher(seconds: float, out: str = "runs/teacher", **kw) -> dict:
     from slimswap.train.teacher import train_teacher
 
-    return train_teacher(teacher_config(out, seconds, **kw), export_compact=Path(out) / "compact")
+    compact = Path(out) / "compact"  # also at every checkpoint: `gpu_campaign.sh watch` takes it
+    config = teacher_config(out, seconds, compact_dir=str(compact), **kw)
+    return train_teacher(config, export_compact=compact)
 
 
 # A/B variants of equal GPU time: what each lever is worth (benchmarks/RESULTS.md ablation table)
@@ -118,7 +120,11 @@ RELEASED_FROM = {
     "expr_mp_id45": "teacher_256",
     "expr_lite": "lite_256",
 }
-CONTINUES_CHECKPOINT = ("expr", "expr_mp", "expr_mp_id45")  # runs that start from the campaign's checkpoint
+CONTINUES_CHECKPOINT = (
+    "expr",
+    "expr_mp",
+    "expr_mp_id45",
+)  # runs that start from the campaign's checkpoint
 
 
 def release_init(name: str, folder: Path) -> Path:

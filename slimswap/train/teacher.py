@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimswap.face.warp import guide_inputs
+from slimswap.files import atomic_write
 from slimswap.nets.discriminator import MultiScaleDiscriminator
 from slimswap.nets.warp_generator import SwapGeneratorConfig, WarpSwapGenerator
 from slimswap.train import losses
@@ -77,6 +78,10 @@ class TrainConfig:
     ema: float = 0.999
     log_every: int = 50
     checkpoint_every_s: float = 120.0
+    # where the compact checkpoint (`export_compact`) is also written at every checkpoint: a
+    # lent GPU machine can be taken back mid-run, and only what a call brings back survives
+    # (session 7 lost two 9-minute runs so); empty: written once, at the end, by the caller
+    compact_dir: str = ""
     seed: int = 0
     device: str = "auto"
     bf16: bool = True
@@ -281,7 +286,8 @@ class TeacherTrainer:
             "history": self.history,
             "config": asdict(self.cfg),
         }
-        (folder / "state.json").write_text(json.dumps(state))
+        with atomic_write(folder / "state.json") as tmp:  # read mid-run by a watch call
+            tmp.write_text(json.dumps(state))
         return paths + [folder / "state.json"]
 
     def _compact_modules(self) -> list[tuple[str, nn.Module]]:
@@ -524,6 +530,8 @@ class TeacherTrainer:
                 acc, window_t, window_n = {}, time.time(), 0
             if time.time() - last_ckpt > cfg.checkpoint_every_s:
                 self.save_checkpoint()
+                if cfg.compact_dir and self.rank == 0:
+                    self.export_compact(Path(cfg.compact_dir))
                 last_ckpt = time.time()
         self.save_checkpoint()
         if self.rank == 0:

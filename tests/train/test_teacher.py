@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -43,6 +44,7 @@ def dataset(real_faces, size: int = 64) -> SwapDataset:
 
 
 def make_trainer(real_faces, out, steps, identity_weights="", **kw) -> TeacherTrainer:
+    kw.setdefault("checkpoint_every_s", 1e9)
     cfg = TrainConfig(
         out=str(out),
         identity_weights=identity_weights,
@@ -51,7 +53,6 @@ def make_trainer(real_faces, out, steps, identity_weights="", **kw) -> TeacherTr
         log_every=1,
         device="cpu",
         model=TINY,
-        checkpoint_every_s=1e9,
         d_scales=2,
         **kw,
     )
@@ -166,10 +167,23 @@ def test_resume_reproduces_steps_and_losses(real_faces, identity_weights, tmp_pa
 
 
 def test_compact_checkpoint_continues_training(real_faces, identity_weights, tmp_path):
-    t = make_trainer(real_faces, tmp_path / "a", 2, identity_weights)
-    t.fit()
-    files = t.export_compact(tmp_path / "ck")
+    """The compact checkpoint is written at every checkpoint of the run (`compact_dir`: a
+    lent machine taken back mid-run leaves the last one for a watch call to bring back), each
+    file small enough to come back from a GPU machine, and training continues from it."""
+    t = make_trainer(
+        real_faces, tmp_path / "a", 2, identity_weights,
+        checkpoint_every_s=0.0, compact_dir=str(tmp_path / "ck"),
+    )  # fmt: skip
+    t.fit()  # the run itself writes it, no export at the end
+    files = sorted((tmp_path / "ck").iterdir())
+    assert [p.name for p in files] == [
+        "D.safetensors",
+        "G.safetensors",
+        "G_ema.safetensors",
+        "state.json",
+    ]
     assert all(p.stat().st_size < 16 * 2**20 for p in files)
+    assert json.loads((tmp_path / "ck" / "state.json").read_text())["step"] >= 1
     cont = make_trainer(
         real_faces, tmp_path / "c", 3, identity_weights, init_from=str(tmp_path / "ck")
     )
