@@ -90,8 +90,9 @@ class PasteOptions:
         default=True,
         metadata=cli(
             "--detail/--no-detail",
-            help="Faces larger than the model's crop: lay the target's own fine skin detail "
-            "back over the upsampled swap (no soft faces at 100 % zoom).",
+            help="Faces larger than the model's crop: lay the target's own fine skin texture "
+            "back over the upsampled swap (no soft faces at 100 % zoom); its strong edges, "
+            "such as glasses rims, stay out.",
         ),
     )
 
