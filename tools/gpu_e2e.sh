@@ -7,7 +7,7 @@
 #                                   # lite_b16_nocudnn q_planes q_rgbio q_planes_cudnn
 #                                   # q_planes_bare l_planes l_planes_8clips live q_planes_nomark
 #                                   # q_planes_nodecode q_planes_noencode q_planes_marksonly
-#                                   # q_planes_pickled q_planes_dev
+#                                   # q_planes_pickled q_planes_dev q_planes_b32 q_planes_b64
 #                                   # (default: quality_b16 lite_b16 lite_b16_8clips quality_nomark live)
 # Needs .whl/ (PyAV's wheel: the GPU image has no PyAV) and .carry/ (the 1280x720 held-out
 # clip liveportrait_source_s32.mp4 and hopper_256.npz, the source identity written here by
@@ -70,6 +70,10 @@ for row in $rows; do
   q_planes_noencode) T=90 run q_planes_noencode --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate encode ;;
   q_planes_marksonly) T=90 run q_planes_marksonly --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --isolate both ;;
   # session 7: the marks' frames through shared memory (the default now) against pickled
+  # next: fewer launches a frame with larger batches (the analysis and the model are batched,
+  # the paste is one face at a time)
+  q_planes_b32) T=110 run q_planes_b32 --mode quality --precision fp16 --batch 32 --repeat 4 --clips 1 --paths device ;;
+  q_planes_b64) T=130 run q_planes_b64 --mode quality --precision fp16 --batch 64 --repeat 4 --clips 1 --paths device ;;
   q_planes_dev) T=90 run q_planes_dev --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
   q_planes_pickled) SLIMSWAP_SHARED_MARKS=0 T=90 run q_planes_pickled --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device ;;
   quality_nomark) T=70 run quality_nomark --mode quality --precision fp16 --batch 16 --repeat 4 --clips 1 --paths device --no-watermark ;;
