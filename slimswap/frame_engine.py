@@ -21,7 +21,9 @@ of dlib's ResNet (`nets/identity.py`, 1e-6 from dlib's own). What stays on the h
 blending and mesh-region masks (`--blend poisson`, `--mask region`: `check_supported` says
 so and the CLI runs those jobs on the OpenCV path) and the watermarks, which are per-frame
 numpy code run in worker processes (`mark_pool`): on threads they held the GIL for 67 ms a
-frame and starved the main thread's analysis post-processing (RESULTS, session 3).
+frame and starved the main thread's analysis post-processing (RESULTS, session 3). The
+workers read and mark the frames in shared memory (`provenance/shared_marks.py`): sent to
+them pickled, the frames cost the launching thread a third of its pace (session 7).
 """
 
 from __future__ import annotations
