@@ -181,7 +181,7 @@ class FrameEngine:
         n = g.shape[0]
         if n > rgb.shape[0] or tuple(g.shape[2:]) != rgb.shape[1:3]:
             return False
-        torch.from_numpy(rgb[:n]).copy_(g.to(torch.uint8).permute(0, 2, 3, 1))
+        torch.from_numpy(rgb[:n]).copy_(FrameEngine._rgb_uint8(g))
         if planes is not None:
             torch.from_numpy(planes[:n]).copy_(rgb_to_i420(g))
         return True
@@ -255,11 +255,15 @@ class FrameEngine:
         return DeviceBatch(groups, batch.where, batch.uploaded)
 
     @staticmethod
+    def _rgb_uint8(group: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) frames as the host holds them: (B, H, W, 3) uint8 (a view on the
+        device; `download` and `download_into` copy it over)."""
+        return group.to(torch.uint8).permute(0, 2, 3, 1)
+
+    @staticmethod
     def download(batch: DeviceBatch) -> list[np.ndarray]:
         """The frames back on the host as RGB uint8, one copy per frame size."""
-        host = [
-            g.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy() for g in batch.groups
-        ]
+        host = [FrameEngine._rgb_uint8(g).contiguous().cpu().numpy() for g in batch.groups]
         return [host[g][row] for g, row in batch.where]
 
     def swap_frames(

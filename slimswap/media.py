@@ -10,6 +10,7 @@ only when complete, so a crash never leaves a half-written file under the user's
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -352,13 +353,8 @@ def plane_format(path: PathLike) -> PlaneFormat | None:
     (untagged: BT.601). A yuv420p stream tagged full range is left to swscale (None)."""
     from slimswap.yuv import COLORSPACES
 
-    p = Path(path)
-    with _open_input(p) as container:
-        stream = _video_stream(container, p)
-        try:
-            frame = next(container.decode(stream), None)
-        except av.FFmpegError as err:
-            raise UserError(f"video decoding failed (corrupt file?): {p}: {err}") from err
+    with contextlib.closing(_decoded_batches(path, 1, list)) as first:
+        frame = next((batch[0] for batch in first), None)
     if frame is None or frame.width % 2 or frame.height % 2:
         return None
     full = frame.format.name == "yuvj420p"

@@ -120,11 +120,8 @@ RELEASED_FROM = {
     "expr_mp_id45": "teacher_256",
     "expr_lite": "lite_256",
 }
-CONTINUES_CHECKPOINT = (
-    "expr",
-    "expr_mp",
-    "expr_mp_id45",
-)  # runs that start from the campaign's checkpoint
+# runs that start from the campaign's checkpoint
+CONTINUES_CHECKPOINT = ("expr", "expr_mp", "expr_mp_id45")
 
 
 def release_init(name: str, folder: Path) -> Path:

@@ -3,8 +3,8 @@
 The GPU frame path marks its frames in worker processes (`frame_engine.mark_pool`): the marks
 are numpy code that would hold the GIL the launching thread needs. Sending the frames there
 as pickled arguments cost that thread almost as much (H200, 1280x720, quality: 59.2 fps with
-the marks, 95.0 without; its CPU time 12.4 against 9.5 ms a frame and 4.5 ms a frame more of
-waiting, RESULTS session 7): every frame went out as 4.1 MB of RGB and planes and came back
+the marks, 95.0 without; its CPU time 12.4 against 9.5 ms a frame, its waits 4.5 against
+1.1, RESULTS session 7): every frame went out as 4.1 MB of RGB and planes and came back
 as 1.4 MB, pickled and piped by the pool's threads inside the launcher's process.
 
 Here the batch is downloaded straight into a block of shared memory, a job names only the
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing import shared_memory
@@ -82,7 +81,7 @@ class SharedBatches:
         self.views = [layout.views(b.buf) for b in self._blocks]
 
     @classmethod
-    def fitting(cls, layout: BlockLayout, count: int = 3) -> SharedBatches | None:
+    def fitting(cls, layout: BlockLayout, count: int) -> SharedBatches | None:
         """`count` blocks where shared memory has room for them with a margin (half of what
         is free), else None: the caller then sends frames the old way, pickled."""
         free = shared_space_free()
@@ -104,7 +103,8 @@ class SharedBatches:
         self._free.put(block)
 
     def close(self) -> None:
-        """Unmap and remove every block (the workers' mappings go with `forget_attached`)."""
+        """Unmap and remove every block (a worker's own mappings go when it drops them,
+        `forget_attached`, or exits)."""
         self.views = []
         for b in self._blocks:
             with contextlib.suppress(BufferError):  # a view still held: unmapped at exit
@@ -135,30 +135,26 @@ def _attach(name: str) -> shared_memory.SharedMemory:
 
 def forget_attached() -> None:
     for shm in _attached.values():
-        try:
+        with contextlib.suppress(BufferError):  # a view still alive: unmapped at exit
             shm.close()
-        except BufferError:  # a view still alive: leave the mapping to the process's exit
-            pass
     _attached.clear()
 
 
 def mark_shared(
     name: str, layout: BlockLayout, row: int, faces_kps5: Sequence[np.ndarray] = ()
 ) -> float:
-    """Mark frame `row` of block `name` in place (its planes too, on the planes path: the
-    marks' change carried into Y, `yuv.add_luma_change`); the seconds it took."""
-    from slimswap.provenance.watermark import embed_watermark
-    from slimswap.yuv import add_luma_change
+    """Mark frame `row` of block `name` in place, as the pickled jobs mark their copy
+    (`embed_watermark_timed`, on the planes path `embed_watermark_planes_timed`); the
+    seconds it took."""
+    from slimswap.provenance.watermark import embed_watermark_planes_timed, embed_watermark_timed
 
-    t0 = time.perf_counter()
     rgb_all, planes_all = layout.views(_attach(name).buf)
-    rgb = rgb_all[row]
-    marked = embed_watermark(rgb, faces_kps5)
     if planes_all is None:
-        rgb[...] = marked
+        marked, seconds = embed_watermark_timed(rgb_all[row], faces_kps5)
+        rgb_all[row] = marked
     else:
         planes = planes_all[row]
-        changed = add_luma_change(planes, rgb, marked)
-        if changed is not planes:
-            planes[...] = changed
-    return time.perf_counter() - t0
+        marked, seconds = embed_watermark_planes_timed(rgb_all[row], planes, faces_kps5)
+        if marked is not planes:  # a frame the marks left unchanged comes back as it went
+            planes[...] = marked
+    return seconds
