@@ -14,10 +14,15 @@
 #                                                # checkpoint, scores and logs to $OUT, as
 #                                                # much as one call brings back (64 MiB)
 #   bash tools/gpu_campaign.sh fetch NAME        # what collect left behind of run NAME
-# Needs .carry/ (shards + identity_fp16.safetensors), staged over one or more calls.
+# Needs .carry/ (shards + identity_fp16.safetensors, and eval_recognizer.safetensors where the
+# lean tree leaves models/'s behind: the runs' closing scores read it), staged over one or more
+# calls. Make every call's .carry ready before the first: a lent machine goes back ~30 s after a
+# call ends (session 9 lost its first staging that way), and a fresh one starts bare.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 STAGE=runs/stage NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export RECOGNIZER=models/eval_recognizer.safetensors BATCH=${BATCH:-64} COMPILE=0
+RECOGNIZER=models/eval_recognizer.safetensors
+[ -f "$RECOGNIZER" ] || RECOGNIZER=$STAGE/eval_recognizer.safetensors
+export RECOGNIZER BATCH=${BATCH:-64} COMPILE=0
 OUT=${OUT:-/tmp/out}
 mkdir -p runs/stage "$OUT"
 [ -d .carry ] && for f in .carry/*.npz .carry/*.safetensors; do [ -f "$f" ] && cp -n "$f" runs/stage/; done
