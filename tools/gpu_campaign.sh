@@ -7,13 +7,13 @@
 #   bash tools/gpu_campaign.sh start SECS NAME.. # campaign runs side by side on GPU 0; returns
 #                                                # once each has logged its first steps
 #   bash tools/gpu_campaign.sh watch SECS        # wait, then logs and the latest samples to $OUT
-#   KEEP=1 bash tools/gpu_campaign.sh watch SECS # ... and each run's last compact checkpoint
+#   KEEP=1 bash tools/gpu_campaign.sh watch SECS # ... and each run's (KEEP=a,b: those runs') last compact checkpoint
 #                                                # instead of the samples (resume from it)
 #   bash tools/gpu_campaign.sh stop NAME         # end run NAME at its next 100-step mark
 #   bash tools/gpu_campaign.sh collect NAME..    # wait for the runs; EMA weights, compact
 #                                                # checkpoint, scores and logs to $OUT, as
 #                                                # much as one call brings back (64 MiB)
-#   bash tools/gpu_campaign.sh fetch NAME        # what collect left behind of run NAME
+#   bash tools/gpu_campaign.sh fetch NAME..      # G, D and state of each run (EMA=1: its EMA too)
 # Needs .carry/ (shards + identity_fp16.safetensors, and eval_recognizer.safetensors where the
 # lean tree leaves models/'s behind: the runs' closing scores read it), staged over one or more
 # calls. Make every call's .carry ready before the first: a lent machine goes back ~30 s after a
@@ -59,7 +59,8 @@ watch)
   report 4
   for d in runs/campaign_*/; do
     n=$(basename "$d")
-    if [ "${KEEP:-0}" = 1 ]; then
+    # KEEP=1: every run; KEEP=a,b: those runs (4 files a run and 8 a call: two runs at most)
+    if [ "${KEEP:-0}" = 1 ] || [[ ",${KEEP:-}," == *",${n#campaign_},"* ]]; then
       # the run's last compact checkpoint (written at every checkpoint): if the machine is
       # taken back before collect, this is what continues (session 7 lost two runs whole);
       # 4 files a run, 8 come back a call: samples and scores stay for collect
@@ -69,6 +70,7 @@ watch)
       [ -f "$d/compact/state.json" ] && cp "$d/compact/state.json" "$OUT/${n#campaign_}_state.json"
       continue
     fi
+    [ "${KEEP:-0}" != 0 ] && continue  # the other runs' samples would pass the 8 files
     s=$(ls "$d"samples_*.png 2>/dev/null | tail -1)
     [ -n "$s" ] && cp "$s" "$OUT/${n}_samples.png"
     [ -f "$d/scores.json" ] && cp "$d/scores.json" "$OUT/${n}_scores.json"
@@ -81,15 +83,15 @@ collect)
   while running; do sleep 3; done
   report 6
   tar czf "$OUT/campaign_logs.tgz" runs/campaign_*.log runs/campaign_*/scores.json runs/campaign_*/train_log.csv runs/campaign_*/samples_*.png runs/campaign_*/compact/state.json 2>/dev/null
-  # a call brings back 64 MiB at most (session 5 lost a file to it): copy in order while it fits
-  budget=$((60 * 1024 * 1024 - $(stat -c %s "$OUT/campaign_logs.tgz")))
-  for v in "$@"; do
-    d=runs/campaign_$v
-    for pair in "teacher_ema_fp16:$v" "compact/G:${v}_G" "compact/D:${v}_D"; do
-      src="$d/${pair%%:*}.safetensors"; [ -f "$src" ] || continue
+  # a call brings back 64 MiB and 8 files at most (session 5 lost a file to it): every run's EMA
+  # first (what the evaluation scores), then the G and D that continue them, while it fits
+  budget=$((60 * 1024 * 1024 - $(stat -c %s "$OUT/campaign_logs.tgz"))) files=1
+  for pair in teacher_ema_fp16: compact/G:_G compact/D:_D; do
+    for v in "$@"; do
+      src="runs/campaign_$v/${pair%%:*}.safetensors"; [ -f "$src" ] || continue
       size=$(stat -c %s "$src")
-      if [ "$size" -le "$budget" ]; then
-        cp "$src" "$OUT/${pair##*:}.safetensors"; budget=$((budget - size))
+      if [ "$size" -le "$budget" ] && [ $files -lt 8 ]; then
+        cp "$src" "$OUT/$v${pair##*:}.safetensors"; budget=$((budget - size)); files=$((files + 1))
       else
         echo "left behind (bash tools/gpu_campaign.sh fetch $v): $src"
       fi
@@ -98,10 +100,15 @@ collect)
   ls -la "$OUT"
   true ;;
 fetch)
-  d=runs/campaign_$2
-  cp "$d/teacher_ema_fp16.safetensors" "$OUT/$2.safetensors"
-  cp "$d/compact/G.safetensors" "$OUT/${2}_G.safetensors"
-  cp "$d/compact/D.safetensors" "$OUT/${2}_D.safetensors"
+  # what collect left behind: G and D (or, with EMA=1, also the EMA) of each run named
+  shift
+  for v in "$@"; do
+    d=runs/campaign_$v
+    [ "${EMA:-0}" = 1 ] && cp "$d/teacher_ema_fp16.safetensors" "$OUT/$v.safetensors"
+    cp "$d/compact/G.safetensors" "$OUT/${v}_G.safetensors"
+    cp "$d/compact/D.safetensors" "$OUT/${v}_D.safetensors"
+    cp "$d/compact/state.json" "$OUT/${v}_state.json"
+  done
   ls -la "$OUT" ;;
 *) sed -n 2,12p "$0"; exit 2 ;;
 esac

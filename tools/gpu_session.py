@@ -109,6 +109,14 @@ def campaign_runs() -> dict[str, dict]:
             "mesh_share": 0.7,
             "weights": LossWeights(identity=45.0),
         },
+        # a source's glasses ghost over targets without them (the demo's Hopper): expr_mp
+        # with synthetic glasses on 30 % of its sources (slimswap/train/glasses.py)
+        "expr_mp_glasses": {
+            "model": replace(teacher, target_openings=True),
+            **expr,
+            "mesh_share": 0.7,
+            "glasses_share": 0.3,
+        },
         "expr_lite": {"model": replace(lite, target_openings=True), **expr},
     }
 
@@ -118,10 +126,11 @@ RELEASED_FROM = {
     "expr": "teacher_256",
     "expr_mp": "teacher_256",
     "expr_mp_id45": "teacher_256",
+    "expr_mp_glasses": "teacher_256",
     "expr_lite": "lite_256",
 }
 # runs that start from the campaign's checkpoint
-CONTINUES_CHECKPOINT = ("expr", "expr_mp", "expr_mp_id45")
+CONTINUES_CHECKPOINT = ("expr", "expr_mp", "expr_mp_id45", "expr_mp_glasses")
 
 
 def release_init(name: str, folder: Path) -> Path:

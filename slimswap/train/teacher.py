@@ -36,6 +36,7 @@ from slimswap.files import atomic_write
 from slimswap.nets.discriminator import MultiScaleDiscriminator
 from slimswap.nets.warp_generator import SwapGeneratorConfig, WarpSwapGenerator
 from slimswap.train import losses
+from slimswap.train.glasses import draw_glasses
 from slimswap.train.swap_data import SwapDataset, jitter_source, load_swap_dataset
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ class TrainConfig:
     # the product's default analyser is MediaPipe, and a generator that only saw dlib's jaw
     # closed a quarter of the open mouths the mesh drove (benchmarks/RESULTS.md)
     mesh_share: float = 0.0
+    # sources drawn with synthetic glasses (slimswap/train/glasses.py): a same-person pair's
+    # answer has none, so the generator learns to leave a source's glasses out of the guide
+    # instead of ghosting them over the target (issue 20)
+    glasses_share: float = 0.0
     ema: float = 0.999
     log_every: int = 50
     checkpoint_every_s: float = 120.0
@@ -360,6 +365,10 @@ class TeacherTrainer:
             mesh = torch.rand(n, device=self.device, generator=g) < self.cfg.mesh_share
         target, lmk_t, region = d.batch(tgt, flip_t, mesh)
         source, lmk_s, _ = d.batch(src, flip_s, mesh)
+        if self.cfg.glasses_share > 0:  # drawn only then: older recipes keep their random stream
+            wear = torch.rand(n, device=self.device, generator=g) < self.cfg.glasses_share
+            # drawn on every face and selected, not indexed: no host sync in the step
+            source = torch.where(wear[:, None, None, None], draw_glasses(source, lmk_s, g), source)
         source = jitter_source(source, g)
         with torch.no_grad():
             guide = guide_inputs(source, lmk_s, target, lmk_t, region, d.openings)

@@ -248,3 +248,15 @@ def test_ddp_two_gloo_processes(real_faces, identity_weights, tmp_path):
     assert (tmp_path / "ddp" / "checkpoint.pt").exists()  # written by rank 0 only
     state = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 2
+
+
+def test_glasses_share_draws_on_the_sources_only(real_faces, identity_weights, tmp_path):
+    """With every source wearing synthetic glasses the step still trains, and the glasses are
+    on the source (what the guide warps), never on the target (the answer)."""
+    tr = make_trainer(real_faces, tmp_path, 1, identity_weights, glasses_share=1.0)
+    plain = make_trainer(real_faces, tmp_path / "plain", 1, identity_weights)
+    b, p = tr.sample_batch(2), plain.sample_batch(2)
+    assert torch.equal(b["target"], p["target"])  # the targets' draws come before the glasses'
+    assert not torch.allclose(b["source"], p["source"])
+    row = tr.fit()
+    assert tr.step == 1 and np.isfinite(row["g"])
