@@ -4,7 +4,9 @@ The native-size, full-pipeline evaluation (`swap_eval`) is what judges a release
 the quick gauge for training runs and A/B ablations, cheap enough to run on the GPU machine
 inside a training call: identity by the evaluation-only recognizer (cosine to source and
 target, retrieval top-1 among the held-out identities) and by dlib's network, inner-face
-sharpness against the target, and same-person reconstruction PSNR in the face region.
+sharpness against the target, same-person reconstruction PSNR in the face region, and how
+much of a source's glasses come through (synthetic frames drawn on the sources: the share of
+their contrast in the guide that reaches the swap; 0 leaves them out, the warp paste ~1).
 The plain warp paste (the generator's starting point, `base`) is scored alongside.
 """
 
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from slimswap.face.warp import guide_inputs
+from slimswap.train.glasses import draw_glasses
 from slimswap.train.swap_data import SwapDataset
 
 INNER = slice(17, 68)  # brows, nose, eyes, mouth
@@ -32,6 +35,7 @@ class CropScores:
     dlib_share_below_0_6: float
     sharpness_ratio: float
     reconstruction_psnr: float
+    glasses_leak: float
 
 
 def laplacian_energy(img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -71,6 +75,17 @@ def pairs_for(
         s, t = rng.choice(m, 2, replace=False)
         same.append((int(s), int(t)))
     return np.array(cross), np.array(same)
+
+
+def _swaps(
+    generator, target: torch.Tensor, guide: torch.Tensor, embedding: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The plain warp paste (`base`) and, given a generator, its swap, for one guide."""
+    region = guide[:, 3:4]
+    out = {"base": region * guide[:, :3] + (1 - region) * target}
+    if generator is not None:
+        out["generator"] = generator(target, guide, embedding).float().clamp(-1, 1)
+    return out
 
 
 @torch.no_grad()
@@ -116,13 +131,22 @@ def score_generator(
             tgt, lmk_t, region = ds.batch(p[:, 1], f)
             guide = guide_inputs(src, lmk_s, tgt, lmk_t, region, ds.openings)
             region = guide[:, 3:4]
-            results = {"base": region * guide[:, :3] + (1 - region) * tgt}
-            if generator is not None:
-                results["generator"] = (
-                    generator(tgt, guide, ds.embeddings[p[:, 0]]).float().clamp(-1, 1)
-                )
+            emb = ds.embeddings[p[:, 0]]
+            results = _swaps(generator, tgt, guide, emb)
+            if kind == "cross":  # the same pairs with glasses drawn on their sources
+                worn = draw_glasses(src, lmk_s, torch.Generator(dev).manual_seed(seed + i))
+                guide_g = guide_inputs(worn, lmk_s, tgt, lmk_t, region, ds.openings)
+                in_guide = (guide_g[:, :3] - guide[:, :3]).abs().mean(1, keepdim=True)
+                rims = (in_guide > 0.2).float()  # the frames' pixels, warped onto the target
+                with_glasses = _swaps(generator, tgt, guide_g, emb)
             inner = inner_face_mask(lmk_t, ds.size)
             for name, out in results.items():
+                leak = torch.full((len(p),), float("nan"), device=dev)
+                if kind == "cross":
+                    through = (with_glasses[name] - out).abs().mean(1, keepdim=True)
+                    leak = (through * rims).sum(dim=(1, 2, 3)) / (in_guide * rims).sum(
+                        dim=(1, 2, 3)
+                    ).clamp(min=1e-6)
                 outputs[name].append(
                     {
                         "kind": kind,
@@ -137,6 +161,7 @@ def score_generator(
                             dim=(1, 2, 3)
                         )
                         / region.sum(dim=(1, 2, 3)).clamp(min=1),
+                        "leak": leak,
                     }
                 )
     scores = {}
@@ -162,5 +187,6 @@ def score_generator(
             sharpness_ratio=float(torch.cat([r["sharp"] for r in cr]).mean()),
             # images span [-1, 1]: peak-to-peak 2, so PSNR = 10 log10(4 / mse)
             reconstruction_psnr=float((10 * torch.log10(4 / mse)).mean()),
+            glasses_leak=float(torch.cat([r["leak"] for r in cr]).mean()),
         )
     return scores
