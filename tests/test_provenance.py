@@ -402,7 +402,15 @@ def test_watermark_survives_h264_reencode_of_swapped_video(swapped_mp4, tmp_path
     after = verify_file(reencoded, frames=10, analyser=analyser)
     assert not after.label_present and not after.c2pa.present
     assert after.frames_checked == 10
-    assert after.watermark_present and after.watermark_share == 1.0, after.bit_errors
+    # the verdict a user gets: the video is marked, and its frame mark decodes over the ten
+    # frames together with a wide margin (threshold frame_mark.MAX_BIT_ERRORS = 12)
+    assert after.watermark_present, after.bit_errors
+    assert after.video_frame_mark.bit_errors <= 4, after.video_frame_mark
+    # frame by frame crf 23 sits near the threshold on this clip, and where depends on the CPU
+    # (the swap's and the encoder's arithmetic): 10 of 10 frames on the AVX2 EPYC of sessions
+    # 3-8, 9 of 10 on session 10's AVX-512 EPYC (per-frame errors 2-14); an unmarked frame
+    # reads ~32 errors, so 8 of 10 still fails a mark that the re-encode really broke
+    assert after.watermark_share >= 0.8, after.bit_errors
 
 
 def test_label_opt_out_keeps_c2pa_and_the_watermark(tmp_path, analyser):
@@ -461,10 +469,11 @@ def test_verify_exit_codes_and_json(swapped_png, tmp_path):
     assert data["c2pa"]["digital_source_types"] == [COMPOSITE]
     # lossless file: a clean read. Not exactly 0: the mark is read at the face found again in
     # the swap, and that detection's landmarks move by a fraction of a pixel between CPUs
-    # (1 bit error on this session's AMD EPYC, 0 where the test was written); the decision
-    # threshold is face_mark.MAX_BIT_ERRORS = 7
+    # (0 where the test was written, 1 on the AVX2 EPYC of sessions 3-8, 3 on session 10's
+    # AVX-512 EPYC); the decision threshold is face_mark.MAX_BIT_ERRORS = 7, an unmarked face
+    # reads ~32 of 64 wrong
     (errors,) = data["watermark"]["frames"][0]["face_mark_bit_errors"]
-    assert errors <= 2
+    assert errors <= 4
     proc = run_cli("verify", ASTRONAUT)
     assert proc.returncode == 1, proc.stderr
     assert "C2PA: absent" in proc.stdout and "no synthetic label found" in proc.stdout
