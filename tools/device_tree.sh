@@ -3,7 +3,8 @@
 # included), and models/ (with the campaign checkpoint) is more than that. Before a series of GPU calls:
 #   bash tools/device_tree.sh lean      # untrack files a GPU run does not read (ONNX exports,
 #                                       # the evaluation recognizer unless KEEP_RECOGNIZER=1,
-#                                       # the campaign checkpoint with DROP_CAMPAIGN=1)
+#                                       # the campaign checkpoint with DROP_CAMPAIGN=1, every
+#                                       # model the campaign reads with DATA_ONLY=1)
 # and after it, before anything is committed:
 #   bash tools/device_tree.sh restore   # put them back in the index, unchanged
 # Nothing is deleted: the files stay on disk, only git's index and .git/info/exclude change.
@@ -13,7 +14,11 @@ files=(models/*.onnx)
 [ "${KEEP_RECOGNIZER:-0}" = 1 ] || files+=(models/eval_recognizer.safetensors)
 # a frame-path benchmark (tools/gpu_e2e.sh) reads no resume checkpoint: DROP_CAMPAIGN=1;
 # the campaign reads its own EMA, not the released teacher (tools/gpu_session.py)
-if [ "${DROP_CAMPAIGN:-0}" = 1 ]; then
+if [ "${DATA_ONLY:-0}" = 1 ]; then
+  # a call that stages data or starts runs from checkpoints a first call left on the machine
+  # (tools/prepare_carry.sh) reads no model file from this tree: 9 MB left
+  files+=(models/teacher_campaign/* models/teacher_256.safetensors)
+elif [ "${DROP_CAMPAIGN:-0}" = 1 ]; then
   files+=(models/teacher_campaign/*)
 elif [ -f models/teacher_campaign/G_ema.safetensors ]; then
   files+=(models/teacher_256.safetensors)

@@ -14,9 +14,10 @@
 #                                                # checkpoint, scores and logs to $OUT, as
 #                                                # much as one call brings back (64 MiB)
 #   bash tools/gpu_campaign.sh fetch NAME..      # G, D and state of each run (EMA=1: its EMA too)
-# Needs .carry/ (shards + identity_fp16.safetensors, and eval_recognizer.safetensors where the
-# lean tree leaves models/'s behind: the runs' closing scores read it), staged over one or more
-# calls. Make every call's .carry ready before the first: a lent machine goes back ~30 s after a
+# Needs the shards, identity_fp16.safetensors and eval_recognizer.safetensors (the runs' closing
+# scores read it; the lean tree leaves models/'s behind) in runs/stage, staged over two calls:
+# `bash tools/prepare_carry.sh` builds both carries (.carryA, .carryB) and says which tree goes
+# with which call. Build them before the first call: a lent machine goes back ~30 s after a
 # call ends (session 9 lost its first staging that way), and a fresh one starts bare.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 STAGE=runs/stage NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
