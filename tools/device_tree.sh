@@ -15,8 +15,8 @@ files=(models/*.onnx)
 # a frame-path benchmark (tools/gpu_e2e.sh) reads no resume checkpoint: DROP_CAMPAIGN=1;
 # the campaign reads its own EMA, not the released teacher (tools/gpu_session.py)
 if [ "${DATA_ONLY:-0}" = 1 ]; then
-  # a call that stages data or starts runs from checkpoints a first call left on the machine
-  # (tools/prepare_carry.sh) reads no model file from this tree: 9 MB left
+  # a call that only stages data (tools/prepare_carry.sh) reads no model file: 9 MB left; the
+  # machine drops what this tree leaves out, so the next call must carry the models again
   files+=(models/teacher_campaign/* models/teacher_256.safetensors)
 elif [ "${DROP_CAMPAIGN:-0}" = 1 ]; then
   files+=(models/teacher_campaign/*)

@@ -117,6 +117,15 @@ def campaign_runs() -> dict[str, dict]:
             "mesh_share": 0.7,
             "glasses_share": 0.3,
         },
+        # session 10: expr_mp_glasses won its A/B on the glasses leak and is the checkpoint;
+        # the identity-weight A/B (session 9's, lost) on top of it is the next continuation
+        "expr_mp_glasses_id45": {
+            "model": replace(teacher, target_openings=True),
+            **expr,
+            "mesh_share": 0.7,
+            "glasses_share": 0.3,
+            "weights": LossWeights(identity=45.0),
+        },
         "expr_lite": {"model": replace(lite, target_openings=True), **expr},
     }
 
@@ -127,10 +136,17 @@ RELEASED_FROM = {
     "expr_mp": "teacher_256",
     "expr_mp_id45": "teacher_256",
     "expr_mp_glasses": "teacher_256",
+    "expr_mp_glasses_id45": "teacher_256",
     "expr_lite": "lite_256",
 }
 # runs that start from the campaign's checkpoint
-CONTINUES_CHECKPOINT = ("expr", "expr_mp", "expr_mp_id45", "expr_mp_glasses")
+CONTINUES_CHECKPOINT = (
+    "expr",
+    "expr_mp",
+    "expr_mp_id45",
+    "expr_mp_glasses",
+    "expr_mp_glasses_id45",
+)
 
 
 def release_init(name: str, folder: Path) -> Path:

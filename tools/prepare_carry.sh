@@ -3,12 +3,14 @@
 # because a lent machine goes back ~30 s after a call ends and there is no time between calls:
 #   .carryA  identity_fp16.safetensors (dlib's ResNet for the loss) + train_256.npz  ~20 MB
 #   .carryB  train_128.npz (WebP q60) + test_128/256.npz + eval_recognizer.safetensors ~44 MB
-# Each travels with its own tree (64 MiB a call in all):
-#   call 1: bash tools/device_tree.sh lean                    (42 MB: keeps the campaign checkpoint)
-#           run: cp .carryA/* runs/stage/ (carry .carryA)      [mkdir -p runs/stage first]
-#   call 2: bash tools/device_tree.sh restore; DATA_ONLY=1 bash tools/device_tree.sh lean  (9 MB)
-#           run: cp .carryB/* runs/stage/ && bash tools/gpu_campaign.sh start SECS NAME..
-#   then watch / collect / fetch with either tree; `bash tools/device_tree.sh restore` after.
+# Each travels with its own tree (64 MiB a call in all), data first: a model file the tree of a
+# call leaves out is gone from the machine in that call (session 10 lost a start to it), so the
+# call that starts the runs carries the campaign checkpoint itself:
+#   call 1: DATA_ONLY=1 bash tools/device_tree.sh lean         (9 MB tree + .carryB)
+#           run: mkdir -p runs/stage && cp .carryB/* runs/stage/      (carry .carryB)
+#   call 2: bash tools/device_tree.sh restore; bash tools/device_tree.sh lean  (42 MB + .carryA)
+#           run: cp .carryA/* runs/stage/ && bash tools/gpu_campaign.sh start SECS NAME..
+#   then watch / collect / fetch with the call-2 tree; `bash tools/device_tree.sh restore` after.
 # Needs data/shards from `slimswap data build --videos ../shared/data/videos` (12 min on an
 # AVX-512 2-core CPU, 25-30 on an AVX2 one).
 set -euo pipefail
