@@ -2,7 +2,7 @@
 # The training campaign on a lent GPU machine (issue 20; commands and results in
 # benchmarks/RESULTS.md). Every step is one short call; training runs in the background
 # (setsid) between calls, so a warm machine keeps training while the session waits.
-#   bash tools/gpu_campaign.sh stage             # copy .carry/* into runs/stage (call by call)
+#   bash tools/gpu_campaign.sh stage             # copy .carry*/* into runs/stage (call by call)
 #   bash tools/gpu_campaign.sh smoke             # every training path for a few steps
 #   bash tools/gpu_campaign.sh start SECS NAME.. # campaign runs side by side on GPU 0; returns
 #                                                # once each has logged its first steps
@@ -26,7 +26,8 @@ RECOGNIZER=models/eval_recognizer.safetensors
 export RECOGNIZER BATCH=${BATCH:-64} COMPILE=0
 OUT=${OUT:-/tmp/out}
 mkdir -p runs/stage "$OUT"
-[ -d .carry ] && for f in .carry/*.npz .carry/*.safetensors; do [ -f "$f" ] && cp -n "$f" runs/stage/; done
+# every carried folder (.carryA, .carryB of tools/prepare_carry.sh) is staged by any command
+for f in .carry*/*.npz .carry*/*.safetensors; do [ -f "$f" ] && cp -n "$f" runs/stage/; done
 report() {
   for f in runs/campaign_*.log; do [ -f "$f" ] && { echo "== $f"; grep -v Warning "$f" | tail -n "${1:-4}"; }; done
   nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader

@@ -97,35 +97,21 @@ def _released(name: str) -> SwapGeneratorConfig:
 def campaign_runs() -> dict[str, dict]:
     teacher, lite = _released("teacher_256"), _released("lite_256")
     expr = {"video_share": 0.25, "video_pair_share": 0.8}
+    expr_mp = {"model": replace(teacher, target_openings=True), **expr, "mesh_share": 0.7}
+    glasses = {**expr_mp, "glasses_share": 0.3}
     return {
         "control": {"model": replace(teacher, target_openings=False)},
         "expr": {"model": replace(teacher, target_openings=True), **expr},
-        "expr_mp": {"model": replace(teacher, target_openings=True), **expr, "mesh_share": 0.7},
+        "expr_mp": expr_mp,
         # session 6's curve: expr_mp keeps gaining expression and losing identity (recognizer
         # cosine to the source 0.363 -> 0.336 -> 0.324): the A/B for the next continuation
-        "expr_mp_id45": {
-            "model": replace(teacher, target_openings=True),
-            **expr,
-            "mesh_share": 0.7,
-            "weights": LossWeights(identity=45.0),
-        },
+        "expr_mp_id45": {**expr_mp, "weights": LossWeights(identity=45.0)},
         # a source's glasses ghost over targets without them (the demo's Hopper): expr_mp
         # with synthetic glasses on 30 % of its sources (slimswap/train/glasses.py)
-        "expr_mp_glasses": {
-            "model": replace(teacher, target_openings=True),
-            **expr,
-            "mesh_share": 0.7,
-            "glasses_share": 0.3,
-        },
+        "expr_mp_glasses": glasses,
         # session 10: expr_mp_glasses won its A/B on the glasses leak and is the checkpoint;
         # the identity-weight A/B (session 9's, lost) on top of it is the next continuation
-        "expr_mp_glasses_id45": {
-            "model": replace(teacher, target_openings=True),
-            **expr,
-            "mesh_share": 0.7,
-            "glasses_share": 0.3,
-            "weights": LossWeights(identity=45.0),
-        },
+        "expr_mp_glasses_id45": {**glasses, "weights": LossWeights(identity=45.0)},
         "expr_lite": {"model": replace(lite, target_openings=True), **expr},
     }
 

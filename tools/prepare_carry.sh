@@ -7,9 +7,10 @@
 # call leaves out is gone from the machine in that call (session 10 lost a start to it), so the
 # call that starts the runs carries the campaign checkpoint itself:
 #   call 1: DATA_ONLY=1 bash tools/device_tree.sh lean         (9 MB tree + .carryB)
-#           run: mkdir -p runs/stage && cp .carryB/* runs/stage/      (carry .carryB)
+#           run: bash tools/gpu_campaign.sh stage                    (carry .carryB)
 #   call 2: bash tools/device_tree.sh restore; bash tools/device_tree.sh lean  (42 MB + .carryA)
-#           run: cp .carryA/* runs/stage/ && bash tools/gpu_campaign.sh start SECS NAME..
+#           run: bash tools/gpu_campaign.sh start SECS NAME..          (carry .carryA)
+#   (every gpu_campaign.sh command first copies the carried .carry*/ files into runs/stage)
 #   then watch / collect / fetch with the call-2 tree; `bash tools/device_tree.sh restore` after.
 # Needs data/shards from `slimswap data build --videos ../shared/data/videos` (12 min on an
 # AVX-512 2-core CPU, 25-30 on an AVX2 one).

@@ -10,8 +10,9 @@ target frame, without them) makes the reconstruction loss remove them. Issue 20 
 glasses "kept solid or left out, never half-transparent": this is "left out", because the
 target's face is hidden from the generator and its own glasses cannot be redrawn in place.
 
-Drawn by hand in torch (signed-distance rims, antialiased by one pixel): no library draws
-batched, differentiable-free shapes on the device, and the shapes are a few lines each.
+Drawn by hand in torch (distance-field rims, antialiased by one pixel): no library draws
+batched shapes on the device, and `face/raster.signed_distance` takes its polygons on the host,
+which would cost the training step a host sync; a superellipse is no polygon either.
 """
 
 from __future__ import annotations
